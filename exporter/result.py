@@ -1,0 +1,168 @@
+"""What a probe found: the contract between the probe engine and everything that reports it.
+
+Times are seconds (floats) from t0, the moment the request was written; an unknown
+value is None. Definitions are in DESIGN.md ("What is measured").
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Short, stable words: they become the `reason` label, so the set must stay small.
+FAILURE_REASONS = (
+    "timeout",
+    "connect",
+    "http_429",
+    "http_5xx",
+    "http_4xx",
+    "bad_stream",
+    "error_event",
+    "empty_response",
+    "validation",
+    "no_api_key",
+)
+
+
+@dataclass(frozen=True)
+class RequestResult:
+    """One streamed request (a probe makes runs x concurrency of them)."""
+
+    success: bool
+    failure_reason: str | None = None
+    failure_detail: str | None = None  # one line for people; never contains a secret
+    http_status: int | None = None
+    ttft_seconds: float | None = None
+    first_content_seconds: float | None = None
+    duration_seconds: float | None = None
+    output_tokens: int | None = None
+    input_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    tokens_per_second: float | None = None
+    token_count_source: str | None = None  # "usage" | "estimate"
+    retry_after_seconds: float | None = None
+
+
+def decode_rate(output_tokens: int | None, duration: float | None, ttft: float | None) -> (
+    float | None
+):
+    """tokens_per_second = (output_tokens - 1) / (duration - ttft); None when undefined."""
+    if output_tokens is None or duration is None or ttft is None or output_tokens < 2:
+        return None
+    span = duration - ttft
+    return (output_tokens - 1) / span if span > 0 else None
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """A whole probe: one module run against one target.
+
+    The headline figures are medians over the successful requests; `requests` keeps
+    each one so that concurrent probes can report their spread.
+    """
+
+    provider: str
+    model: str
+    module: str
+    started_at: float  # unix time the probe began
+    elapsed_seconds: float  # wall time of the whole probe
+    requests: tuple[RequestResult, ...]
+    aggregate_tokens_per_second: float | None = None  # all streams' tokens / wall time
+    log: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def target(self) -> str:
+        return f"{self.provider}:{self.model}"
+
+    @property
+    def successes(self) -> list[RequestResult]:
+        return [r for r in self.requests if r.success]
+
+    @property
+    def success(self) -> bool:
+        return bool(self.requests) and all(r.success for r in self.requests)
+
+    @property
+    def failure_reason(self) -> str | None:
+        """The most frequent reason among failed requests (ties: first seen)."""
+        reasons = [r.failure_reason for r in self.requests if not r.success and r.failure_reason]
+        return Counter(reasons).most_common(1)[0][0] if reasons else None
+
+    @property
+    def failure_detail(self) -> str | None:
+        reason = self.failure_reason
+        for request in self.requests:
+            if request.failure_reason == reason:
+                return request.failure_detail
+        return None
+
+    def _median_of(self, name: str) -> float | None:
+        return _median([getattr(r, name) for r in self.successes if getattr(r, name) is not None])
+
+    @property
+    def ttft_seconds(self) -> float | None:
+        return self._median_of("ttft_seconds")
+
+    @property
+    def first_content_seconds(self) -> float | None:
+        return self._median_of("first_content_seconds")
+
+    @property
+    def duration_seconds(self) -> float | None:
+        return self._median_of("duration_seconds")
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        return self._median_of("tokens_per_second")
+
+    @property
+    def output_tokens(self) -> int | None:
+        counts = [r.output_tokens for r in self.successes if r.output_tokens is not None]
+        return sum(counts) if counts else None
+
+    @property
+    def input_tokens(self) -> int | None:
+        counts = [r.input_tokens for r in self.successes if r.input_tokens is not None]
+        return sum(counts) if counts else None
+
+    @property
+    def token_count_source(self) -> str | None:
+        sources = {r.token_count_source for r in self.successes if r.token_count_source}
+        if not sources:
+            return None
+        # One estimated stream makes the total an estimate.
+        return "estimate" if "estimate" in sources else "usage"
+
+    def spread(self, name: str) -> tuple[float, float] | None:
+        """(min, max) of a per-request figure over successful requests."""
+        values = [getattr(r, name) for r in self.successes if getattr(r, name) is not None]
+        return (min(values), max(values)) if values else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The object `perfgen probe --format json` prints (keys fixed by DESIGN.md)."""
+        return {
+            "target": self.target,
+            "provider": self.provider,
+            "model": self.model,
+            "module": self.module,
+            "success": self.success,
+            "failure_reason": self.failure_reason,
+            "failure_detail": self.failure_detail,
+            "ttft_seconds": self.ttft_seconds,
+            "first_content_seconds": self.first_content_seconds,
+            "duration_seconds": self.duration_seconds,
+            "output_tokens": self.output_tokens,
+            "input_tokens": self.input_tokens,
+            "tokens_per_second": self.tokens_per_second,
+            "aggregate_tokens_per_second": self.aggregate_tokens_per_second,
+            "token_count_source": self.token_count_source,
+            "started_at": self.started_at,
+            "elapsed_seconds": self.elapsed_seconds,
+            "requests": [asdict(r) for r in self.requests],
+        }
