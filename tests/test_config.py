@@ -1,0 +1,191 @@
+"""The config loader: the example loads, and every mistake names the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exporter.config import (
+    ConfigError,
+    Route,
+    Secret,
+    Target,
+    duration_seconds,
+    load_config,
+    parse_chain,
+    parse_config,
+)
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "config.example.toml"
+
+PROVIDERS = """
+[[providers]]
+name = "groq"
+api_base_url = "https://api.groq.com/openai/v1"
+api_key = "$GROQ_API_KEY"
+models = ["llama-3.3-70b-versatile", "llama-3.1-8b-instant"]
+
+[[providers]]
+name = "anthropic"
+api_base_url = "https://api.anthropic.com"
+api_key = "sk-ant-literal-secret"
+models = ["claude-3-5-haiku"]
+"""
+
+
+def load(performance: str = "", providers: str = PROVIDERS) -> object:
+    return parse_config(providers + performance, "proxy.toml")
+
+
+def error_of(performance: str, providers: str = PROVIDERS) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        load(performance, providers)
+    assert str(caught.value).startswith("proxy.toml: ")
+    return caught.value
+
+
+def test_example_config_loads_with_spec_values() -> None:
+    config = load_config(EXAMPLE)
+    perf = config.performance
+    assert perf.test_interval_minutes == 60
+    assert perf.min_test_count == 5
+    assert perf.weights.latency == 0.4
+    assert perf.thresholds.max_latency_ms == 5000
+    assert Target("ollama", "qwen2.5-coder:latest") in perf.targets
+    assert perf.scenario_weights("background").throughput == 0.6
+    assert perf.scenario_weights("default").throughput == 0.4
+    assert perf.generator.max_chain == 3
+    assert config.providers["deepseek"].protocol == "openai"
+
+
+def test_protocol_is_inferred_from_the_name_and_can_be_overridden() -> None:
+    config = load()
+    assert config.providers["anthropic"].protocol == "anthropic"
+    assert config.providers["groq"].protocol == "openai"
+    overridden = load('[performance.providers.groq]\nprotocol = "anthropic"\n')
+    assert overridden.providers["groq"].protocol == "anthropic"
+
+
+def test_gemini_needs_an_explicit_protocol() -> None:
+    gemini = PROVIDERS + """
+[[providers]]
+name = "gemini"
+api_base_url = "https://generativelanguage.googleapis.com"
+api_key = "$GEMINI_KEY"
+models = ["gemini-2.0-flash"]
+"""
+    error = error_of("", gemini)
+    assert error.key == "performance.providers.gemini.protocol"
+
+
+@pytest.mark.parametrize(
+    ("performance", "key"),
+    [
+        ("[performance]\ntest_interval_minuts = 5\n", "performance.test_interval_minuts"),
+        ("[performance.weights]\nlatency = 0.5\nthroughput = 0.4\nreliability = 0.2\n",
+         "performance.weights"),
+        ("[performance.thresholds]\nmax_latency_ms = -1\n",
+         "performance.thresholds.max_latency_ms"),
+        ("[performance.thresholds]\nmin_success_rate = 1.5\n",
+         "performance.thresholds.min_success_rate"),
+        ("[performance]\nmax_concurrent_tests = true\n", "performance.max_concurrent_tests"),
+        ("[performance]\nwindow = \"an hour\"\n", "performance.window"),
+        ("[performance.test_models]\nmodels = [\"groq:no-such-model\"]\n",
+         "performance.test_models.models[0]"),
+        ("[performance.test_models]\nmodels = [\"nobody:x\"]\n",
+         "performance.test_models.models[0]"),
+        ("[performance.test_models]\nmodules = [\"nope\"]\n", "performance.test_models.modules[0]"),
+        ("[performance.scenarios.fast]\ncandidates = []\n", "performance.scenarios.fast"),
+        ("[performance.scenarios.think]\ncandidates = [\"groq,missing\"]\n",
+         "performance.scenarios.think.candidates[0]"),
+        ("[performance.modules.latency]\nmax_tokens = 0\n",
+         "performance.modules.latency.max_tokens"),
+        ("[performance.modules.latency]\nexpected_response = \"(\"\n",
+         "performance.modules.latency.expected_response"),
+        ("[performance.generator]\nhysteresis_for = \"soon\"\n",
+         "performance.generator.hysteresis_for"),
+        ("[performance.exporter]\nlog_format = \"xml\"\n", "performance.exporter.log_format"),
+        ("[performance.budget]\nmax_output_tokens_per_hour = -5\n",
+         "performance.budget.max_output_tokens_per_hour"),
+        ("[performance.providers.nobody]\nprotocol = \"openai\"\n", "performance.providers.nobody"),
+    ],
+)
+def test_bad_performance_values_name_the_key(performance: str, key: str) -> None:
+    assert error_of(performance).key == key
+
+
+def test_provider_without_models_is_refused() -> None:
+    error = error_of("", '[[providers]]\nname = "x"\napi_base_url = "http://h"\napi_key = "k"\n')
+    assert error.key == "providers[0] (x).models"
+
+
+def test_missing_file_and_bad_toml_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="missing.toml: cannot read"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[performance\n")
+    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
+        load_config(bad)
+
+
+def test_user_module_starts_from_latency_defaults_and_timeout_is_capped() -> None:
+    config = load(
+        "[performance]\ntest_timeout_seconds = 10\n"
+        "[performance.modules.big_prompt]\ninput_tokens = 4000\ntimeout_seconds = 99\n"
+    )
+    module = config.performance.modules["big_prompt"]
+    assert module.input_tokens == 4000
+    assert module.max_tokens == config.performance.modules["latency"].max_tokens
+    assert module.timeout_seconds == 10
+
+
+def test_test_models_providers_without_named_models_contribute_all_models() -> None:
+    config = load(
+        '[performance.test_models]\nproviders = ["groq", "anthropic"]\n'
+        'models = ["groq:llama-3.1-8b-instant"]\n'
+    )
+    assert [t.name for t in config.performance.targets] == [
+        "groq:llama-3.1-8b-instant",
+        "anthropic:claude-3-5-haiku",
+    ]
+
+
+def test_secret_never_prints_its_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GROQ_API_KEY", "gsk-very-secret-value")
+    config = load()
+    groq = config.providers["groq"]
+    assert groq.api_key.reveal() == "gsk-very-secret-value"
+    for text in (repr(config), str(groq), repr(config.providers["anthropic"])):
+        assert "gsk-very-secret-value" not in text
+        assert "sk-ant-literal-secret" not in text
+    monkeypatch.delenv("GROQ_API_KEY")
+    with pytest.raises(KeyError, match="GROQ_API_KEY is not set"):
+        groq.api_key.reveal()
+    assert Secret("$X").env_var == "X"
+
+
+def test_probe_api_key_is_kept_apart() -> None:
+    config = load('[performance.providers.groq]\nprobe_api_key = "$GROQ_PROBE_KEY"\n')
+    groq = config.providers["groq"]
+    assert groq.key_for_probing.env_var == "GROQ_PROBE_KEY"
+    assert groq.api_key.env_var == "GROQ_API_KEY"
+
+
+def test_routes_and_chains_parse_like_the_proxy() -> None:
+    assert parse_chain("groq,llama | ollama,qwen2.5-coder:latest") == [
+        Route("groq", "llama"),
+        Route("ollama", "qwen2.5-coder:latest"),
+    ]
+    assert Route.parse("openrouter:anthropic/claude-3.5-sonnet") == Route(
+        "openrouter", "anthropic/claude-3.5-sonnet"
+    )
+    with pytest.raises(ValueError):
+        Route.parse("no-model")
+
+
+def test_durations() -> None:
+    assert duration_seconds("1h30m") == 5400
+    assert duration_seconds("15s") == 15
+    with pytest.raises(ValueError):
+        duration_seconds("")
