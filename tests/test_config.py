@@ -68,13 +68,16 @@ def test_protocol_is_inferred_from_the_name_and_can_be_overridden() -> None:
 
 
 def test_gemini_needs_an_explicit_protocol() -> None:
-    gemini = PROVIDERS + """
+    gemini = (
+        PROVIDERS
+        + """
 [[providers]]
 name = "gemini"
 api_base_url = "https://generativelanguage.googleapis.com"
 api_key = "$GEMINI_KEY"
 models = ["gemini-2.0-flash"]
 """
+    )
     error = error_of("", gemini)
     assert error.key == "performance.providers.gemini.protocol"
 
@@ -83,32 +86,49 @@ models = ["gemini-2.0-flash"]
     ("performance", "key"),
     [
         ("[performance]\ntest_interval_minuts = 5\n", "performance.test_interval_minuts"),
-        ("[performance.weights]\nlatency = 0.5\nthroughput = 0.4\nreliability = 0.2\n",
-         "performance.weights"),
-        ("[performance.thresholds]\nmax_latency_ms = -1\n",
-         "performance.thresholds.max_latency_ms"),
-        ("[performance.thresholds]\nmin_success_rate = 1.5\n",
-         "performance.thresholds.min_success_rate"),
+        (
+            "[performance.weights]\nlatency = 0.5\nthroughput = 0.4\nreliability = 0.2\n",
+            "performance.weights",
+        ),
+        (
+            "[performance.thresholds]\nmax_latency_ms = -1\n",
+            "performance.thresholds.max_latency_ms",
+        ),
+        (
+            "[performance.thresholds]\nmin_success_rate = 1.5\n",
+            "performance.thresholds.min_success_rate",
+        ),
         ("[performance]\nmax_concurrent_tests = true\n", "performance.max_concurrent_tests"),
-        ("[performance]\nwindow = \"an hour\"\n", "performance.window"),
-        ("[performance.test_models]\nmodels = [\"groq:no-such-model\"]\n",
-         "performance.test_models.models[0]"),
-        ("[performance.test_models]\nmodels = [\"nobody:x\"]\n",
-         "performance.test_models.models[0]"),
-        ("[performance.test_models]\nmodules = [\"nope\"]\n", "performance.test_models.modules[0]"),
+        ('[performance]\nwindow = "an hour"\n', "performance.window"),
+        (
+            '[performance.test_models]\nmodels = ["groq:no-such-model"]\n',
+            "performance.test_models.models[0]",
+        ),
+        ('[performance.test_models]\nmodels = ["nobody:x"]\n', "performance.test_models.models[0]"),
+        ('[performance.test_models]\nmodules = ["nope"]\n', "performance.test_models.modules[0]"),
         ("[performance.scenarios.fast]\ncandidates = []\n", "performance.scenarios.fast"),
-        ("[performance.scenarios.think]\ncandidates = [\"groq,missing\"]\n",
-         "performance.scenarios.think.candidates[0]"),
-        ("[performance.modules.latency]\nmax_tokens = 0\n",
-         "performance.modules.latency.max_tokens"),
-        ("[performance.modules.latency]\nexpected_response = \"(\"\n",
-         "performance.modules.latency.expected_response"),
-        ("[performance.generator]\nhysteresis_for = \"soon\"\n",
-         "performance.generator.hysteresis_for"),
-        ("[performance.exporter]\nlog_format = \"xml\"\n", "performance.exporter.log_format"),
-        ("[performance.budget]\nmax_output_tokens_per_hour = -5\n",
-         "performance.budget.max_output_tokens_per_hour"),
-        ("[performance.providers.nobody]\nprotocol = \"openai\"\n", "performance.providers.nobody"),
+        (
+            '[performance.scenarios.think]\ncandidates = ["groq,missing"]\n',
+            "performance.scenarios.think.candidates[0]",
+        ),
+        (
+            "[performance.modules.latency]\nmax_tokens = 0\n",
+            "performance.modules.latency.max_tokens",
+        ),
+        (
+            '[performance.modules.latency]\nexpected_response = "("\n',
+            "performance.modules.latency.expected_response",
+        ),
+        (
+            '[performance.generator]\nhysteresis_for = "soon"\n',
+            "performance.generator.hysteresis_for",
+        ),
+        ('[performance.exporter]\nlog_format = "xml"\n', "performance.exporter.log_format"),
+        (
+            "[performance.budget]\nmax_output_tokens_per_hour = -5\n",
+            "performance.budget.max_output_tokens_per_hour",
+        ),
+        ('[performance.providers.nobody]\nprotocol = "openai"\n', "performance.providers.nobody"),
     ],
 )
 def test_bad_performance_values_name_the_key(performance: str, key: str) -> None:
