@@ -1,0 +1,127 @@
+"""`perfgen exporter` (serve /probe and friends) and `perfgen probe` (one probe, now).
+
+Exit codes follow the project's contract: 0 success, 1 error (bad config, failed
+probe, cannot listen), 2 usage error (bad --listen, unknown target or module).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+
+import click
+from aiohttp import web
+
+from exporter.config import ConfigError, load_config, redact, secret_values
+from exporter.logs import LOG_FORMATS
+
+DEFAULT_LISTEN = "127.0.0.1:9470"
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """HOST:PORT (IPv6 as [::1]:PORT) -> (host, port)."""
+    host, found, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    if not found or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise click.BadParameter(f"{text!r} is not HOST:PORT", param_hint="--listen")
+    return host, int(port_text)
+
+
+def _display_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def _serve(app: web.Application, host: str, port: int) -> None:
+    from exporter.app import exporter_of
+
+    exporter = exporter_of(app)
+    # Our own signal handling: SIGHUP must reload, not stop, and SIGTERM must clean up.
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            message = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+            raise click.ClickException(message) from None
+        bound_port = next((a[1] for a in runner.addresses if isinstance(a, tuple)), port)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, exporter.reload)
+        click.echo(f"exporter listening on http://{_display_host(host)}:{bound_port}")
+        sys.stdout.flush()
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+@click.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="The proxy's config.toml ([[providers]] and [performance]).")
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, help="HOST:PORT to serve on.")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default=None,
+              help="Overrides [performance.exporter] log_format.")
+def exporter(config_path: str, listen: str, log_format: str | None) -> None:
+    """Serve /probe, /sd, /metrics and the management API until SIGTERM or SIGINT.
+
+    SIGHUP or POST /-/reload re-reads the config; a bad config is refused and the
+    running one kept.
+    """
+    from exporter.app import create_app
+
+    host, port = parse_listen(listen)
+    try:
+        app = create_app(config_path, log_format=log_format)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    asyncio.run(_serve(app, host, port))
+
+
+@click.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="The proxy's config.toml ([[providers]] and [performance]).")
+@click.option("--target", required=True, help="PROVIDER:MODEL, a configured model.")
+@click.option("--module", "module_name", required=True, help="Probe module, e.g. latency.")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="text: the metrics /probe would return; json: the result.")
+def probe(config_path: str, target: str, module_name: str, output_format: str) -> None:
+    """Run one probe now, without cost control, and print its result.
+
+    Exit 0 if the probe succeeded, 1 if it failed (the result is printed either way)
+    or the config is bad, 2 if the target or module is unknown.
+    """
+    from exporter.app import BadProbeRequest, resolve
+    from exporter.metrics import render_single_probe
+    from exporter.probe import run_probe
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    try:
+        resolved_target, module, _ = resolve(config, {"target": target, "module": module_name})
+    except BadProbeRequest as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+    def secrets() -> list[str]:
+        return secret_values(config)
+
+    result = asyncio.run(
+        run_probe(config, resolved_target, module, timeout=module.timeout_seconds))
+    if output_format == "json":
+        text = json.dumps(result.to_json(), indent=2) + "\n"
+    else:
+        text = render_single_probe(result)
+    click.echo(redact(text, secrets), nl=False)
+    if not result.success:
+        detail = f": {result.failure_detail}" if result.failure_detail else ""
+        click.echo(redact(f"probe failed: {result.failure_reason}{detail}", secrets), err=True)
+        sys.exit(1)

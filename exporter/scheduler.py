@@ -1,0 +1,228 @@
+"""Cost control: decide whether a scrape pays for a new probe or reuses the last one.
+
+Prometheus scrapes every 30-60 s; a paid probe should run at most once per
+`test_interval_minutes`. Everything here is about money and provider goodwill, so
+the rules are conservative:
+
+* one paid probe per target+module per interval; scrapes in between get the last result;
+* concurrent scrapes of one target+module share a single in-flight probe;
+* at most `max_concurrent_tests` probes run at once;
+* a rolling-hour output-token budget, reserved before a probe starts (at the module's
+  worst case) and settled with the real count afterwards, so concurrent probes cannot
+  jointly overshoot it;
+* a failed target is retried on exponential backoff rather than every scrape, because
+  hammering a provider that answers 429 only makes it worse.
+
+The clock is injected so tests can move time instead of sleeping. No HTTP here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from exporter.config import Performance
+from exporter.result import ProbeResult
+
+OUTCOMES = ("fresh", "cached", "budget_exhausted", "backoff")
+BUDGET_WINDOW_SECONDS = 3600.0
+
+ProbeKey = tuple[str, str, str]  # provider, model, module
+# Runs one paid probe; receives the seconds it may take.
+StartProbe = Callable[[float], Awaitable[ProbeResult]]
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class CostSettings:
+    interval_seconds: float
+    backoff_initial_seconds: float
+    max_concurrent: int
+    tokens_per_hour: int  # 0 = unlimited
+
+    @classmethod
+    def from_performance(cls, performance: Performance) -> CostSettings:
+        return cls(
+            interval_seconds=performance.test_interval_minutes * 60.0,
+            backoff_initial_seconds=performance.exporter.backoff_initial_seconds,
+            max_concurrent=performance.max_concurrent_tests,
+            tokens_per_hour=performance.max_output_tokens_per_hour,
+        )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one scrape gets: a result (None if nothing was ever measured) and why."""
+
+    result: ProbeResult | None
+    outcome: str
+
+    @property
+    def cached(self) -> bool:
+        """True when this scrape did not itself pay for the measurement it reports."""
+        return self.outcome != "fresh"
+
+
+class TokenBudget:
+    """Output tokens spent in the last hour, with reservations for probes still running."""
+
+    def __init__(self, limit: int, clock: Clock) -> None:
+        self.limit = limit
+        self._clock = clock
+        self._spent: deque[tuple[float, int]] = deque()
+        self.reserved = 0
+        # The cost of the last probe refused; the budget stays "exhausted" while that
+        # probe would still be refused, even if a smaller one could squeeze in.
+        self._refused_cost: int | None = None
+
+    def used(self) -> int:
+        horizon = self._clock() - BUDGET_WINDOW_SECONDS
+        while self._spent and self._spent[0][0] <= horizon:
+            self._spent.popleft()
+        return sum(tokens for _, tokens in self._spent)
+
+    def try_reserve(self, cost: int) -> bool:
+        if self.limit > 0 and self.used() + self.reserved + cost > self.limit:
+            self._refused_cost = cost
+            return False
+        self._refused_cost = None
+        self.reserved += cost
+        return True
+
+    def settle(self, reserved: int, actual: int) -> None:
+        self.reserved -= reserved
+        if actual > 0:
+            self._spent.append((self._clock(), actual))
+
+    def exhausted(self) -> bool:
+        if self.limit <= 0:
+            return False
+        committed = self.used() + self.reserved
+        if committed >= self.limit:
+            return True
+        return self._refused_cost is not None and committed + self._refused_cost > self.limit
+
+
+class _KeyState:
+    __slots__ = ("last", "finished_at", "failures", "task")
+
+    def __init__(self) -> None:
+        self.last: ProbeResult | None = None
+        self.finished_at: float | None = None
+        self.failures = 0  # consecutive failed (or crashed) probes
+        self.task: asyncio.Task[ProbeResult | None] | None = None
+
+
+def spent_tokens(result: ProbeResult) -> int:
+    """Output tokens paid for, failed requests included (a stream cut late still cost)."""
+    return sum(request.output_tokens or 0 for request in result.requests)
+
+
+class Scheduler:
+    def __init__(self, settings: CostSettings, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._states: dict[ProbeKey, _KeyState] = {}
+        self.budget = TokenBudget(settings.tokens_per_hour, clock)
+        self.scrapes: Counter[tuple[str, str]] = Counter()  # (module, outcome)
+        self.in_flight = 0
+        self.settings = settings
+        self._semaphore = asyncio.Semaphore(settings.max_concurrent)
+
+    def configure(self, settings: CostSettings) -> None:
+        """Apply reloaded settings; probes already running finish under the old limits."""
+        if settings.max_concurrent != self.settings.max_concurrent:
+            self._semaphore = asyncio.Semaphore(settings.max_concurrent)
+        self.budget.limit = settings.tokens_per_hour
+        self.settings = settings
+
+    def last_result(self, key: ProbeKey) -> ProbeResult | None:
+        state = self._states.get(key)
+        return state.last if state else None
+
+    def due_at(self, key: ProbeKey) -> float:
+        """Clock time from which a scrape of `key` may pay for a new probe."""
+        state = self._states.get(key)
+        if state is None or state.finished_at is None:
+            return -math.inf
+        wait = self.settings.interval_seconds
+        if state.failures:
+            backoff = self.settings.backoff_initial_seconds * 2.0 ** (state.failures - 1)
+            wait = min(backoff, wait)
+        return state.finished_at + wait
+
+    async def probe(
+        self, key: ProbeKey, start: StartProbe, *, timeout: float, cost: int
+    ) -> Answer:
+        """Answer one scrape of `key`, running `start(timeout)` only if cost control allows.
+
+        `cost` is the most output tokens the probe can spend (reserved from the budget).
+        An exception from `start` propagates to every scrape waiting on that probe.
+        """
+        state = self._states.setdefault(key, _KeyState())
+        if state.task is not None:
+            result = await asyncio.shield(state.task)
+            return self._answer(key, result if result is not None else state.last, "cached")
+        if self._clock() < self.due_at(key):
+            outcome = "backoff" if state.failures else "cached"
+            return self._answer(key, state.last, outcome)
+        if not self.budget.try_reserve(cost):
+            return self._answer(key, state.last, "budget_exhausted")
+        self.in_flight += 1  # counted from here so a scrape can never see a gap
+        task = asyncio.create_task(self._run(state, start, timeout, cost))
+        # If every waiting scrape is cancelled, nobody reads a crash: mark it retrieved.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        state.task = task
+        result = await asyncio.shield(task)
+        if result is None:  # no concurrency slot in time: not a failure of the target
+            return self._answer(key, state.last, "cached")
+        return self._answer(key, result, "fresh")
+
+    async def _run(
+        self, state: _KeyState, start: StartProbe, timeout: float, cost: int
+    ) -> ProbeResult | None:
+        loop = asyncio.get_running_loop()
+        semaphore = self._semaphore  # release the one acquired, even across a reload
+        actual = 0
+        try:
+            began = loop.time()
+            try:
+                # Waiting for a slot eats the probe's own time; past half of it, a
+                # timeout would be blamed on the provider, so skip this round instead.
+                async with asyncio.timeout(timeout / 2):
+                    await semaphore.acquire()
+            except TimeoutError:
+                return None
+            try:
+                remaining = timeout - (loop.time() - began)
+                try:
+                    result = await start(remaining)
+                except Exception:
+                    state.failures += 1
+                    state.finished_at = self._clock()
+                    raise
+                actual = spent_tokens(result)
+                state.last = result
+                state.failures = 0 if result.success else state.failures + 1
+                state.finished_at = self._clock()
+                return result
+            finally:
+                semaphore.release()
+        finally:
+            self.budget.settle(cost, actual)
+            self.in_flight -= 1
+            state.task = None
+
+    def _answer(self, key: ProbeKey, result: ProbeResult | None, outcome: str) -> Answer:
+        self.scrapes[(key[2], outcome)] += 1
+        return Answer(result, outcome)
+
+    async def close(self) -> None:
+        """Cancel probes still running (exporter shutdown)."""
+        tasks = [s.task for s in self._states.values() if s.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

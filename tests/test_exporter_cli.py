@@ -1,0 +1,161 @@
+"""`perfgen exporter` and `perfgen probe` as users run them: real processes, real simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from click.testing import CliRunner
+
+from exporter.cli import probe
+from simulator.config import parse_simulator_config
+from simulator.server import create_app as create_simulator
+from tests.test_exporter_app import SIM_KEY, SIMULATOR, exporter_toml
+
+ROOT = Path(__file__).resolve().parents[1]
+PERFGEN = [sys.executable, "-c", "from generator.cli import main; main()"]
+
+
+@pytest.fixture
+def cli_env(monkeypatch) -> dict[str, str]:
+    monkeypatch.setenv("PERFGEN_TEST_SIM_KEY", SIM_KEY)
+    monkeypatch.setenv("PERFGEN_TEST_ANTH_KEY", "sk-ant-unused-here")
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+@pytest_asyncio.fixture
+async def config_file(aiohttp_server, tmp_path, cli_env) -> Path:
+    sim = await aiohttp_server(create_simulator(parse_simulator_config(SIMULATOR)))
+    path = tmp_path / "config.toml"
+    path.write_text(exporter_toml(sim.port))
+    return path
+
+
+async def run_perfgen(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *PERFGEN, *args, cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.asyncio
+async def test_probe_json_success(config_file, cli_env):
+    code, out, err = await run_perfgen(cli_env, "probe", "--config", str(config_file),
+                                       "--target", "sim:fast", "--module", "latency",
+                                       "--format", "json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["success"] is True and result["failure_reason"] is None
+    assert result["target"] == "sim:fast" and result["token_count_source"] == "usage"
+    for key in ("provider", "model", "module", "ttft_seconds", "first_content_seconds",
+                "duration_seconds", "output_tokens", "input_tokens", "tokens_per_second"):
+        assert key in result
+    assert SIM_KEY not in out + err
+
+
+@pytest.mark.asyncio
+async def test_probe_text_is_the_probe_exposition(config_file, cli_env):
+    code, out, err = await run_perfgen(cli_env, "probe", "--config", str(config_file),
+                                       "--target", "sim:fast", "--module", "health")
+    assert code == 0, err
+    assert 'llm_probe_success{model="fast",module="health",provider="sim"} 1.0' in out
+    assert "llm_ttft_seconds_bucket" in out
+    if shutil.which("promtool"):
+        checked = subprocess.run(["promtool", "check", "metrics"], input=out.encode(),
+                                 capture_output=True, timeout=30)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@pytest.mark.asyncio
+async def test_failed_probe_exits_1_and_still_prints(config_file, cli_env):
+    code, out, err = await run_perfgen(cli_env, "probe", "--config", str(config_file),
+                                       "--target", "sim:broken", "--module", "latency",
+                                       "--format", "json")
+    assert code == 1
+    assert json.loads(out)["failure_reason"] == "http_5xx"
+    assert "probe failed: http_5xx" in err
+
+
+def test_probe_usage_errors_exit_2(tmp_path, cli_env):
+    config = tmp_path / "config.toml"
+    config.write_text(exporter_toml(1))
+    runner = CliRunner()
+    unknown_target = runner.invoke(probe, ["--config", str(config), "--target", "sim:nope",
+                                           "--module", "latency"])
+    assert unknown_target.exit_code == 2 and "unknown target 'sim:nope'" in unknown_target.output
+    unknown_module = runner.invoke(probe, ["--config", str(config), "--target", "sim:fast",
+                                           "--module", "nope"])
+    assert unknown_module.exit_code == 2 and "unknown module 'nope'" in unknown_module.output
+
+
+def test_probe_bad_config_exits_1(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(exporter_toml(1, extra="nonsense = true"))
+    result = CliRunner().invoke(probe, ["--config", str(config), "--target", "sim:fast",
+                                        "--module", "latency"])
+    assert result.exit_code == 1
+    assert "performance.exporter.nonsense" in result.output and str(config) in result.output
+
+
+@pytest.mark.asyncio
+async def test_exporter_serves_reloads_on_sighup_and_stops_on_sigterm(config_file, cli_env):
+    process = await asyncio.create_subprocess_exec(
+        *PERFGEN, "exporter", "--config", str(config_file), "--listen", "127.0.0.1:0",
+        "--log-format", "json", cwd=ROOT, env=cli_env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+        assert line.startswith("exporter listening on http://127.0.0.1:")
+        base = line.split()[-1]
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/-/healthy") as response:
+                assert response.status == 200
+            async with http.get(f"{base}/probe",
+                                params={"target": "sim:fast", "module": "latency"}) as response:
+                assert response.status == 200
+                assert 'llm_probe_success{model="fast",module="latency",provider="sim"} 1.0' \
+                    in await response.text()
+            config_file.write_text(config_file.read_text().replace(
+                '"sim:fast", "anthropic:claude-sim"', '"sim:other"'))
+            process.send_signal(signal.SIGHUP)
+            for _ in range(100):
+                async with http.get(f"{base}/sd") as response:
+                    targets = {g["targets"][0] for g in await response.json()}
+                if targets == {"sim:other"}:
+                    break
+                await asyncio.sleep(0.05)
+            assert targets == {"sim:other"}
+        process.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(process.communicate(), 10)
+        assert process.returncode == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    records = [json.loads(line) for line in err.decode().splitlines()]
+    assert {"exporter started", "probe finished", "config reloaded"} <= {r["msg"] for r in records}
+    assert SIM_KEY not in err.decode()
+
+
+@pytest.mark.asyncio
+async def test_exporter_bad_config_and_bad_listen(tmp_path, cli_env):
+    config = tmp_path / "config.toml"
+    config.write_text(exporter_toml(1, extra="nonsense = true"))
+    code, out, err = await run_perfgen(cli_env, "exporter", "--config", str(config))
+    assert code == 1 and "performance.exporter.nonsense" in err and out == ""
+    config.write_text(exporter_toml(1))
+    code, _, err = await run_perfgen(cli_env, "exporter", "--config", str(config),
+                                     "--listen", "nowhere")
+    assert code == 2 and "HOST:PORT" in err

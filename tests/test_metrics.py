@@ -1,0 +1,160 @@
+"""ProbeResult -> exposition text: names, labels, histograms fed only by real successes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.metrics import (
+    TTFT_BUCKETS,
+    CumulativeStore,
+    render_probe,
+    render_single_probe,
+)
+from exporter.result import FAILURE_REASONS, ProbeResult, RequestResult
+
+KEY = ("sim", "fast-model", "latency")
+LABELS = {"provider": "sim", "model": "fast-model", "module": "latency"}
+
+
+def ok_request(ttft: float = 0.2, duration: float = 1.2, tokens: int = 51) -> RequestResult:
+    return RequestResult(success=True, http_status=200, ttft_seconds=ttft,
+                         first_content_seconds=ttft, duration_seconds=duration,
+                         output_tokens=tokens, input_tokens=12,
+                         tokens_per_second=(tokens - 1) / (duration - ttft),
+                         token_count_source="usage")
+
+
+def failed_request(reason: str = "http_5xx") -> RequestResult:
+    return RequestResult(success=False, failure_reason=reason, http_status=500,
+                         failure_detail="upstream said no")
+
+
+def result_of(*requests: RequestResult, **kwargs: object) -> ProbeResult:
+    fields: dict = {"provider": "sim", "model": "fast-model", "module": "latency",
+                    "started_at": 1_700_000_000.0, "elapsed_seconds": 1.5,
+                    "requests": requests}
+    fields.update(kwargs)
+    return ProbeResult(**fields)
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def value(text: str, name: str, **extra: str) -> float | None:
+    labels = tuple(sorted({**LABELS, **extra}.items()))
+    return samples(text).get((name, labels))
+
+
+def test_successful_probe_exposes_every_contract_gauge():
+    text = render_single_probe(result_of(ok_request()))
+    for name in ("llm_probe_success", "llm_probe_duration_seconds", "llm_probe_ttft_seconds",
+                 "llm_probe_first_content_seconds", "llm_probe_request_duration_seconds",
+                 "llm_probe_tokens_per_second", "llm_probe_output_tokens",
+                 "llm_probe_input_tokens", "llm_probe_token_count_estimated",
+                 "llm_probe_cached", "llm_probe_timestamp_seconds"):
+        assert value(text, name) is not None, name
+    assert value(text, "llm_probe_success") == 1
+    assert value(text, "llm_probe_ttft_seconds") == pytest.approx(0.2)
+    assert value(text, "llm_probe_tokens_per_second") == pytest.approx(50.0)
+    assert value(text, "llm_probe_token_count_estimated") == 0
+    assert value(text, "llm_probe_cached") == 0
+    assert value(text, "llm_probe_timestamp_seconds") == 1_700_000_000.0
+    for reason in FAILURE_REASONS:
+        assert value(text, "llm_probe_failed", reason=reason) == 0
+
+
+def test_histograms_and_counters_after_one_success():
+    text = render_single_probe(result_of(ok_request(ttft=0.2)))
+    assert value(text, "llm_ttft_seconds_count") == 1
+    assert value(text, "llm_ttft_seconds_sum") == pytest.approx(0.2)
+    assert value(text, "llm_ttft_seconds_bucket", le="0.1") == 0
+    assert value(text, "llm_ttft_seconds_bucket", le="0.25") == 1
+    assert value(text, "llm_ttft_seconds_bucket", le="+Inf") == 1
+    assert value(text, "llm_request_duration_seconds_count") == 1
+    assert value(text, "llm_decode_tokens_per_second_count") == 1
+    assert value(text, "llm_first_content_seconds_count") == 1
+    assert value(text, "llm_requests_total") == 1
+    assert value(text, "llm_output_tokens_total") == 51
+    assert value(text, "llm_input_tokens_total") == 12
+    for reason in FAILURE_REASONS:
+        assert value(text, "llm_request_failures_total", reason=reason) == 0
+
+
+def test_value_on_a_bucket_bound_lands_in_that_bucket():
+    store = CumulativeStore()
+    store.observe(result_of(ok_request(ttft=TTFT_BUCKETS[3])))
+    text = render_probe(store, KEY, None, cached=True).decode()
+    assert value(text, "llm_ttft_seconds_bucket", le=repr(TTFT_BUCKETS[3])) == 1
+    assert value(text, "llm_ttft_seconds_bucket", le=repr(TTFT_BUCKETS[2])) == 0
+
+
+def test_failures_count_but_never_feed_histograms():
+    store = CumulativeStore()
+    store.observe(result_of(failed_request("http_429"), failed_request("http_429"),
+                            ok_request()))
+    failed = result_of(failed_request("timeout"))
+    store.observe(failed)
+    text = render_probe(store, KEY, failed, cached=False).decode()
+    assert value(text, "llm_requests_total") == 4
+    assert value(text, "llm_request_failures_total", reason="http_429") == 2
+    assert value(text, "llm_request_failures_total", reason="timeout") == 1
+    assert value(text, "llm_ttft_seconds_count") == 1
+    assert value(text, "llm_probe_success") == 0
+    assert value(text, "llm_probe_failed", reason="timeout") == 1
+    assert value(text, "llm_probe_failed", reason="http_429") == 0
+    # Unknown values of a failed probe are absent, not zero.
+    assert value(text, "llm_probe_ttft_seconds") is None
+    assert value(text, "llm_probe_tokens_per_second") is None
+
+
+def test_cached_answer_does_not_observe_again():
+    store = CumulativeStore()
+    result = result_of(ok_request())
+    store.observe(result)
+    first = render_probe(store, KEY, result, cached=False).decode()
+    again = render_probe(store, KEY, result, cached=True).decode()
+    assert value(again, "llm_probe_cached") == 1
+    assert value(again, "llm_requests_total") == value(first, "llm_requests_total") == 1
+
+
+def test_each_scrape_only_shows_its_own_target_and_module():
+    store = CumulativeStore()
+    store.observe(result_of(ok_request()))
+    store.observe(result_of(ok_request(), model="other"))
+    text = render_probe(store, KEY, None, cached=True).decode()
+    models = {labels for (_, labels) in samples(text)}
+    assert all(("model", "fast-model") in labels for labels in models)
+
+
+def test_estimated_tokens_and_concurrent_aggregate():
+    estimated = RequestResult(success=True, ttft_seconds=0.1, duration_seconds=0.6,
+                              output_tokens=11, tokens_per_second=20.0,
+                              token_count_source="estimate")
+    text = render_single_probe(
+        result_of(estimated, ok_request(), module="concurrent", aggregate_tokens_per_second=90.0))
+    labels = {**LABELS, "module": "concurrent"}
+    found = samples(text)
+    assert found[("llm_probe_token_count_estimated", tuple(sorted(labels.items())))] == 1
+    assert found[("llm_probe_aggregate_tokens_per_second", tuple(sorted(labels.items())))] == 90
+    assert found[("llm_probe_output_tokens", tuple(sorted(labels.items())))] == 62
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_promtool_accepts_the_exposition():
+    store = CumulativeStore()
+    failed = result_of(failed_request())
+    store.observe(result_of(ok_request()))
+    store.observe(failed)
+    text = render_probe(store, KEY, failed, cached=True)
+    checked = subprocess.run(["promtool", "check", "metrics"], input=text,
+                             capture_output=True, timeout=30)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
