@@ -1,0 +1,271 @@
+"""`perfgen query`: the current ranking of one scenario, for people and scripts.
+
+Also home of the Prometheus connection options shared with `perfgen generate`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from exporter.config import (
+    SCENARIOS,
+    Config,
+    ConfigError,
+    Performance,
+    Route,
+    duration_seconds,
+    load_config,
+    parse_chain,
+)
+from generator.promql import (
+    Auth,
+    PromClient,
+    PromQLError,
+    Snapshot,
+    fetch_snapshot,
+    model_stats,
+    parse_headers,
+)
+from generator.ranking import FAILS, MEETS, ModelStats, Policy, classify
+
+# --------------------------------------------------------------------- shared options
+
+_PROMETHEUS_OPTIONS: list[Callable[[Any], Any]] = [
+    click.option("--prometheus", "prometheus_url", required=True, metavar="URL",
+                 envvar="PERFGEN_PROMETHEUS_URL",
+                 help="Prometheus (or compatible) root URL [env PERFGEN_PROMETHEUS_URL]."),
+    click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+                 help="Seconds per HTTP request to Prometheus."),
+    click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
+                 help="Extra attempts on connection errors and 429/502/503/504."),
+    click.option("--bearer-token-env", metavar="NAME", help="Env var holding a bearer token."),
+    click.option("--bearer-token-file", metavar="PATH", help="File holding a bearer token."),
+    click.option("--basic-auth-user", metavar="USER", help="Basic-auth user name."),
+    click.option("--basic-auth-password-env", metavar="NAME",
+                 help="Env var holding the basic-auth password."),
+    click.option("--basic-auth-password-file", metavar="PATH",
+                 help="File holding the basic-auth password."),
+    click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'",
+                 help="Extra request header, repeatable (e.g. 'X-Scope-OrgID: team1'); "
+                      "a value '$VAR' is read from the environment."),
+    click.option("--tls-insecure", is_flag=True,
+                 help="Do not verify Prometheus' TLS certificate."),
+    click.option("--ca-file", metavar="PATH", help="CA bundle to verify Prometheus' TLS."),
+]
+
+
+def prometheus_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_PROMETHEUS_OPTIONS):
+        command = option(command)
+    return command
+
+
+def make_client(options: dict[str, Any]) -> PromClient:
+    """A PromClient from the shared options; raises PromQLError or ValueError."""
+    auth = Auth(
+        bearer_token_env=options.get("bearer_token_env"),
+        bearer_token_file=options.get("bearer_token_file"),
+        basic_user=options.get("basic_auth_user"),
+        basic_password_env=options.get("basic_auth_password_env"),
+        basic_password_file=options.get("basic_auth_password_file"),
+    )
+    verify: bool | str = True
+    if options.get("tls_insecure"):
+        verify = False
+    elif options.get("ca_file"):
+        verify = str(options["ca_file"])
+    return PromClient(
+        options["prometheus_url"],
+        timeout=options.get("timeout", 10.0),
+        retries=options.get("retries", 2),
+        auth=auth,
+        headers=parse_headers(options.get("headers") or ()),
+        verify=verify,
+    )
+
+
+def stale_after(performance: Performance) -> str:
+    """`[performance.generator] stale_after`, else three probe intervals."""
+    if performance.generator.stale_after:
+        return performance.generator.stale_after
+    return f"{max(1, round(performance.test_interval_minutes * 3 * 60))}s"
+
+
+# --------------------------------------------------------------------- ranking rows
+
+COLUMNS = ("rank", "provider", "model", "score", "ttft_p95_seconds",
+           "decode_tokens_per_second", "success_ratio", "samples", "meets_thresholds",
+           "reason")
+
+
+@dataclass(frozen=True)
+class Row:
+    rank: int
+    stats: ModelStats
+    group: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "rank": self.rank,
+            "provider": s.route.provider,
+            "model": s.route.model,
+            "score": _json_num(s.score),
+            "ttft_p95_seconds": _json_num(s.ttft_p95_seconds),
+            "decode_tokens_per_second": _json_num(s.decode_tokens_per_second),
+            "success_ratio": _json_num(s.success_ratio),
+            "samples": _json_num(s.samples),
+            "meets_thresholds": s.meets_thresholds,
+            "reason": "" if self.group == MEETS else self.reason,
+        }
+
+
+def rank_rows(
+    snap: Snapshot, scenario: str, policy: Policy, extra: Sequence[Route] = (),
+    only: Collection[Route] | None = None,
+) -> list[Row]:
+    """Models with data (plus `extra`; only those in `only` if given), ranked as the
+    generator would rank them, without hysteresis."""
+    routes = [Route(p, m) for p, m in snap.keys()]
+    routes += [r for r in extra if r not in routes]
+    if only is not None:
+        routes = [r for r in routes if r in only]
+    classified = []
+    for route in routes:
+        stats = model_stats(snap, scenario, route)
+        group, reason = classify(stats, policy)
+        order = {MEETS: 0, FAILS: 1}.get(group, 2)
+        classified.append((order, -(stats.score if stats.score is not None else -1.0),
+                           str(route), stats, group, reason))
+    classified.sort(key=lambda item: item[:3])
+    return [Row(i + 1, stats, group, reason)
+            for i, (_, _, _, stats, group, reason) in enumerate(classified)]
+
+
+def render(rows: Sequence[Row], fmt: str, scenario: str, window: str, at: float) -> str:
+    if fmt == "json":
+        payload = {"scenario": scenario, "window": window, "evaluated_at": round(at, 3),
+                   "models": [row.as_dict() for row in rows]}
+        return json.dumps(payload, indent=2) + "\n"
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            data = row.as_dict()
+            writer.writerow({k: _csv_cell(v) for k, v in data.items()})
+        return out.getvalue()
+    return _table(rows, scenario, window)
+
+
+def _table(rows: Sequence[Row], scenario: str, window: str) -> str:
+    header = ("RANK", "PROVIDER", "MODEL", "SCORE", "P95 TTFT s", "DECODE tok/s", "SUCCESS",
+              "SAMPLES", "MEETS", "REASON")
+    lines = [header]
+    for row in rows:
+        s = row.stats
+        lines.append((
+            str(row.rank), s.route.provider, s.route.model, _fmt(s.score, ".3f"),
+            _fmt(s.ttft_p95_seconds, ".3f"), _fmt(s.decode_tokens_per_second, ".1f"),
+            _fmt(s.success_ratio, ".3f"), _fmt(s.samples, ".0f"),
+            {True: "yes", False: "no", None: "-"}[s.meets_thresholds],
+            "" if row.group == MEETS else row.reason,
+        ))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    numeric = {0, 3, 4, 5, 6, 7}
+    text = [f"scenario {scenario}, window {window}"]
+    for line in lines:
+        cells = [cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
+                 for i, cell in enumerate(line)]
+        text.append("  ".join(cells).rstrip())
+    if not rows:
+        text.append("(no model has data in this window)")
+    return "\n".join(text) + "\n"
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _json_num(value: float | None) -> float | None:
+    # JSON has no NaN/Infinity; +Inf (a p95 past the last bucket) is written as null.
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+# --------------------------------------------------------------------- command
+
+
+@click.command()
+@prometheus_options
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Proxy config.toml: window, thresholds, min_test_count and the "
+                   "scenario's chain come from its [performance] and [router].")
+@click.option("--scenario", default="default", show_default=True,
+              type=click.Choice(SCENARIOS), help="Routing scenario to rank for.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True, help="table for people; json/csv are stable for scripts.")
+@click.option("--window", metavar="DURATION",
+              help="Recording-rule window (default: [performance] window, else 1h).")
+def query(config_path: str | None, scenario: str, fmt: str, window: str | None,
+          **options: Any) -> None:
+    """Print the ranking of one routing scenario from the recording rules.
+
+    Models that meet the thresholds come first, best score first; then those that
+    fail them; then those without fresh data or with too few samples. With --config,
+    only the config's [[providers]] models are listed (plus the scenario's chain), and
+    reasons name the thresholds missed; without it every model with data is listed,
+    with the default min_test_count (5) and probe interval (60 min).
+    """
+    config: Config | None = None
+    try:
+        if config_path:
+            config = load_config(config_path)
+        performance = config.performance if config else Performance()
+        window = window or (performance.window if config else "1h")
+        duration_seconds(window)
+        client = make_client(options)
+        stale = stale_after(performance)
+        snap = fetch_snapshot(client, window, hold_seconds=0, stale_after=stale,
+                              stale_after_seconds=duration_seconds(stale))
+    except (ConfigError, PromQLError, ValueError) as exc:
+        click.echo(f"perfgen query: error: {exc}", err=True)
+        sys.exit(1)
+    for warning in snap.warnings:
+        click.echo(f"perfgen query: warning: {warning}", err=True)
+    policy = Policy(
+        min_samples=performance.min_test_count,
+        thresholds=performance.scenario_thresholds(scenario) if config else None,
+    )
+    extra: list[Route] = []
+    only: set[Route] | None = None
+    if config:
+        # The models this proxy could route to; other Prometheus data is someone else's.
+        only = {Route(p.name, m) for p in config.providers.values() for m in p.models}
+        own = config.performance.scenarios.get(scenario)
+        route = config.router.get(scenario)
+        extra = list(own.candidates) if own and own.candidates else []
+        if isinstance(route, str):
+            try:
+                extra += parse_chain(route)
+            except ValueError:
+                pass  # a malformed route is generate's problem to report
+    rows = rank_rows(snap, scenario, policy, extra, only)
+    click.echo(render(rows, fmt, scenario, window, snap.at), nl=False)

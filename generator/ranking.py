@@ -1,0 +1,286 @@
+"""Decide each routing scenario's fallback chain from plain numbers.
+
+Nothing here talks to Prometheus or touches a file: the inputs are `ModelStats` per
+route (what the recording rules said) and the scenario's current chain, the output is
+a `Decision` with the new chain and the reasons for it. That keeps every rule of the
+ranking unit-testable with literals.
+
+The order of a new chain:
+
+1. models with fresh data that meet the thresholds, best score first;
+2. models with fresh data that fail them, best score first;
+3. models without fresh data (or too few samples), in their old order, then candidates
+   not yet in the chain in configured order;
+
+cut to `max_chain`. A model whose provider or model is not configured is never written.
+When no candidate has fresh data the route is left exactly as it is.
+
+Hysteresis keeps groups 1 and 2 sticky: at each position the incumbent (the model that
+came first in the old chain among those left) keeps its place unless a challenger's
+lowest score over the hold time beats `(1 + margin)` times the incumbent's highest
+score over the same time, and the challenger had a score for the whole hold time.
+A primary that fails thresholds or lost its data is not an incumbent of group 1, so
+it is replaced at once: hysteresis protects against noise, not against an outage.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from exporter.config import Route, Thresholds
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """What Prometheus says about one provider+model for one scenario."""
+
+    route: Route
+    score: float | None = None  # None: no series, or NaN
+    meets_thresholds: bool | None = None  # None: no series
+    samples: float | None = None  # requests in the window
+    fresh: bool = True  # False: the last probe is older than stale_after
+    stale_reason: str = ""
+    ttft_p95_seconds: float | None = None
+    decode_tokens_per_second: float | None = None
+    success_ratio: float | None = None
+    score_scenario: str | None = None  # which scenario label the score came from
+    # Over the hold time: lowest and highest score, and whether a score existed at every
+    # step. None when there is no history (then the current score stands in).
+    hold_min: float | None = None
+    hold_max: float | None = None
+    hold_covered: bool = False
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The knobs of ranking, from `[performance]` and `[performance.generator]`."""
+
+    min_samples: float = 5
+    max_chain: int = 3
+    margin: float = 0.10
+    hold: str = "15m"
+    thresholds: Thresholds | None = None  # for explaining why a model fails
+
+
+# Groups, in chain order.
+MEETS, FAILS, UNKNOWN = "meets", "fails", "unknown"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One model's place and the reason for it."""
+
+    route: Route
+    group: str  # MEETS, FAILS, UNKNOWN or "excluded"
+    reason: str
+    score: float | None = None
+    kept: bool = True  # False: cut by max_chain or excluded
+
+
+@dataclass
+class Decision:
+    scenario: str
+    old_chain: list[Route]
+    new_chain: list[Route]
+    entries: list[Entry] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    untouched: bool = False  # no fresh data: the route text is kept byte for byte
+
+    @property
+    def changed(self) -> bool:
+        return not self.untouched and self.new_chain != self.old_chain
+
+    @property
+    def primary_changed(self) -> bool:
+        return self.changed and self.new_chain[:1] != self.old_chain[:1]
+
+    @property
+    def chain_text(self) -> str:
+        return "|".join(str(route) for route in self.new_chain)
+
+
+def classify(stats: ModelStats | None, policy: Policy) -> tuple[str, str]:
+    """(group, reason) of one model."""
+    if stats is None or (stats.score is None and stats.meets_thresholds is None):
+        return UNKNOWN, "no fresh data: no score series in the window"
+    if not stats.fresh:
+        return UNKNOWN, f"no fresh data: {stats.stale_reason or 'last probe too old'}"
+    if stats.samples is None or stats.samples < policy.min_samples:
+        count = "no" if stats.samples is None else f"only {stats.samples:g}"
+        return UNKNOWN, f"too few samples: {count} (min_test_count {policy.min_samples:g})"
+    if stats.meets_thresholds is False:
+        # Also without a score: a model whose every request fails has no latency to
+        # score, yet it is the clearest case for demotion.
+        why = threshold_failures(stats, policy.thresholds)
+        if stats.score is None:
+            why.append("no score (no successful request in the window)")
+        return FAILS, "fails thresholds" + (f": {'; '.join(why)}" if why else "")
+    if stats.score is None:
+        return UNKNOWN, "no fresh data: no score series in the window"
+    if stats.meets_thresholds is None:
+        return FAILS, "fails thresholds: no meets-thresholds series"
+    return MEETS, "meets thresholds"
+
+
+def threshold_failures(stats: ModelStats, thresholds: Thresholds | None) -> list[str]:
+    """Which thresholds a model misses, in words; empty when unknown."""
+    if thresholds is None:
+        return []
+    out: list[str] = []
+    limit_s = thresholds.max_latency_ms / 1000
+    ttft, rate, ratio = (_num(stats.ttft_p95_seconds), _num(stats.decode_tokens_per_second),
+                         _num(stats.success_ratio))
+    if ttft is not None and ttft > limit_s:
+        out.append(f"p95 TTFT {ttft:.3f} s > {limit_s:g} s")
+    if rate is not None and rate < thresholds.min_throughput_tokens_per_sec:
+        out.append(f"decode {rate:.1f} tokens/s < {thresholds.min_throughput_tokens_per_sec:g}")
+    if ratio is not None and ratio < thresholds.min_success_rate:
+        out.append(f"success ratio {ratio:.3f} < {thresholds.min_success_rate:g}")
+    return out
+
+
+def holds_over(challenger: ModelStats, incumbent: ModelStats, margin: float) -> bool:
+    """True when the challenger beat the incumbent by the margin for the whole hold time."""
+    if not challenger.hold_covered:
+        return False
+    low = challenger.hold_min if challenger.hold_min is not None else challenger.score
+    incumbent_scores = [s for s in (incumbent.hold_max, incumbent.score) if s is not None]
+    if low is None or not incumbent_scores:
+        return False
+    return low > (1 + margin) * max(incumbent_scores)
+
+
+def decide(
+    scenario: str,
+    old_chain: Sequence[Route],
+    candidates: Sequence[Route],
+    stats: Mapping[Route, ModelStats],
+    provider_models: Mapping[str, Iterable[str]],
+    policy: Policy,
+) -> Decision:
+    """The new chain for one scenario. `candidates` empty: the old chain's routes."""
+    old = list(old_chain)
+    decision = Decision(scenario, old, list(old))
+    pool = _unique(list(candidates) or old)
+    known = {name: set(models) for name, models in provider_models.items()}
+
+    groups: dict[str, list[Route]] = {MEETS: [], FAILS: [], UNKNOWN: []}
+    reasons: dict[Route, str] = {}
+    for route in pool:
+        if route.provider not in known:
+            decision.entries.append(Entry(route, "excluded", f"provider {route.provider!r} "
+                                          "is not in [[providers]]", kept=False))
+            continue
+        if route.model not in known[route.provider]:
+            decision.entries.append(Entry(route, "excluded", f"model not in provider "
+                                          f"{route.provider!r}'s models", kept=False))
+            continue
+        group, reason = classify(stats.get(route), policy)
+        groups[group].append(route)
+        reasons[route] = reason
+
+    if not groups[MEETS] and not groups[FAILS]:
+        decision.untouched = True
+        decision.notes.append("no candidate has fresh data with enough samples: route left as is")
+        decision.entries.extend(
+            Entry(r, UNKNOWN, reasons[r], _score(stats.get(r))) for r in groups[UNKNOWN]
+        )
+        return decision
+
+    old_index = {route: i for i, route in enumerate(old)}
+    ordered: list[tuple[Route, str]] = []
+    for group in (MEETS, FAILS):
+        chosen, notes = _sticky_order(groups[group], stats, old_index, policy, len(ordered))
+        ordered.extend((route, group) for route in chosen)
+        decision.notes.extend(notes)
+    # Unknown models keep their old relative order; new candidates follow in config order.
+    unknown = sorted(groups[UNKNOWN], key=lambda r: old_index.get(r, len(old) + pool.index(r)))
+    ordered.extend((route, UNKNOWN) for route in unknown)
+
+    decision.new_chain = [route for route, _ in ordered[: policy.max_chain]]
+    for index, (route, group) in enumerate(ordered):
+        kept = index < policy.max_chain
+        reason = reasons[route]
+        if not kept:
+            reason += f"; cut by max_chain={policy.max_chain}"
+        decision.entries.append(Entry(route, group, reason, _score(stats.get(route)), kept))
+    if old and ordered[0][0] != old[0]:
+        note = _primary_change_note(old[0], ordered[0][0], groups, reasons)
+        if note:
+            decision.notes.append(note)
+    return decision
+
+
+def _sticky_order(
+    members: list[Route],
+    stats: Mapping[Route, ModelStats],
+    old_index: Mapping[Route, int],
+    policy: Policy,
+    offset: int = 0,
+) -> tuple[list[Route], list[str]]:
+    """Order by score, but let an incumbent keep its place until it is clearly beaten."""
+    remaining = sorted(members, key=lambda r: (-(stats[r].score or 0.0),
+                                               old_index.get(r, math.inf), str(r)))
+    result: list[Route] = []
+    notes: list[str] = []
+    while remaining:
+        best = remaining[0]
+        incumbents = [r for r in remaining if r in old_index]
+        incumbent = min(incumbents, key=old_index.__getitem__) if incumbents else None
+        pick = best
+        if incumbent is not None and best != incumbent:
+            base = stats[incumbent]
+            winners = [r for r in remaining if r != incumbent
+                       and (stats[r].score or 0.0) > (base.score or 0.0)
+                       and holds_over(stats[r], base, policy.margin)]
+            pick = winners[0] if winners else incumbent
+            notes.append(
+                _hysteresis_note(offset + len(result), pick, best, incumbent, stats, policy)
+            )
+        result.append(pick)
+        remaining.remove(pick)
+    return result, notes
+
+
+def _hysteresis_note(
+    position: int, pick: Route, best: Route, incumbent: Route,
+    stats: Mapping[Route, ModelStats], policy: Policy,
+) -> str:
+    where = "primary" if position == 0 else f"position {position + 1}"
+    challenger = best if pick == incumbent else pick
+    champ, base = stats[challenger], stats[incumbent]
+    base_max = max(s for s in (base.hold_max, base.score) if s is not None)
+    need = (1 + policy.margin) * base_max
+    low = champ.hold_min if champ.hold_min is not None else champ.score
+    detail = (f"{challenger} lowest score over {policy.hold} "
+              f"{'n/a' if low is None else f'{low:.3f}'}"
+              f"{'' if champ.hold_covered else ' (no score for the whole hold time)'}"
+              f" vs {incumbent} highest {base_max:.3f} x {1 + policy.margin:g} = {need:.3f}")
+    if pick == incumbent:
+        return f"hysteresis holds {where}: {incumbent} stays ({detail})"
+    return f"hysteresis switches {where} to {pick}: beat {incumbent} for {policy.hold} ({detail})"
+
+
+def _primary_change_note(
+    old: Route, new: Route, groups: Mapping[str, list[Route]], reasons: Mapping[Route, str]
+) -> str | None:
+    """Why the old primary lost its place when hysteresis did not decide it."""
+    if old in groups[MEETS]:
+        return None  # the hysteresis note already says why
+    if old in reasons:
+        return f"primary {old} -> {new}: old primary {reasons[old]}"
+    return f"primary {old} -> {new}: old primary is not a candidate or not configured"
+
+
+def _unique(routes: list[Route]) -> list[Route]:
+    return list(dict.fromkeys(routes))
+
+
+def _score(stats: ModelStats | None) -> float | None:
+    return stats.score if stats else None
+
+
+def _num(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else value

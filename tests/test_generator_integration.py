@@ -1,0 +1,488 @@
+"""perfgen generate / query against a real Prometheus holding recording-rule series.
+
+The series (the names of docs/CONTRACTS.md, as the recording rules would write them)
+are backfilled with `promtool tsdb create-blocks-from openmetrics` into the TSDB
+directory before Prometheus starts, with timestamps up to a few seconds ago: a fresh
+TSDB has an empty head, so Prometheus serves blocks that reach "now" (asserted below).
+One Prometheus serves every case; each case has its own provider names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from generator.generate_cli import generate, generate_once
+from generator.promql import PromClient
+from generator.proxy_schema import validate_text
+from generator.proxy_toml import only_routes_changed
+from generator.query_cli import query
+from stack.processes import (
+    BinaryMissing,
+    ManagedProcess,
+    find_binary,
+    free_port,
+    http_get,
+    project_root,
+    start_prometheus,
+)
+
+pytestmark = pytest.mark.integration
+
+ROOT = project_root()
+EXAMPLE = (ROOT / "examples" / "config.example.toml").read_text()
+NOW = time.time()
+HISTORY = 2 * 3600  # seconds of backfilled history
+STEP = 30
+
+Score = float | Callable[[float], float | None]  # constant, or f(age in seconds)
+
+
+def model(score: Score, *, meets: int = 1, samples: float = 20, ttft: float = 0.4,
+          decode: float = 60.0, success: float = 1.0, probe_age: float = 0,
+          scenarios: tuple[str, ...] = ("default",)) -> dict[str, object]:
+    return dict(score=score, meets=meets, samples=samples, ttft=ttft, decode=decode,
+                success=success, probe_age=probe_age, scenarios=scenarios)
+
+
+# provider -> model -> series. Every case uses its own providers.
+DATA: dict[str, dict[str, dict[str, object]]] = {
+    # A faster model moves to the front; a model without data stays behind.
+    "fast": {"a": model(0.50), "b": model(0.90), "c": model(None, samples=0)},
+    # A model over the latency threshold drops behind one that meets them.
+    "thresh": {"a": model(0.95, meets=0, ttft=9.0), "b": model(0.60)},
+    # Inside the margin (0.85 < 1.1 x 0.80): no takeover. "d" became much better only
+    # five minutes ago, less than the 15 m hold time: no takeover either.
+    "hyst": {"a": model(0.80), "b": model(0.85), "c": model(0.50),
+             "d": model(lambda age: 0.99 if age < 300 else 0.40)},
+    # Stale: the last probe is four hours old, so its (still recorded) score is ignored.
+    "stale": {"a": model(0.30), "b": model(0.95, probe_age=4 * 3600)},
+    # The example config's own providers: deepseek-chat becomes the fastest.
+    "groq": {"llama-3.3-70b-versatile": model(0.55), "llama-3.1-8b-instant": model(0.5)},
+    "deepseek": {"deepseek-chat": model(0.91), "deepseek-reasoner": model(0.7)},
+    "openrouter": {"anthropic/claude-3.5-sonnet": model(0.6),
+                   "deepseek/deepseek-r1": model(0.3, meets=0, success=0.5)},
+    "ollama": {"qwen2.5-coder:latest": model(0.4, scenarios=("default", "background"))},
+}
+
+
+def openmetrics() -> str:
+    """Every series, grouped by family as OpenMetrics requires."""
+    families: dict[str, list[str]] = {}
+
+    def add(name: str, labels: dict[str, str], value: Callable[[float], float | None]) -> None:
+        text = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        lines = families.setdefault(name, [])
+        for t in range(int(NOW - HISTORY), int(NOW - 5), STEP):
+            v = value(NOW - t)
+            if v is not None:
+                lines.append(f"{name}{{{text}}} {v} {t}")
+
+    for provider, models in DATA.items():
+        for name, spec in models.items():
+            labels = {"provider": provider, "model": name}
+            score = spec["score"]
+            score_at = score if callable(score) else (lambda age, s=score: s)
+            if spec["samples"]:
+                for scenario in spec["scenarios"]:
+                    add("provider_model:llm_performance_score:ratio_1h",
+                        {**labels, "scenario": scenario}, score_at)
+                    add("provider_model:llm_meets_thresholds:bool_1h",
+                        {**labels, "scenario": scenario}, lambda age, s=spec: s["meets"])
+                for rule, key in (("llm_requests:increase_1h", "samples"),
+                                  ("llm_ttft_seconds:p95_1h", "ttft"),
+                                  ("llm_decode_tokens_per_second:mean_1h", "decode"),
+                                  ("llm_request_success:ratio_1h", "success")):
+                    add(f"provider_model:{rule}", labels, lambda age, s=spec, k=key: s[k])
+            add("llm_probe_timestamp_seconds", {**labels, "module": "latency"},
+                lambda age, s=spec: NOW - age - s["probe_age"])
+    out = []
+    for name, lines in families.items():
+        out.append(f"# TYPE {name} gauge")
+        out.extend(lines)
+    out.append("# EOF")
+    return "\n".join(out) + "\n"
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    try:
+        promtool = find_binary("promtool")
+        find_binary("prometheus")
+    except BinaryMissing as exc:
+        if os.environ.get("PERFGEN_REQUIRE_BINARIES") == "1":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    workdir = tmp_path_factory.mktemp("generator-prometheus")
+    source = workdir / "series.om"
+    source.write_text(openmetrics())
+    subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(source),
+                    str(workdir / "prometheus-data")], check=True, capture_output=True)
+    process: ManagedProcess = start_prometheus(
+        workdir, "global:\n  scrape_interval: 15s\n", retention="100y")
+    try:
+        yield process.url or ""
+    finally:
+        process.stop()
+
+
+def write_config(tmp_path: Path, provider: str, models: list[str], router: dict[str, str],
+                 extra: str = "") -> Path:
+    routes = "\n".join(f'{key} = "{value}"' for key, value in router.items())
+    text = f"""# a comment the generator must keep
+[router]
+{routes}
+strategy = "FillFirst"  # keep me too
+
+[[providers]]
+name = "{provider}"
+api_base_url = "http://127.0.0.1:1/v1"
+api_key = "$NO_KEY"
+models = {json.dumps(models)}
+
+[performance]
+test_interval_minutes = 5
+min_test_count = 5
+window = "1h"
+
+[performance.generator]
+hysteresis_margin = 0.10
+hysteresis_for = "15m"
+max_chain = 3
+{extra}"""
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def run_generate(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(generate, list(args), catch_exceptions=False)
+    # Whatever happened, every config file left behind is one the proxy accepts.
+    for flag in ("--config", "--out"):
+        if flag in args:
+            path = Path(args[args.index(flag) + 1])
+            if path.exists():
+                assert validate_text(path.read_text()) == [], path
+    return result.exit_code, result.stdout, result.stderr
+
+
+def router(path: Path) -> dict[str, object]:
+    return tomllib.loads(path.read_text())["router"]
+
+
+# --------------------------------------------------------------------------- generate
+
+
+def test_backfilled_series_reach_now(prometheus):
+    samples = PromClient(prometheus).instant("provider_model:llm_performance_score:ratio_1h"
+                                             '{provider="fast",model="b"}')
+    assert samples and samples[0].value == 0.9
+
+
+def test_faster_model_moves_to_front(prometheus, tmp_path):
+    cfg = write_config(tmp_path, "fast", ["a", "b", "c"], {"default": "fast,a|fast,b"},
+                       '[performance.scenarios.web_search]\ncandidates = ["fast,c", "fast,a"]\n')
+    before = cfg.read_text()
+    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus)
+    assert code == 3, err
+    after = cfg.read_text()
+    assert router(cfg)["default"] == "fast,b|fast,a"
+    # A scenario absent from [router] is added because it has candidates (c: no data).
+    assert router(cfg)["web_search"] == "fast,a|fast,c"
+    assert (tmp_path / "config.toml.bak").read_text() == before
+    assert "routes changed: default, web_search" in err and "-default" in out
+    assert only_routes_changed(before, after) == [] and validate_text(after) == []
+    # Run again: already the best order, nothing to do, the file is not rewritten.
+    mtime = cfg.stat().st_mtime_ns
+    assert run_generate("--config", str(cfg), "--prometheus", prometheus)[0] == 0
+    assert cfg.stat().st_mtime_ns == mtime
+
+
+def test_model_over_threshold_drops_behind(prometheus, tmp_path):
+    cfg = write_config(tmp_path, "thresh", ["a", "b"], {"default": "thresh,a|thresh,b"})
+    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus, "--explain")
+    assert code == 3, err
+    assert router(cfg)["default"] == "thresh,b|thresh,a"
+    assert "fails thresholds: p95 TTFT 9.000 s > 5 s" in out
+    assert validate_text(cfg.read_text()) == []
+
+
+def test_challenger_inside_hysteresis_margin_does_not_take_over(prometheus, tmp_path):
+    cfg = write_config(tmp_path, "hyst", ["a", "b", "c", "d"],
+                       {"default": "hyst,a|hyst,b", "think": "hyst,c|hyst,d"})
+    before = cfg.read_bytes()
+    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus,
+                                  "--explain")
+    assert code == 0, err
+    assert cfg.read_bytes() == before
+    assert not (tmp_path / "config.toml.bak").exists()
+    assert "hysteresis holds primary: hyst,a stays" in out
+    # d is far better now, but only for the last 5 minutes of the 15 m hold time.
+    assert "hysteresis holds primary: hyst,c stays" in out
+    # With a zero hold time the margin alone decides, and d takes over at once.
+    quick = cfg.read_text().replace('hysteresis_for = "15m"', 'hysteresis_for = "0s"')
+    cfg.write_text(quick)
+    assert run_generate("--config", str(cfg), "--prometheus", prometheus)[0] == 3
+    assert router(cfg) == {"default": "hyst,a|hyst,b", "think": "hyst,d|hyst,c",
+                           "strategy": "FillFirst"}
+
+
+def test_stale_model_keeps_its_place_after_fresh_ones(prometheus, tmp_path):
+    cfg = write_config(tmp_path, "stale", ["a", "b"], {"default": "stale,b|stale,a"})
+    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus, "--explain")
+    assert code == 3, err
+    assert router(cfg)["default"] == "stale,a|stale,b"
+    assert "no fresh data: last probe 4.0 h ago" in out, out
+
+
+def test_no_data_at_all_leaves_route_untouched(prometheus, tmp_path):
+    cfg = write_config(tmp_path, "nodata", ["x", "y"], {"default": "nodata,y|nodata,x"})
+    before = cfg.read_bytes()
+    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus, "--explain")
+    assert code == 0 and cfg.read_bytes() == before
+    assert "scenario default: untouched" in out
+
+
+def test_example_config_changes_only_route_values(prometheus, tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(EXAMPLE)
+    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus)
+    assert code == 3, err
+    after = cfg.read_text()
+    old_doc, new_doc = tomllib.loads(EXAMPLE), tomllib.loads(after)
+    # deepseek-chat beats the margin; openrouter (0.60) is within 10 % of groq (0.55),
+    # so the fallbacks keep their old order.
+    assert new_doc["router"]["default"] == ("deepseek,deepseek-chat|groq,llama-3.3-70b-"
+                                            "versatile|openrouter,anthropic/claude-3.5-sonnet")
+    # think: deepseek-r1 fails thresholds, so the reasoner stays first.
+    assert new_doc["router"]["think"] == EXAMPLE_ROUTER["think"]
+    for doc in (old_doc, new_doc):
+        for key in ("default", "background", "think", "long_context", "web_search", "image"):
+            doc["router"].pop(key, None)
+    assert old_doc == new_doc  # everything but the route values parses the same
+    changed = [line for line in _line_diff(EXAMPLE, after)]
+    assert changed and all(line[2:].startswith(("default =", "background =", "think ="))
+                           for line in changed), changed
+    assert validate_text(after) == []
+
+
+EXAMPLE_ROUTER = tomllib.loads(EXAMPLE)["router"]
+
+
+def _line_diff(old: str, new: str) -> list[str]:
+    import difflib
+    return [line for line in difflib.ndiff(old.splitlines(), new.splitlines())
+            if line[:2] in ("- ", "+ ")]
+
+
+def test_dry_run_and_out(prometheus, tmp_path):
+    cfg = write_config(tmp_path, "fast", ["a", "b", "c"], {"default": "fast,a|fast,b"})
+    before = cfg.read_bytes()
+    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus, "--dry-run")
+    assert code == 3 and cfg.read_bytes() == before
+    assert '-default = "fast,a|fast,b"\n+default = "fast,b|fast,a"\n' in out
+    assert "dry run, nothing written" in err
+    target = tmp_path / "out" / "proxy.toml"
+    target.parent.mkdir()
+    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus,
+                                  "--out", str(target), "--quiet")
+    assert code == 3 and cfg.read_bytes() == before and out == ""
+    assert router(target)["default"] == "fast,b|fast,a"
+
+
+def test_prometheus_down_leaves_file_byte_identical(tmp_path):
+    cfg = write_config(tmp_path, "fast", ["a", "b"], {"default": "fast,a|fast,b"})
+    before = cfg.read_bytes()
+    code, out, err = run_generate("--config", str(cfg), "--prometheus",
+                                  f"http://127.0.0.1:{free_port()}", "--retries", "0")
+    assert code == 1
+    assert cfg.read_bytes() == before and not (tmp_path / "config.toml.bak").exists()
+    assert "is unreachable" in err and "the config file is unchanged" in err
+
+
+def test_usage_errors_exit_2(tmp_path):
+    cfg = write_config(tmp_path, "fast", ["a"], {"default": "fast,a"})
+    assert run_generate("--config", str(cfg))[0] == 2  # no --prometheus
+    assert run_generate("--config", str(cfg), "--prometheus", "http://x",
+                        "--every", "soon")[0] == 2
+    assert run_generate("--config", str(cfg), "--prometheus", "http://x",
+                        "--metrics-listen", "127.0.0.1:1")[0] == 2
+
+
+class ReloadReceiver:
+    def __init__(self, status: int) -> None:
+        self.calls: list[dict[str, str]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                receiver.calls.append({"path": self.path, **dict(self.headers)})
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(b"nope" if status >= 400 else b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_reload_after_change(prometheus, tmp_path, monkeypatch, status):
+    receiver = ReloadReceiver(status)
+    monkeypatch.setenv("TEST_MGMT_KEY", "management-secret")
+    try:
+        cfg = write_config(tmp_path, "fast", ["a", "b"], {"default": "fast,a|fast,b"})
+        code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus,
+                                      "--reload-url", receiver.url,
+                                      "--management-key-env", "TEST_MGMT_KEY")
+    finally:
+        receiver.close()
+    assert receiver.calls[0]["path"] == "/v0/management/config/reload"
+    assert receiver.calls[0]["X-Management-Key"] == "management-secret"
+    # Written either way; a failed reload is an error that leaves a valid file.
+    assert router(cfg)["default"] == "fast,b|fast,a" and validate_text(cfg.read_text()) == []
+    if status == 200:
+        assert code == 3 and "proxy reloaded" in err
+    else:
+        assert code == 1 and "answered HTTP 500" in err
+    assert "management-secret" not in out + err
+
+
+def test_reload_needs_the_key(tmp_path, monkeypatch):
+    monkeypatch.delenv("PERFGEN_MANAGEMENT_KEY", raising=False)
+    cfg = write_config(tmp_path, "fast", ["a"], {"default": "fast,a"})
+    code, _, err = run_generate("--config", str(cfg), "--prometheus", "http://x",
+                                "--reload-url", "http://127.0.0.1:1")
+    assert code == 1 and "$PERFGEN_MANAGEMENT_KEY" in err
+
+
+def test_python_api(prometheus, tmp_path):
+    cfg = write_config(tmp_path, "thresh", ["a", "b"], {"default": "thresh,a|thresh,b"})
+    result = generate_once(cfg, PromClient(prometheus), dry_run=True)
+    assert result.exit_code == 3 and result.written is None
+    assert result.plan.changed_scenarios == ["default"]
+    assert "+default = \"thresh,b|thresh,a\"" in result.plan.diff()
+
+
+def test_every_serves_metrics_and_stops_on_sigterm(prometheus, tmp_path):
+    cfg = write_config(tmp_path, "fast", ["a", "b"], {"default": "fast,a|fast,b"})
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from generator.cli import main; main(prog_name='perfgen')",
+         "generate", "--config", str(cfg), "--prometheus", prometheus, "--every", "1s",
+         "--metrics-listen", f"127.0.0.1:{port}", "--quiet"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        body = ""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            status, raw = http_get(f"http://127.0.0.1:{port}/metrics")
+            body = raw.decode()
+            if status == 200 and "perfgen_generator_last_run_success 1.0" in body:
+                break
+            time.sleep(0.2)
+        assert "perfgen_generator_last_run_success 1.0" in body, body
+        assert 'perfgen_generator_route_changes_total{scenario="default"} 1.0' in body
+        assert ('perfgen_generator_primary_info{model="b",provider="fast",scenario="default"}'
+                ' 1.0') in body
+        assert "perfgen_generator_last_success_timestamp_seconds" in body
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "generator listening on http://127.0.0.1:" in err and "stopped" in err
+
+
+# --------------------------------------------------------------------------- query
+
+
+def run_query(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(query, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_query_json_ranks_like_the_generator(prometheus, tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(EXAMPLE)
+    code, out, err = run_query("--prometheus", prometheus, "--config", str(cfg),
+                               "--format", "json", "--scenario", "long_context")
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["scenario"] == "long_context" and payload["window"] == "1h"
+    rows = {(r["provider"], r["model"]): r for r in payload["models"]}
+    first = payload["models"][0]
+    assert (first["rank"], first["provider"], first["model"]) == (1, "deepseek", "deepseek-chat")
+    assert [r["rank"] for r in payload["models"]] == list(range(1, len(rows) + 1))
+    # Only this config's models; the scenario's chain is listed even without data.
+    assert {p for p, _ in rows} == {"groq", "deepseek", "openrouter", "ollama"}
+    gemini = rows[("openrouter", "google/gemini-2.0-flash-exp")]
+    assert gemini["score"] is None and gemini["reason"].startswith("no fresh data")
+    assert list(first) == ["rank", "provider", "model", "score", "ttft_p95_seconds",
+                           "decode_tokens_per_second", "success_ratio", "samples",
+                           "meets_thresholds", "reason"]
+    r1 = rows[("openrouter", "deepseek/deepseek-r1")]
+    assert r1["meets_thresholds"] is False and "success ratio 0.500 < 0.95" in r1["reason"]
+    meets = [r["meets_thresholds"] for r in payload["models"]]
+    assert meets.index(False) > meets.index(True)
+
+
+def test_query_table_and_csv_without_config(prometheus):
+    code, out, err = run_query("--prometheus", prometheus)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "scenario default, window 1h"
+    assert lines[1].split()[:3] == ["RANK", "PROVIDER", "MODEL"]
+    assert lines[2].split()[:4] == ["1", "hyst", "d", "0.990"]
+    stale = next(line for line in lines if line.split()[1:3] == ["stale", "b"])
+    assert stale.endswith("no fresh data: last probe 4.0 h ago")
+    # Columns are aligned: every row's MODEL column starts where the header's does.
+    column = lines[1].index("MODEL")
+    assert all(line[column - 2:column] == "  " for line in lines[2:])
+    code, out, _ = run_query("--prometheus", prometheus, "--format", "csv",
+                             "--scenario", "background")
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header == ("rank,provider,model,score,ttft_p95_seconds,decode_tokens_per_second,"
+                      "success_ratio,samples,meets_thresholds,reason")
+    # background has its own series only for ollama; the rest fall back to "default".
+    assert rows[0].startswith("1,hyst,d,0.99,")
+    assert rows[1].startswith("2,deepseek,deepseek-chat,0.91,0.4,60.0,1.0,20.0,true,")
+
+
+def test_query_prometheus_down_is_an_error():
+    code, _, err = run_query("--prometheus", f"http://127.0.0.1:{free_port()}",
+                             "--retries", "0")
+    assert code == 1 and "unreachable" in err
+
+
+def test_metrics_endpoint_format_is_prometheus(prometheus):
+    # The generator's job scrapes /metrics; nothing else to check here than that the
+    # query API we use accepts our range step on this server version.
+    response = requests.get(f"{prometheus}/api/v1/query_range", params={
+        "query": "provider_model:llm_performance_score:ratio_1h", "start": NOW - 900,
+        "end": NOW, "step": "15"}, timeout=5)
+    assert response.json()["status"] == "success"
