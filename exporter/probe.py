@@ -1,0 +1,496 @@
+"""Run one module against one target: stream the requests, time them, return a ProbeResult.
+
+Timing (definitions in DESIGN.md, "What is measured"):
+
+* t0 is taken when aiohttp is about to write the request headers (a trace hook), so
+  connection setup is not charged to the model. A session made without that hook
+  (not by create_session) falls back to "just before session.post()", and the log says so.
+* Each read is timestamped with time.perf_counter() the moment it returns, before any
+  parsing; every event decoded from that read carries the read's timestamp.
+* TTFT: first event carrying a token of any kind; first_content: first visible answer
+  token; duration: last token-bearing event.
+
+A misbehaving provider never raises out of run_probe: every request ends as a
+RequestResult, failed ones with a result.FAILURE_REASONS word and a one-line detail
+from which every configured API key value has been removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from exporter.config import Config, Module, Provider, Target, redact, secret_values
+from exporter.prompts import build_prompt, estimate_tokens, next_prompt_index
+from exporter.protocols import (
+    CONTENT,
+    END,
+    TOKEN,
+    StreamFacts,
+    StreamFailure,
+    WireProtocol,
+    get_protocol,
+)
+from exporter.protocols.base import body_error_text, shorten
+from exporter.result import ProbeResult, RequestResult, decode_rate
+from exporter.sse import Event, SSEDecoder
+
+# Deadlines come from asyncio.timeout_at; aiohttp's own timeouts would race with it.
+NO_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
+_ERROR_BODY_LIMIT = 4096
+# A stream that delivered bytes this recently when the deadline hit was slow, not stalled.
+_STALL_SECONDS = 1.0
+_UNSENDABLE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class _Timing:
+    """Filled in by the trace hooks for one request (passed as trace_request_ctx)."""
+
+    __slots__ = ("connected", "t0")
+
+    def __init__(self) -> None:
+        self.connected: float | None = None
+        self.t0: float | None = None
+
+
+async def _on_connection_ready(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: object
+) -> None:
+    timing = context.trace_request_ctx
+    if isinstance(timing, _Timing):
+        timing.connected = time.perf_counter()
+
+
+async def _on_headers_sent(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: object
+) -> None:
+    timing = context.trace_request_ctx
+    if isinstance(timing, _Timing) and timing.t0 is None:
+        timing.t0 = time.perf_counter()
+
+
+TRACE = aiohttp.TraceConfig()
+TRACE.on_connection_create_end.append(_on_connection_ready)
+TRACE.on_connection_reuseconn.append(_on_connection_ready)
+TRACE.on_request_headers_sent.append(_on_headers_sent)
+
+
+def create_session(**kwargs: Any) -> aiohttp.ClientSession:
+    """A ClientSession fit for probing: the t0 trace hook, and no aiohttp timeouts."""
+    kwargs.setdefault("timeout", NO_TIMEOUT)
+    return aiohttp.ClientSession(trace_configs=[TRACE], **kwargs)
+
+
+class _Log:
+    """The probe's human-readable lines, with every secret value removed on the way in."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self._secrets: list[str] = []
+        self.lines: list[str] = []
+        for secret in secrets:
+            self.add_secret(secret)
+
+    def add_secret(self, value: str) -> None:
+        if value and value not in self._secrets:
+            self._secrets.append(value)
+            # Longest first, so a key that contains another is removed whole.
+            self._secrets.sort(key=len, reverse=True)
+
+    def clean(self, text: str) -> str:
+        return redact(text, lambda: self._secrets)
+
+    def __call__(self, text: str) -> None:
+        self.lines.append(self.clean(text))
+
+
+@dataclass
+class _Probe:
+    """Everything the streams of one probe share."""
+
+    provider: Provider
+    protocol: WireProtocol
+    model: str
+    module: Module
+    api_key: str
+    session: aiohttp.ClientSession
+    deadline: float  # event-loop time
+    timeout: float
+    traced: bool
+    log: _Log
+
+
+@dataclass
+class _Stream:
+    """What one request observed, in perf_counter seconds."""
+
+    label: str
+    prompt: str
+    start: float = 0.0
+    timing: _Timing = field(default_factory=_Timing)
+    status: int | None = None
+    content_type: str = ""
+    headers_at: float | None = None
+    last_bytes_at: float | None = None
+    first_token: float | None = None
+    first_content: float | None = None
+    last_token: float | None = None
+    events: int = 0
+    received: int = 0
+    decoder: SSEDecoder = field(default_factory=SSEDecoder)
+
+    @property
+    def t0(self) -> float:
+        return self.timing.t0 if self.timing.t0 is not None else self.start
+
+
+async def run_probe(
+    config: Config,
+    target: Target,
+    module: Module,
+    *,
+    timeout: float | None = None,
+    session: aiohttp.ClientSession | None = None,
+    prompt_index: int | None = None,
+) -> ProbeResult:
+    """Run `module.runs` rounds of `module.concurrency` parallel streams against `target`.
+
+    `timeout` bounds the whole probe (default module.timeout_seconds). Raises ValueError
+    only for a target that names no configured provider and model (a caller's bug).
+    """
+    provider = config.provider_for(target)
+    if provider is None:
+        raise ValueError(f"target {target.name!r} names no configured provider and model")
+    protocol = get_protocol(provider.protocol)
+    started_at = time.time()
+    begin = time.perf_counter()
+    log = _Log(secret_values(config))
+    limit = module.timeout_seconds if timeout is None else timeout
+    log(f"probe {target.name} module={module.name} protocol={protocol.name} "
+        f"runs={module.runs} concurrency={module.concurrency} timeout={limit:.3g}s")
+
+    try:
+        api_key = provider.key_for_probing.reveal()
+    except KeyError as exc:
+        detail = log.clean(str(exc.args[0]))
+        log(f"failed: no_api_key: {detail}")
+        failed = RequestResult(success=False, failure_reason="no_api_key", failure_detail=detail)
+        return _result(target, module, started_at, begin, [failed], None, log)
+    log.add_secret(api_key)  # a probe-only key from a [performance.providers] override
+    if _UNSENDABLE.search(api_key):
+        # aiohttp would refuse the header with an error quoting it; say why, never what.
+        where = provider.key_for_probing.env_var
+        detail = (f"the API key{f' in ${where}' if where else ''} contains a line break "
+                  "or control character")
+        log(f"failed: no_api_key: {detail}")
+        failed = RequestResult(success=False, failure_reason="no_api_key", failure_detail=detail)
+        return _result(target, module, started_at, begin, [failed], None, log)
+
+    own_session = session is None
+    if session is None:
+        session = create_session()
+    probe = _Probe(
+        provider=provider, protocol=protocol, model=target.model, module=module,
+        api_key=api_key, session=session,
+        deadline=asyncio.get_running_loop().time() + max(limit, 0.0), timeout=limit,
+        traced=TRACE in getattr(session, "trace_configs", ()), log=log,
+    )
+    if not probe.traced:
+        log("note: session lacks the probe trace hook; t0 includes connection setup")
+    base = prompt_index if prompt_index is not None else next_prompt_index(
+        target.name, module.name)
+    results: list[RequestResult] = []
+    busy = 0.0  # wall time spent in rounds, for the aggregate rate
+    try:
+        for run in range(module.runs):
+            labels = [f"run {run + 1}/{module.runs} stream {s + 1}/{module.concurrency}"
+                      for s in range(module.concurrency)]
+            if asyncio.get_running_loop().time() >= probe.deadline:
+                results.extend(_unsent(probe, label) for label in labels)
+                break
+            first = run * module.concurrency
+            round_start = time.perf_counter()
+            results.extend(await asyncio.gather(*(
+                _run_stream(probe, label, build_prompt(module, base + first + s))
+                for s, label in enumerate(labels)
+            )))
+            busy += time.perf_counter() - round_start
+    finally:
+        if own_session:
+            await session.close()
+
+    produced = sum(r.output_tokens or 0 for r in results if r.success)
+    aggregate = produced / busy if produced and busy > 0 else None
+    return _result(target, module, started_at, begin, results, aggregate, log)
+
+
+def _result(
+    target: Target, module: Module, started_at: float, begin: float,
+    requests: list[RequestResult], aggregate: float | None, log: _Log,
+) -> ProbeResult:
+    elapsed = time.perf_counter() - begin
+    ok = sum(1 for r in requests if r.success)
+    log(f"probe done: {ok}/{len(requests)} requests succeeded in {elapsed:.3f}s"
+        + (f", aggregate {aggregate:.1f} tokens/s" if aggregate else ""))
+    return ProbeResult(
+        provider=target.provider, model=target.model, module=module.name,
+        started_at=started_at, elapsed_seconds=elapsed, requests=tuple(requests),
+        aggregate_tokens_per_second=aggregate, log=tuple(log.lines),
+    )
+
+
+def _unsent(probe: _Probe, label: str) -> RequestResult:
+    detail = f"probe deadline ({probe.timeout:.3g}s) reached before the request was sent"
+    probe.log(f"{label}: failed: timeout: {detail}")
+    return RequestResult(success=False, failure_reason="timeout", failure_detail=detail)
+
+
+async def _run_stream(probe: _Probe, label: str, prompt: str) -> RequestResult:
+    request = probe.protocol.build_request(
+        probe.provider, probe.model, probe.module, prompt, probe.module.max_tokens,
+        probe.api_key,
+    )
+    probe.log(f"{label}: POST {_loggable(request.url)} ({len(prompt)}-char prompt, "
+              f"max_tokens {probe.module.max_tokens})")
+    stream = _Stream(label, prompt)
+    facts = probe.protocol.new_stream()
+    try:
+        async with asyncio.timeout_at(probe.deadline):
+            stream.start = time.perf_counter()
+            async with probe.session.post(
+                request.url, data=request.body, headers=request.headers, timeout=NO_TIMEOUT,
+                allow_redirects=False, trace_request_ctx=stream.timing,
+            ) as response:
+                stream.headers_at = time.perf_counter()
+                stream.status = response.status
+                stream.content_type = response.headers.get("Content-Type", "")
+                _log_headers(probe, stream, response)
+                if not 200 <= response.status < 300:
+                    return await _http_failure(probe, stream, response)
+                await _read(response.content, facts.feed, stream)
+    except TimeoutError:
+        if stream.status is not None and not 200 <= stream.status < 300:
+            # The status is the news; the error body was merely slow.
+            return _fail(probe, stream, _http_reason(stream.status),
+                         f"HTTP {stream.status}; no error body before the probe timeout")
+        return _fail(probe, stream, "timeout", _timeout_detail(probe, stream, facts.token_events))
+    except StreamFailure as exc:
+        return _fail(probe, stream, exc.reason, exc.detail)
+    except aiohttp.ClientConnectorError as exc:
+        return _fail(probe, stream, "connect", f"cannot connect: {_exception_text(exc)}")
+    except (aiohttp.ClientError, OSError) as exc:
+        if stream.headers_at is None:
+            return _fail(probe, stream, "connect",
+                         f"connection failed before a response: {_exception_text(exc)}")
+        return _fail(probe, stream, "bad_stream",
+                     f"stream broken after {facts.token_events} token events: "
+                     f"{_exception_text(exc)}")
+    return _finish(probe, stream, facts)
+
+
+async def _read(content: aiohttp.StreamReader, on_event: Callable[[Event], int],
+                stream: _Stream) -> None:
+    """The hot loop: timestamp each read as it returns, then decode it."""
+    decoder = stream.decoder
+    feed = decoder.feed
+    readany = content.readany
+    perf_counter = time.perf_counter
+    while True:
+        chunk = await readany()
+        now = perf_counter()
+        if chunk:
+            stream.received += len(chunk)
+            stream.last_bytes_at = now
+            events = feed(chunk)
+        else:
+            events = decoder.flush()
+        for event in events:
+            stream.events += 1
+            flags = on_event(event)
+            if flags:
+                if flags & TOKEN:
+                    if stream.first_token is None:
+                        stream.first_token = now
+                    if flags & CONTENT and stream.first_content is None:
+                        stream.first_content = now
+                    stream.last_token = now
+                if flags & END:
+                    return
+        if not chunk:
+            return
+
+
+def _finish(probe: _Probe, stream: _Stream, facts: StreamFacts) -> RequestResult:
+    module = probe.module
+    tokens = facts.token_events
+    summary = (f"{stream.events} events, {tokens} token events, "
+               f"{stream.decoder.comments} comments, {stream.received} bytes")
+    if "event-stream" not in stream.content_type:
+        # A server that ignored stream=true answers with one JSON body: say so plainly.
+        summary += f" of {stream.content_type or 'no content type'}, not text/event-stream"
+    if not facts.finished:
+        if tokens:
+            return _fail(probe, stream, "bad_stream",
+                         f"stream ended without its terminator after {summary}")
+        return _fail(probe, stream, "empty_response", f"stream ended without a token: {summary}")
+    if not tokens or stream.first_token is None or stream.last_token is None:
+        return _fail(probe, stream, "empty_response", f"no token in the response: {summary}")
+    answer = facts.content_text
+    if module.expected_response and not _pattern(module.expected_response).search(answer):
+        return _fail(probe, stream, "validation",
+                     f"answer does not match {module.expected_response!r}: {shorten(answer)!r}")
+
+    # The server's count when it gave a believable one; else one token per token event.
+    if facts.output_tokens:
+        output, source = facts.output_tokens, "usage"
+    else:
+        output, source = tokens, "estimate"
+    t0 = stream.t0
+    ttft = stream.first_token - t0
+    first_content = stream.first_content - t0 if stream.first_content is not None else None
+    duration = stream.last_token - t0
+    rate = decode_rate(output, duration, ttft)
+    reasoning = facts.reasoning_tokens
+    if reasoning is None and facts.reasoning_events:
+        reasoning = facts.reasoning_events
+    content_text = "none" if first_content is None else f"{first_content:.3f}s"
+    rate_text = "n/a" if rate is None else f"{rate:.1f}"
+    probe.log(f"{stream.label}: ok: ttft {ttft:.3f}s, first content {content_text}, "
+              f"duration {duration:.3f}s, {output} output tokens ({source}), "
+              f"{rate_text} tokens/s; {summary}")
+    return RequestResult(
+        success=True,
+        http_status=stream.status,
+        ttft_seconds=ttft,
+        first_content_seconds=first_content,
+        duration_seconds=duration,
+        output_tokens=output,
+        input_tokens=facts.input_tokens if facts.input_tokens else estimate_tokens(stream.prompt),
+        reasoning_tokens=reasoning,
+        tokens_per_second=rate,
+        token_count_source=source,
+    )
+
+
+def _fail(probe: _Probe, stream: _Stream, reason: str, detail: str,
+          retry_after: float | None = None) -> RequestResult:
+    detail = probe.log.clean(shorten(detail))
+    probe.log(f"{stream.label}: failed: {reason}: {detail}")
+    return RequestResult(
+        success=False, failure_reason=reason, failure_detail=detail,
+        http_status=stream.status, retry_after_seconds=retry_after,
+    )
+
+
+def _log_headers(probe: _Probe, stream: _Stream, response: aiohttp.ClientResponse) -> None:
+    after = (stream.headers_at or stream.t0) - stream.t0
+    line = (f"{stream.label}: HTTP {response.status} {stream.content_type or '-'}, "
+            f"headers after {after:.3f}s")
+    if stream.timing.t0 is not None:
+        # Connection setup (DNS, TCP, TLS, pool wait) happens before t0: shown, not charged.
+        line += f", request written {stream.timing.t0 - stream.start:.3f}s after start"
+    probe.log(line)
+
+
+async def _http_failure(
+    probe: _Probe, stream: _Stream, response: aiohttp.ClientResponse
+) -> RequestResult:
+    status = response.status
+    retry_after = retry_after_seconds(response.headers)
+    if 300 <= status < 400:
+        # Redirects are not followed: they would hide a wrong api_base_url and skew t0.
+        where = _loggable(response.headers.get("Location", "?"))
+        detail = f"HTTP {status} redirect to {where}; fix api_base_url"
+    else:
+        body = await _read_some(response.content)
+        detail = f"HTTP {status}: {body_error_text(body)}"
+    if retry_after is not None:
+        detail += f" (Retry-After {retry_after:g}s)"
+    return _fail(probe, stream, _http_reason(status), detail, retry_after)
+
+
+def _http_reason(status: int) -> str:
+    # 3xx lands in http_4xx with the 4xx: a client-side configuration problem.
+    return "http_429" if status == 429 else "http_5xx" if status >= 500 else "http_4xx"
+
+
+async def _read_some(content: aiohttp.StreamReader) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while size < _ERROR_BODY_LIMIT:
+        part = await content.read(_ERROR_BODY_LIMIT - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
+def retry_after_seconds(headers: CIMultiDictProxy[str]) -> float | None:
+    """Seconds a server asks us to wait: Retry-After (seconds or HTTP date) or retry-after-ms."""
+    value = headers.get("Retry-After")
+    if value:
+        value = value.strip()
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            pass
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None and when.tzinfo is not None:
+            return max(when.timestamp() - time.time(), 0.0)
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(float(millis) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    return None
+
+
+def _timeout_detail(probe: _Probe, stream: _Stream, tokens: int) -> str:
+    now = time.perf_counter()
+    limit = f"{probe.timeout:.3g}s"
+    if stream.headers_at is None:
+        if probe.traced and stream.timing.connected is None:
+            return f"not connected within the {limit} probe timeout"
+        return f"no response headers within the {limit} probe timeout"
+    if stream.last_bytes_at is None:
+        return f"no body bytes within the {limit} probe timeout (HTTP {stream.status})"
+    quiet = now - stream.last_bytes_at
+    if quiet >= _STALL_SECONDS:
+        return (f"stream stalled: no bytes for {quiet:.1f}s after {tokens} token events "
+                f"(probe timeout {limit})")
+    return f"stream still running at the {limit} probe timeout after {tokens} token events"
+
+
+def _exception_text(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
+
+
+def _loggable(url: str) -> str:
+    """A URL fit for logs: no user:password, no query (some providers take keys there)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    query = "?..." if parts.query else ""
+    return urlunsplit((parts.scheme, host, parts.path, "", "")) + query
+
+
+@lru_cache(maxsize=64)
+def _pattern(expression: str) -> re.Pattern[str]:
+    return re.compile(expression)

@@ -1,0 +1,162 @@
+"""Anthropic Messages streaming (Anthropic, and the Anthropic-compatible MiniMax, Kimi, z.ai).
+
+Endpoint rule (the proxy's own): append `/v1/messages`, or only `/messages` when the base
+already ends in `/v1`; a base already ending in `/v1/messages` is used as is.
+
+Usage: `message_start` carries the input token counts and a placeholder output count
+(0 or 1 before anything is generated), so output tokens come only from `message_delta`,
+whose count is cumulative. A compatible server that sends `output_tokens: null` there
+has not counted, and the probe estimates instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from exporter.config import Module, Provider
+from exporter.protocols.base import (
+    CONTENT,
+    END,
+    TOKEN,
+    StreamFacts,
+    StreamFailure,
+    WireRequest,
+    encode_body,
+    error_text,
+    event_error_text,
+    parse_json,
+    replace_path,
+    shorten,
+    url_path,
+)
+from exporter.sse import Event
+
+API_VERSION = "2023-06-01"
+
+
+class AnthropicStream(StreamFacts):
+    __slots__ = ()
+
+    def feed(self, event: Event) -> int:
+        name = event.event
+        if name == "ping":
+            return 0
+        data = event.data
+        if name == "error":
+            raise StreamFailure("error_event", event_error_text(data))
+        message = parse_json(data)
+        try:
+            return self._message(message, name)
+        except (AttributeError, TypeError) as exc:
+            raise StreamFailure("bad_stream", f"unexpected event shape ({exc}): "
+                                f"{shorten(data)}") from None
+
+    def _message(self, message: dict[str, Any], name: str | None) -> int:
+        # Compatible servers sometimes omit `event:` lines; the payload's type is authoritative.
+        kind = message.get("type") or name
+        if kind == "content_block_delta":
+            return self._delta(message.get("delta") or {})
+        if kind == "message_delta":
+            if (message.get("delta") or {}).get("stop_reason"):
+                self.finished = True
+            usage = message.get("usage")
+            if usage:
+                self._usage(usage, output=True)
+            return 0
+        if kind == "message_start":
+            usage = (message.get("message") or {}).get("usage")
+            if usage:
+                self._usage(usage, output=False)
+            return 0
+        if kind == "content_block_start":
+            return self._block_start(message.get("content_block") or {})
+        if kind == "message_stop":
+            self.finished = True
+            return END
+        if kind == "error":
+            raise StreamFailure("error_event", error_text(message))
+        return 0  # ping, content_block_stop, and event types newer than this code
+
+    def _delta(self, delta: dict[str, Any]) -> int:
+        kind = delta.get("type")
+        if kind == "text_delta":
+            text = delta.get("text")
+            if text:
+                self.content_parts.append(text)
+                return self._token(TOKEN | CONTENT)
+        elif kind == "thinking_delta":
+            if delta.get("thinking"):
+                self.reasoning_events += 1
+                return self._token(TOKEN)
+        elif kind == "input_json_delta":
+            if delta.get("partial_json"):
+                return self._token(TOKEN | CONTENT)
+        # signature_delta and citations_delta carry no generated token.
+        return 0
+
+    def _block_start(self, block: dict[str, Any]) -> int:
+        kind = block.get("type")
+        # Blocks normally start empty; a tool call's name, though, is already generated.
+        if kind == "text" and block.get("text"):
+            self.content_parts.append(block["text"])
+            return self._token(TOKEN | CONTENT)
+        if kind == "tool_use" and block.get("name"):
+            return self._token(TOKEN | CONTENT)
+        if (kind == "thinking" and block.get("thinking")) or kind == "redacted_thinking":
+            self.reasoning_events += 1
+            return self._token(TOKEN)
+        return 0
+
+    def _token(self, flags: int) -> int:
+        self.token_events += 1
+        return flags
+
+    def _usage(self, usage: dict[str, Any], *, output: bool) -> None:
+        # The prompt is input + cache writes + cache reads: Anthropic splits them.
+        parts = [usage.get(key) for key in
+                 ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")]
+        if isinstance(parts[0], int):
+            self.input_tokens = sum(p for p in parts if isinstance(p, int))
+        if output:
+            count = usage.get("output_tokens")
+            if isinstance(count, int):
+                self.output_tokens = count
+
+
+class AnthropicProtocol:
+    name = "anthropic"
+
+    def endpoint(self, api_base_url: str) -> str:
+        path = url_path(api_base_url)
+        if path.endswith("/v1/messages"):
+            return replace_path(api_base_url, path)
+        if path.endswith("/v1"):
+            return replace_path(api_base_url, path + "/messages")
+        return replace_path(api_base_url, path + "/v1/messages")
+
+    def build_request(
+        self, provider: Provider, model: str, module: Module, prompt: str, max_tokens: int,
+        api_key: str,
+    ) -> WireRequest:
+        body = {
+            "model": model,
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": module.temperature,
+            "stream": True,
+        }
+        headers = {
+            "x-api-key": api_key,
+            "anthropic-version": API_VERSION,
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+            # A compressing server buffers the stream, which would distort every timing.
+            "Accept-Encoding": "identity",
+        }
+        return WireRequest(self.endpoint(provider.api_base_url), encode_body(body), headers)
+
+    def new_stream(self) -> AnthropicStream:
+        return AnthropicStream()
+
+
+PROTOCOL = AnthropicProtocol()
