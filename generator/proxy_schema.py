@@ -14,15 +14,10 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-ROUTE_KEYS = (
-    "default",
-    "background",
-    "think",
-    "plan_implementation",
-    "long_context",
-    "web_search",
-    "image",
-)
+from exporter.config import SCENARIOS
+
+# The [router] keys that hold a route chain: one per routing scenario.
+ROUTE_KEYS = SCENARIOS
 STRATEGIES = ("FillFirst", "RoundRobin", "LatencyOptimized", "CostOptimized")
 
 
