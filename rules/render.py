@@ -1,0 +1,391 @@
+"""Render perfgen's Prometheus recording and alerting rules from the [performance] table.
+
+The rules are data, like a kubernetes-mixin: jinja2 templates next to this file
+(`recording.yml.j2`, `alerts.yml.j2`) filled from one `RuleParams` computed here.
+Everything numeric the templates need (score references, `for:` durations, windows)
+is derived in Python, in one place, so the templates stay declarative and the
+derivations can be unit-tested and documented (docs/rules.md).
+
+The templates use `[[ ... ]]` / `[% ... %]` / `[# ... #]` as jinja delimiters because
+the rules themselves contain Prometheus' Go-template `{{ ... }}` annotations.
+
+This module also holds `score_components` / `performance_score`, a plain-Python
+reference of the score formula the PromQL implements; tests compare the two.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import yaml
+
+from exporter.config import Performance, Thresholds, Weights, duration_seconds
+
+RULES_DIR = Path(__file__).resolve().parent
+RENDERED_DIR = RULES_DIR / "rendered"
+
+# filename written -> template it comes from
+TEMPLATES: dict[str, str] = {
+    "recording.yml": "recording.yml.j2",
+    "alerts.yml": "alerts.yml.j2",
+}
+
+# Repo-relative, so the committed default works for anyone browsing the repository;
+# deployments pass their own absolute URL (e.g. their git host's blob URL).
+DEFAULT_RUNBOOK_BASE_URL = "docs/runbook.md"
+
+# A score alert fires when the score falls this far (relative) under its own baseline.
+DEFAULT_SCORE_DROP = 0.2
+
+# Score references must be > 0 or the components divide by zero. A threshold of 0 means
+# "no minimum", so the component falls back to these floors and still ranks models.
+THROUGHPUT_REFERENCE_FLOOR = 1.0  # tokens/s, used when min_throughput_tokens_per_sec == 0
+FAILURE_REFERENCE_FLOOR = 0.001  # failure ratio, used when min_success_rate == 1
+
+# A target is probed only when Prometheus scrapes it, rarely more often than every 15 s:
+# below that the configured test interval is not the real cadence of measurements, and
+# durations derived from it would page on one late scrape.
+MIN_PROBE_CADENCE_SECONDS = 15.0
+# One probe round cannot confirm a problem; the next one must agree. 1.5 intervals lets
+# the second probe land (probe timing jitters by up to a scrape interval) before firing.
+PROBE_CONFIRM_INTERVALS = 1.5
+# Infrastructure alerts (exporter down, budget, generator) follow scrapes rather than
+# probes: a couple of missed scrapes is normal, but never wait longer than this.
+INFRA_FOR_CAP_SECONDS = 120.0
+# A target without a measurement for this many probe intervals is stale (the generator
+# uses the same default for [performance.generator] stale_after).
+STALE_INTERVALS = 3
+# The score's own baseline: its average over this many windows.
+BASELINE_WINDOWS = 6
+# Route flapping: more than this many primary changes per scenario within the range
+# below (A->B->A is two changes and can be legitimate; a third within the range is not).
+FLAP_MAX_CHANGES = 2
+FLAP_RANGE_MIN_SECONDS = 3600.0
+FLAP_RANGE_HYSTERESIS_MULTIPLE = 4
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def prom_duration(seconds: float) -> str:
+    """A Prometheus duration for `seconds`, rounded up to whole seconds: 5400 -> `1h30m`."""
+    total = max(0, math.ceil(seconds - 1e-9))
+    if total == 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, total = divmod(total, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def prom_number(value: float) -> str:
+    """A float as a PromQL literal without float noise: 5.0 -> `5`, 1-0.95 -> `0.05`."""
+    value = round(value, 12)
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+def prom_string(value: str) -> str:
+    """A PromQL double-quoted string literal (Go escaping, which JSON's is a subset of)."""
+    return json.dumps(value)
+
+
+def human_seconds(seconds: float) -> str:
+    """Seconds for people in annotations: 5 -> `5s`, 0.8 -> `800ms`, 5400 -> `1h30m`."""
+    if seconds < 1:
+        return f"{prom_number(seconds * 1000)}ms"
+    if seconds == int(seconds):
+        return prom_duration(seconds)
+    return f"{prom_number(seconds)}s"
+
+
+def human_percent(ratio: float) -> str:
+    return f"{prom_number(ratio * 100)}%"
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+@dataclass(frozen=True)
+class ScenarioParams:
+    """What the rules need to know about one scenario's score and thresholds."""
+
+    name: str
+    weights: Weights
+    thresholds: Thresholds
+    # The scenario's thresholds differ from the global ones: its score cannot reuse the
+    # recorded components (which use the global thresholds) and computes its own inline.
+    own_thresholds: bool
+
+    @property
+    def latency_reference_seconds(self) -> float:
+        return self.thresholds.max_latency_ms / 1000.0
+
+    @property
+    def throughput_reference(self) -> float:
+        return max(self.thresholds.min_throughput_tokens_per_sec, THROUGHPUT_REFERENCE_FLOOR)
+
+    @property
+    def failure_reference(self) -> float:
+        return max(round(1.0 - self.thresholds.min_success_rate, 12), FAILURE_REFERENCE_FLOOR)
+
+    @property
+    def no_decode_meets_throughput(self) -> bool:
+        # Without decode-rate samples the rate counts as 0 tokens/s, which meets a
+        # minimum only when there is no minimum.
+        return self.thresholds.min_throughput_tokens_per_sec <= 0
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Every duration the rules use, derived from [performance] (see docs/rules.md)."""
+
+    window: str  # as configured; it is also the suffix of every recording rule name
+    window_seconds: float
+    interval_seconds: float  # test_interval_minutes in seconds
+    probe_for: str  # probe-driven alerts: PROBE_CONFIRM_INTERVALS x probe cadence
+    infra_for: str  # infrastructure alerts: probe_for capped at INFRA_FOR_CAP_SECONDS
+    score_for: str  # score alert: one window, longer than a single probe stays in it
+    baseline: str  # score baseline: BASELINE_WINDOWS x window
+    stale_after: str  # generator.stale_after, else STALE_INTERVALS x probe cadence
+    stale_after_seconds: float
+    flap_range: str  # max(1h, FLAP_RANGE_HYSTERESIS_MULTIPLE x hysteresis_for)
+
+
+def timings(performance: Performance) -> Timings:
+    window_s = duration_seconds(performance.window)
+    interval_s = performance.test_interval_minutes * 60.0
+    cadence_s = max(interval_s, MIN_PROBE_CADENCE_SECONDS)
+    probe_for_s = PROBE_CONFIRM_INTERVALS * cadence_s
+    stale_s = (
+        duration_seconds(performance.generator.stale_after)
+        if performance.generator.stale_after
+        else STALE_INTERVALS * cadence_s
+    )
+    flap_s = max(
+        FLAP_RANGE_MIN_SECONDS,
+        FLAP_RANGE_HYSTERESIS_MULTIPLE * duration_seconds(performance.generator.hysteresis_for),
+    )
+    return Timings(
+        window=performance.window,
+        window_seconds=window_s,
+        interval_seconds=interval_s,
+        probe_for=prom_duration(probe_for_s),
+        infra_for=prom_duration(min(probe_for_s, INFRA_FOR_CAP_SECONDS)),
+        score_for=performance.window,
+        baseline=prom_duration(BASELINE_WINDOWS * window_s),
+        stale_after=prom_duration(stale_s),
+        stale_after_seconds=float(math.ceil(stale_s - 1e-9)),
+        flap_range=prom_duration(flap_s),
+    )
+
+
+def scenario_params(performance: Performance) -> list[ScenarioParams]:
+    """`default` (global weights and thresholds) first, then every scenario with its own
+    weights or thresholds; a scenario with only candidates scores like `default`."""
+    result = [ScenarioParams("default", performance.weights, performance.thresholds, False)]
+    for name in sorted(performance.scenarios):
+        scenario = performance.scenarios[name]
+        if scenario.weights is None and scenario.thresholds is None:
+            continue
+        thresholds = performance.scenario_thresholds(name)
+        result.append(
+            ScenarioParams(
+                name=name,
+                weights=performance.scenario_weights(name),
+                thresholds=thresholds,
+                own_thresholds=thresholds != performance.thresholds,
+            )
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class RuleParams:
+    performance: Performance
+    timings: Timings
+    scenarios: list[ScenarioParams]
+    targets: list[tuple[str, str, str]]  # (provider, model, module) the exporter's /sd lists
+    runbook_base_url: str
+    score_drop: float
+
+    @property
+    def default(self) -> ScenarioParams:
+        return self.scenarios[0]
+
+    @property
+    def flap_max_changes(self) -> int:
+        return FLAP_MAX_CHANGES
+
+
+def rule_params(
+    performance: Performance,
+    *,
+    runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL,
+    score_drop: float = DEFAULT_SCORE_DROP,
+) -> RuleParams:
+    if not 0 < score_drop < 1:
+        raise ValueError(f"score_drop must be between 0 and 1, got {score_drop:g}")
+    # With probing disabled nothing is expected to be measured, so nothing is "missing".
+    targets = (
+        [
+            (target.provider, target.model, module)
+            for target in performance.targets
+            for module in performance.sd_modules
+        ]
+        if performance.enabled
+        else []
+    )
+    return RuleParams(
+        performance=performance,
+        timings=timings(performance),
+        scenarios=scenario_params(performance),
+        targets=targets,
+        runbook_base_url=runbook_base_url,
+        score_drop=score_drop,
+    )
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(RULES_DIR)),
+        block_start_string="[%",
+        block_end_string="%]",
+        variable_start_string="[[",
+        variable_end_string="]]",
+        comment_start_string="[#",
+        comment_end_string="#]",
+        undefined=jinja2.StrictUndefined,  # a typo in a template is an error, not ""
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # YAML/PromQL, not HTML
+    )
+    env.filters["num"] = prom_number
+    env.filters["str"] = prom_string
+    env.filters["seconds"] = human_seconds
+    env.filters["percent"] = human_percent
+    return env
+
+
+def render_rules(
+    performance: Performance,
+    *,
+    runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL,
+    score_drop: float = DEFAULT_SCORE_DROP,
+) -> dict[str, str]:
+    """Render the rule files: filename (`recording.yml`, `alerts.yml`) -> YAML text."""
+    params = rule_params(performance, runbook_base_url=runbook_base_url, score_drop=score_drop)
+    env = _environment()
+    files: dict[str, str] = {}
+    for filename, template in TEMPLATES.items():
+        text = env.get_template(template).render(p=params, t=params.timings)
+        # A template bug should fail here, not when Prometheus reloads.
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise RuntimeError(f"template {template} rendered invalid YAML: {exc}") from exc
+        if not isinstance(document, dict) or not document.get("groups"):
+            raise RuntimeError(f"template {template} rendered no rule groups")
+        files[filename] = text
+    return files
+
+
+def write_rules(files: Mapping[str, str], out_dir: str | Path) -> list[Path]:
+    """Write rendered files atomically, so a Prometheus reload never reads half a file."""
+    directory = Path(out_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for filename, text in files.items():
+        path = directory / filename
+        temporary = path.with_name(f".{filename}.tmp")
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+        written.append(path)
+    return written
+
+
+def render_warnings(performance: Performance) -> list[str]:
+    """Configurations that render valid rules that can never produce a score."""
+    warnings = []
+    window_s = duration_seconds(performance.window)
+    interval_s = performance.test_interval_minutes * 60.0
+    # Requests one target makes per window: probes of each /sd module x its requests.
+    probes = math.floor(window_s / interval_s)
+    per_window = sum(
+        probes * module.runs * module.concurrency
+        for name in performance.sd_modules
+        if (module := performance.modules.get(name)) is not None
+    )
+    if per_window < performance.min_test_count:
+        warnings.append(
+            f"performance.window {performance.window} holds about {per_window} requests per "
+            f"target (one probe per {prom_duration(interval_s)} per module), fewer than "
+            f"min_test_count {performance.min_test_count}: no model will get a score; "
+            "lengthen the window or shorten test_interval_minutes"
+        )
+    return warnings
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def score_components(
+    p95_ttft_seconds: float | None,
+    decode_tokens_per_second: float | None,
+    success_ratio: float,
+    thresholds: Thresholds,
+) -> dict[str, float]:
+    """The score components, as the recording rules compute them (docs/rules.md).
+
+    None for a figure means the window has no sample of it (every request failed), which
+    scores as the worst value: an infinitely slow first token, 0 tokens/s.
+    """
+    params = ScenarioParams("reference", Weights(), thresholds, False)
+    latency_ref = params.latency_reference_seconds
+    throughput_ref = params.throughput_reference
+    failure_ref = params.failure_reference
+    latency = 0.0 if p95_ttft_seconds is None else latency_ref / (latency_ref + p95_ttft_seconds)
+    throughput = (
+        0.0
+        if decode_tokens_per_second is None
+        else decode_tokens_per_second / (decode_tokens_per_second + throughput_ref)
+    )
+    reliability = failure_ref / (failure_ref + (1.0 - success_ratio))
+    return {"latency": latency, "throughput": throughput, "reliability": reliability}
+
+
+def performance_score(components: Mapping[str, float], weights: Weights) -> float:
+    return (
+        weights.latency * components["latency"]
+        + weights.throughput * components["throughput"]
+        + weights.reliability * components["reliability"]
+    )
+
+
+def meets_thresholds(
+    p95_ttft_seconds: float | None,
+    decode_tokens_per_second: float | None,
+    success_ratio: float,
+    samples: float,
+    thresholds: Thresholds,
+    min_test_count: int,
+) -> bool:
+    return (
+        samples >= min_test_count
+        and success_ratio >= thresholds.min_success_rate
+        and p95_ttft_seconds is not None
+        and p95_ttft_seconds <= thresholds.max_latency_ms / 1000.0
+        and (decode_tokens_per_second or 0.0) >= thresholds.min_throughput_tokens_per_sec
+    )

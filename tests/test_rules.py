@@ -1,0 +1,329 @@
+"""The rendered rules: up to date, valid for promtool, unit-tested, and refused on bad config.
+
+promtool (Prometheus 2.42) and amtool (Alertmanager 0.25) are real binaries; the tests
+that need one skip when it is missing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from exporter.config import GeneratorSettings, Performance, load_config, parse_config
+from generator.cli import main
+from rules.render import (
+    RENDERED_DIR,
+    TEMPLATES,
+    prom_duration,
+    prom_number,
+    render_rules,
+    render_warnings,
+    timings,
+    write_rules,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_CONFIG = ROOT / "examples" / "config.example.toml"
+RULE_TESTS = ROOT / "rules" / "tests"
+ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager.yml"
+
+PROMTOOL = shutil.which("promtool")
+AMTOOL = shutil.which("amtool")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed")
+needs_amtool = pytest.mark.skipif(AMTOOL is None, reason="amtool not installed")
+
+CONTRACT_RECORDS = {
+    "provider_model:llm_ttft_seconds:p50_{w}",
+    "provider_model:llm_ttft_seconds:p95_{w}",
+    "provider_model:llm_ttft_seconds:p99_{w}",
+    "provider_model_module:llm_ttft_seconds:p95_{w}",
+    "provider_model:llm_first_content_seconds:p95_{w}",
+    "provider_model:llm_request_duration_seconds:p95_{w}",
+    "provider_model:llm_decode_tokens_per_second:mean_{w}",
+    "provider_model:llm_requests:increase_{w}",
+    "provider_model:llm_request_success:ratio_{w}",
+    "provider_model:llm_score_component:ratio_{w}",
+    "provider_model:llm_performance_score:ratio_{w}",
+    "provider_model:llm_meets_thresholds:bool_{w}",
+}
+CONTRACT_ALERTS = {
+    "PerfgenProbeFailing",
+    "PerfgenLatencyHigh",
+    "PerfgenThroughputLow",
+    "PerfgenScoreDegraded",
+    "PerfgenProbeDataStale",
+    "PerfgenExporterDown",
+    "PerfgenProbeBudgetExhausted",
+    "PerfgenGeneratorNotSucceeding",
+    "PerfgenRouteFlapping",
+}
+
+
+def example_performance() -> Performance:
+    return load_config(EXAMPLE_CONFIG).performance
+
+
+def rules_of(text: str) -> list[dict]:
+    return [rule for group in yaml.safe_load(text)["groups"] for rule in group["rules"]]
+
+
+def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    assert PROMTOOL is not None
+    return subprocess.run(
+        [PROMTOOL, *args], capture_output=True, text=True, timeout=60, cwd=cwd
+    )
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def test_committed_rendering_is_up_to_date() -> None:
+    rendered = render_rules(example_performance())
+    assert set(rendered) == set(TEMPLATES)
+    for filename, text in rendered.items():
+        committed = (RENDERED_DIR / filename).read_text(encoding="utf-8")
+        assert committed == text, (
+            f"rules/rendered/{filename} is out of date with the templates; run "
+            "`perfgen rules render --config examples/config.example.toml --out rules/rendered`"
+        )
+
+
+def test_rule_names_are_the_contracts() -> None:
+    rendered = render_rules(example_performance())
+    records = {rule["record"] for rule in rules_of(rendered["recording.yml"])}
+    assert records == {name.format(w="1h") for name in CONTRACT_RECORDS}
+    alerts = rules_of(rendered["alerts.yml"])
+    assert {rule["alert"] for rule in alerts} == CONTRACT_ALERTS
+    for rule in alerts:
+        assert rule["labels"]["severity"] in ("warning", "critical")
+        assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}
+        anchor = rule["alert"].lower()
+        assert rule["annotations"]["runbook_url"] == f"docs/runbook.md#{anchor}"
+
+
+def test_every_alert_has_a_runbook_section() -> None:
+    runbook = (ROOT / "docs" / "runbook.md").read_text(encoding="utf-8")
+    for name in CONTRACT_ALERTS:
+        # GitHub's anchor for a `## Name` heading is the name in lower case.
+        assert f"\n## {name}\n" in runbook
+
+
+def test_runbook_base_url_is_a_render_option() -> None:
+    rendered = render_rules(example_performance(), runbook_base_url="https://example.org/rb")
+    for rule in rules_of(rendered["alerts.yml"]):
+        assert rule["annotations"]["runbook_url"] == (
+            f"https://example.org/rb#{rule['alert'].lower()}"
+        )
+
+
+def test_every_selector_of_exporter_data_names_its_job() -> None:
+    # Without the job matcher a second scrape of the same metrics (a federation, a test
+    # job) would be summed into the score.
+    selector = re.compile(r"(?<![\w:])(llm_\w+|perfgen_\w+|up)\{([^}]*)\}")
+    checked = 0
+    for text in render_rules(example_performance()).values():
+        for rule in rules_of(text):
+            for metric, matchers in selector.findall(rule["expr"]):
+                assert matchers.startswith('job="'), (metric, rule["expr"])
+                checked += 1
+    assert checked > 20
+
+
+# --------------------------------------------------------------------------- derivations
+
+
+def test_durations_are_prometheus_durations() -> None:
+    assert prom_duration(5400) == "1h30m"
+    assert prom_duration(22.5) == "23s"  # rounded up: never shorter than derived
+    assert prom_duration(120) == "2m"
+    assert prom_duration(0) == "0s"
+    assert prom_duration(90061) == "1d1h1m1s"
+    assert prom_number(1 - 0.95) == "0.05"
+    assert prom_number(5000 / 1000) == "5"
+
+
+def test_for_durations_derive_from_the_config() -> None:
+    default = timings(example_performance())
+    assert (default.probe_for, default.infra_for, default.score_for) == ("1h30m", "2m", "1h")
+    assert (default.baseline, default.stale_after, default.flap_range) == ("6h", "3h", "1h")
+
+    # The demo: probes every 15 s over a 2 m window must be able to fire within a minute.
+    demo = timings(Performance(window="2m", test_interval_minutes=0.25))
+    assert (demo.probe_for, demo.infra_for, demo.score_for) == ("23s", "23s", "2m")
+    assert (demo.baseline, demo.stale_after) == ("12m", "45s")
+
+    # Probes follow scrapes: a 3 s test interval does not make measurements 3 s apart.
+    faster = timings(Performance(window="2m", test_interval_minutes=0.05))
+    assert (faster.probe_for, faster.stale_after) == ("23s", "45s")
+    explicit = timings(Performance(generator=GeneratorSettings(stale_after="10m")))
+    assert explicit.stale_after == "10m"
+
+
+def test_warns_when_the_window_cannot_hold_min_test_count_samples() -> None:
+    warnings = render_warnings(example_performance())
+    assert len(warnings) == 1 and "min_test_count 5" in warnings[0]
+    assert render_warnings(Performance(window="2m", test_interval_minutes=0.25)) == []
+
+
+# --------------------------------------------------------------------------- promtool
+
+
+@needs_promtool
+def test_promtool_checks_the_committed_rules() -> None:
+    files = [str(RENDERED_DIR / name) for name in TEMPLATES]
+    result = promtool("check", "rules", *files)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # promtool reports lint findings (such as duplicate rules) without failing.
+    assert "lint" not in (result.stdout + result.stderr).lower()
+
+
+@needs_promtool
+def test_promtool_unit_tests_of_the_committed_rules() -> None:
+    tests = sorted(str(path) for path in RULE_TESTS.glob("*.yml"))
+    assert len(tests) >= 2
+    result = promtool("test", "rules", *tests)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_renders_into_out_dir(tmp_path: Path) -> None:
+    out = tmp_path / "rules"
+    result = CliRunner().invoke(
+        main, ["rules", "render", "--config", str(EXAMPLE_CONFIG), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    for filename in TEMPLATES:
+        assert (out / filename).read_text() == (RENDERED_DIR / filename).read_text()
+    assert "min_test_count" in result.stderr  # the example's window warning
+
+
+def test_cli_runbook_option(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, [
+        "rules", "render", "--config", str(EXAMPLE_CONFIG), "--out", str(tmp_path),
+        "--runbook-base-url", "https://runbooks.example.org/perfgen",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "https://runbooks.example.org/perfgen#perfgenexporterdown" in (
+        (tmp_path / "alerts.yml").read_text()
+    )
+
+
+BAD_PERFORMANCE = {
+    "weights not summing to 1": (
+        "[performance.weights]\nlatency = 0.5\nthroughput = 0.4\nreliability = 0.2\n",
+        "performance.weights",
+    ),
+    "negative threshold": (
+        "[performance.thresholds]\nmin_throughput_tokens_per_sec = -1\n",
+        "performance.thresholds.min_throughput_tokens_per_sec",
+    ),
+    "unknown key": (
+        "[performance]\nwindwo = \"1h\"\n",
+        "performance.windwo",
+    ),
+    "bad window": (
+        "[performance]\nwindow = \"an hour\"\n",
+        "performance.window",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PERFORMANCE))
+def test_cli_refuses_a_bad_performance_table(case: str, tmp_path: Path) -> None:
+    table, key = BAD_PERFORMANCE[case]
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[[providers]]\nname = "groq"\napi_base_url = "https://api.groq.com/openai/v1"\n'
+        'api_key = "$GROQ_API_KEY"\nmodels = ["llama-3.1-8b-instant"]\n\n' + table
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["rules", "render", "--config", str(config), "--out", str(out)]
+    )
+    assert result.exit_code == 1, result.output
+    assert key in result.stderr
+    assert str(config) in result.stderr
+    assert not out.exists()  # nothing half-written
+
+
+def test_cli_missing_config_is_an_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, [
+        "rules", "render", "--config", str(tmp_path / "nope.toml"), "--out", str(tmp_path),
+    ])
+    assert result.exit_code == 1
+    assert "nope.toml" in result.stderr
+
+
+def test_cli_missing_option_is_a_usage_error() -> None:
+    result = CliRunner().invoke(main, ["rules", "render", "--out", "x"])
+    assert result.exit_code == 2
+
+
+# --------------------------------------------------------------------------- Alertmanager
+
+
+@needs_amtool
+def test_alertmanager_config_is_valid() -> None:
+    result = subprocess.run(
+        [AMTOOL, "check-config", str(ALERTMANAGER_CONFIG)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_amtool
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (["alertname=PerfgenProbeFailing", "severity=critical", "provider=groq"],
+         "perfgen-critical"),
+        (["alertname=PerfgenLatencyHigh", "severity=warning", "provider=groq"],
+         "perfgen-warning"),
+        (["alertname=SomethingElse"], "perfgen-warning"),
+    ],
+)
+def test_alertmanager_routes_by_severity(labels: list[str], receiver: str) -> None:
+    result = subprocess.run(
+        [AMTOOL, "config", "routes", "test", "--config.file", str(ALERTMANAGER_CONFIG),
+         *labels],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == receiver
+
+
+def test_alertmanager_groups_by_provider_and_model() -> None:
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    assert config["route"]["group_by"] == ["provider", "model"]
+    receivers = {r["name"]: r for r in config["receivers"]}
+    assert all("webhook_configs" in r for r in receivers.values())
+
+
+@needs_promtool
+def test_odd_model_names_are_quoted(tmp_path: Path) -> None:
+    # Model names come from the config: quotes and backslashes must not break PromQL.
+    config = parse_config(
+        '[[providers]]\nname = "groq"\napi_base_url = "https://api.groq.com/openai/v1"\n'
+        'api_key = "k"\nmodels = ["we\\"ird\\\\name:latest"]\n'
+    )
+    files = render_rules(config.performance)
+    assert 'model="we\\"ird\\\\name:latest"' in files["alerts.yml"]
+    write_rules(files, tmp_path)
+    result = promtool("check", "rules", *(str(tmp_path / name) for name in TEMPLATES))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_disabled_probing_expects_no_target() -> None:
+    performance = example_performance()
+    assert "cause: missing" in render_rules(performance)["alerts.yml"]
+    disabled = replace(performance, enabled=False)
+    assert "cause: missing" not in render_rules(disabled)["alerts.yml"]
