@@ -48,7 +48,7 @@ def error_of(performance: str, providers: str = PROVIDERS) -> ConfigError:
 def test_example_config_loads_with_spec_values() -> None:
     config = load_config(EXAMPLE)
     perf = config.performance
-    assert perf.test_interval_minutes == 60
+    assert perf.test_interval_minutes == 15
     assert perf.min_test_count == 5
     assert perf.weights.latency == 0.4
     assert perf.thresholds.max_latency_ms == 5000

@@ -151,8 +151,8 @@ def test_durations_are_prometheus_durations() -> None:
 
 def test_for_durations_derive_from_the_config() -> None:
     default = timings(example_performance())
-    assert (default.probe_for, default.infra_for, default.score_for) == ("1h30m", "2m", "1h")
-    assert (default.baseline, default.stale_after, default.flap_range) == ("6h", "3h", "1h")
+    assert (default.probe_for, default.infra_for, default.score_for) == ("22m30s", "2m", "1h")
+    assert (default.baseline, default.stale_after, default.flap_range) == ("6h", "45m", "1h")
 
     # The demo: probes every 15 s over a 2 m window must be able to fire within a minute.
     demo = timings(Performance(window="2m", test_interval_minutes=0.25))
@@ -167,8 +167,13 @@ def test_for_durations_derive_from_the_config() -> None:
 
 
 def test_warns_when_the_window_cannot_hold_min_test_count_samples() -> None:
-    warnings = render_warnings(example_performance())
-    assert len(warnings) == 1 and "min_test_count 5" in warnings[0]
+    # One probe per hour of each of the two /sd modules: 2 requests in a 1h window.
+    hourly = Performance(test_interval_minutes=60, window="1h")
+    warnings = render_warnings(hourly)
+    assert len(warnings) == 1
+    assert "holds about 2 requests" in warnings[0] and "min_test_count 5" in warnings[0]
+    # The example probes every 15m: 4 probes x 2 modules = 8 requests >= 5.
+    assert render_warnings(example_performance()) == []
     assert render_warnings(Performance(window="2m", test_interval_minutes=0.25)) == []
 
 
@@ -203,7 +208,23 @@ def test_cli_renders_into_out_dir(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     for filename in TEMPLATES:
         assert (out / filename).read_text() == (RENDERED_DIR / filename).read_text()
-    assert "min_test_count" in result.stderr  # the example's window warning
+    assert "warning" not in result.stderr  # the example's window holds enough samples
+
+
+def test_cli_warns_about_a_window_that_cannot_hold_min_test_count(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[[providers]]\nname = "groq"\napi_base_url = "https://api.groq.com/openai/v1"\n'
+        'api_key = "$GROQ_API_KEY"\nmodels = ["llama-3.1-8b-instant"]\n\n'
+        '[performance]\ntest_interval_minutes = 60\nwindow = "1h"\n'
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["rules", "render", "--config", str(config), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output  # a warning, not an error
+    assert "warning:" in result.stderr and "min_test_count 5" in result.stderr
+    assert all((out / filename).exists() for filename in TEMPLATES)
 
 
 def test_cli_runbook_option(tmp_path: Path) -> None:
