@@ -1,0 +1,553 @@
+"""The whole perfgen pipeline on this machine, against simulated providers.
+
+`DemoStack` starts, on free loopback ports in one work directory: the simulator
+(stack/demo-simulator.toml), the exporter and the generator on a copy of
+stack/demo-proxy.toml pointed at the simulator, Prometheus with the rendered rules and an
+http_sd probe job, Alertmanager, and a webhook receiver standing in for the pager.
+
+The story (`run_story`, narrated by `perfgen demo`, asserted by tests/test_e2e.py):
+rankings appear, the primary of `[router] default` is degraded through the simulator's
+admin API, the degradation alert reaches the receiver, and the generator demotes the
+model in the config it writes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+
+from exporter.config import Config, Route, load_config, parse_chain
+from stack.processes import (
+    ManagedProcess,
+    ProcessFailed,
+    find_binary,
+    free_port,
+    http_get,
+    project_root,
+    start_alertmanager,
+    start_perfgen,
+    start_prometheus,
+)
+from stack.prometheus_config import render_alertmanager_config, render_prometheus_config
+from stack.webhook import Alert, WebhookReceiver
+
+HERE = Path(__file__).resolve().parent
+DEMO_SIMULATOR_CONFIG = HERE / "demo-simulator.toml"
+DEMO_PROXY_CONFIG = HERE / "demo-proxy.toml"
+# What stack/demo-proxy.toml's api_base_urls assume; replaced by the simulator's real URL.
+SIMULATOR_PLACEHOLDER = "http://127.0.0.1:8700"
+
+# The incident: first tokens ten times past the 800 ms threshold and a third of requests
+# failing with 503s. Latency, reliability and the score all break, so every
+# degradation rule has something to fire on and the generator has no reason to wait.
+DEGRADATION: dict[str, Any] = {
+    "ttft_ms": 2500.0,
+    "ttft_sigma": 0.1,
+    "error_rate": 0.35,
+    "faults": {"http_503": 1.0},
+}
+# Alerts that say "this model got worse"; the story waits for any of them on the model.
+DEGRADATION_ALERTS = (
+    "PerfgenLatencyHigh",
+    "PerfgenProbeFailing",
+    "PerfgenScoreDegraded",
+    "PerfgenThroughputLow",
+)
+
+# What `perfgen generate --metrics-listen` prints once its /metrics is served.
+GENERATOR_READY_PREFIX = "generator listening on"
+
+Log = Callable[[str], None]
+
+
+class StoryTimeout(RuntimeError):
+    """A stage of the story did not happen in time; the message says which and why."""
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def _prometheus_query(url: str, query: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """An instant query's result vector; [] when Prometheus has nothing (yet)."""
+    status, body = http_get(
+        f"{url}/api/v1/query?{urllib.parse.urlencode({'query': query})}", timeout=timeout
+    )
+    if status != 200:
+        return []
+    data = json.loads(body).get("data", {})
+    return list(data.get("result", [])) if data.get("resultType") == "vector" else []
+
+
+def read_chain(config_path: Path, scenario: str = "default") -> list[Route]:
+    """The routes of a `[router]` scenario in a proxy config, primary first."""
+    router = tomllib.loads(config_path.read_text(encoding="utf-8")).get("router", {})
+    text = router.get(scenario)
+    return parse_chain(text) if isinstance(text, str) else []
+
+
+def point_at_simulator(text: str, simulator_url: str) -> str:
+    """The proxy config with every api_base_url on the placeholder moved to the simulator.
+
+    tomlkit keeps comments and layout, so the demo's copy reads like the original.
+    """
+    document = tomlkit.parse(text)
+    for provider in document.get("providers", []):
+        base = str(provider.get("api_base_url", ""))
+        if base.startswith(SIMULATOR_PLACEHOLDER):
+            provider["api_base_url"] = simulator_url.rstrip("/") + base[
+                len(SIMULATOR_PLACEHOLDER):
+            ]
+    return tomlkit.dumps(document)
+
+
+def router_diff(before: str, after: str, path: str) -> str:
+    """A unified diff of two versions of the proxy config (only routes should differ)."""
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True),
+        fromfile=f"{path} (before)", tofile=f"{path} (now)", n=1,
+    )
+    return "".join(lines)
+
+
+@dataclass
+class DemoStack:
+    """Every process of the demo; `start()`, then `stop()` (also on error, idempotent)."""
+
+    workdir: Path
+    simulator_config: Path = DEMO_SIMULATOR_CONFIG
+    proxy_config: Path = DEMO_PROXY_CONFIG
+    scrape_interval: str = "5s"
+    evaluation_interval: str = "5s"
+    generator_every: str = "10s"
+    log: Log = _quiet
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    receiver: WebhookReceiver = field(default_factory=WebhookReceiver)
+    generator_metrics_port: int = 0
+    rule_files: dict[str, str] = field(default_factory=dict)
+    # Called about once a second while a story step waits (the demo prints new alerts).
+    tick: Callable[[], None] = lambda: None
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir)
+        # The live copy: the exporter reads it, the generator rewrites its [router].
+        self.config_path = self.workdir / "config.toml"
+        self.original_config_path = self.workdir / "config.original.toml"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start everything, in dependency order; on any failure stop what started."""
+        # Fail before starting anything when a binary is missing (BinaryMissing says how
+        # to install it).
+        find_binary("prometheus")
+        find_binary("alertmanager")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start_all()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_all(self) -> None:
+        self.receiver.start()
+        self.log(f"webhook receiver (stands in for the pager) on {self.receiver.url}")
+
+        simulator = self._perfgen(
+            "simulator",
+            ["simulate", "--config", str(self.simulator_config), "--listen", "127.0.0.1:0"],
+            "simulator listening on",
+        )
+        text = point_at_simulator(self.proxy_config.read_text(encoding="utf-8"),
+                                  simulator.url or "")
+        self.original_config_path.write_text(text, encoding="utf-8")
+        self.config_path.write_text(text, encoding="utf-8")
+        self.config: Config = load_config(self.config_path)
+
+        self._perfgen(
+            "exporter",
+            ["exporter", "--config", str(self.config_path), "--listen", "127.0.0.1:0"],
+            "exporter listening on",
+        )
+
+        alertmanager_config = render_alertmanager_config(
+            self.receiver.url, group_wait="1s", group_interval="5s", repeat_interval="1h"
+        )
+        self.processes["alertmanager"] = start_alertmanager(
+            self.workdir / "alertmanager", alertmanager_config
+        )
+        self.log(f"alertmanager listening on {self.alertmanager_url}")
+
+        from rules.render import render_rules
+
+        self.rule_files = {
+            f"rules/{name}": text for name, text in render_rules(self.config.performance).items()
+        }
+        # Known before the generator starts, so Prometheus scrapes it from the start.
+        self.generator_metrics_port = free_port()
+        prometheus_config = render_prometheus_config(
+            self.exporter_url,
+            scrape_interval=self.scrape_interval,
+            evaluation_interval=self.evaluation_interval,
+            sd_refresh_interval=self.scrape_interval,
+            generator=f"127.0.0.1:{self.generator_metrics_port}",
+            alertmanager=self.alertmanager_url,
+            rule_files=sorted(self.rule_files),
+        )
+        self.processes["prometheus"] = start_prometheus(
+            self.workdir / "prometheus",
+            prometheus_config,
+            self.rule_files,
+            # Alertmanager is discovered a few seconds after start; without a short
+            # resend delay an early alert would wait a minute to be re-sent.
+            extra_args=["--rules.alert.resend-delay=5s"],
+        )
+        self.log(f"prometheus listening on {self.prometheus_url}")
+
+        self._perfgen(
+            "generator",
+            [
+                "generate",
+                "--config", str(self.config_path),
+                "--prometheus", self.prometheus_url,
+                "--every", self.generator_every,
+                "--metrics-listen", f"127.0.0.1:{self.generator_metrics_port}",
+            ],
+            GENERATOR_READY_PREFIX,
+        )
+
+    def _perfgen(self, name: str, args: list[str], ready_prefix: str) -> ManagedProcess:
+        process = start_perfgen(args, ready_prefix, self.workdir, name=name)
+        self.processes[name] = process
+        self.log(f"{name} {process.ready_line.split(' ', 1)[1] if process.ready_line else ''}"
+                 .rstrip())
+        return process
+
+    def stop(self) -> None:
+        """Stop every process, the newest first (the generator before Prometheus, ...)."""
+        for name in reversed(list(self.processes)):
+            process = self.processes.pop(name)
+            process.stop()
+        self.receiver.stop()
+
+    def check_alive(self) -> None:
+        """Raise ProcessFailed, with its log tail, when a process of the stack has died."""
+        for process in self.processes.values():
+            if not process.alive():
+                raise process.failure(f"exited unexpectedly with code {process.popen.returncode}")
+
+    # ------------------------------------------------------------------ addresses
+
+    def _url(self, name: str) -> str:
+        process = self.processes.get(name)
+        if process is None or process.url is None:
+            raise RuntimeError(f"{name} is not running")
+        return process.url
+
+    @property
+    def simulator_url(self) -> str:
+        return self._url("simulator")
+
+    @property
+    def exporter_url(self) -> str:
+        return self._url("exporter")
+
+    @property
+    def prometheus_url(self) -> str:
+        return self._url("prometheus")
+
+    @property
+    def alertmanager_url(self) -> str:
+        return self._url("alertmanager")
+
+    @property
+    def generator_metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.generator_metrics_port}/metrics"
+
+    def urls(self) -> dict[str, str]:
+        """What a person can open while the demo runs."""
+        return {
+            "Prometheus": f"{self.prometheus_url}/alerts",
+            "Alertmanager": self.alertmanager_url,
+            "Exporter": self.exporter_url,
+            "Simulator profiles": f"{self.simulator_url}/-/profiles",
+            "Generator metrics": self.generator_metrics_url,
+            "Received alerts": self.receiver.url,
+            "Proxy config (written)": str(self.config_path),
+        }
+
+    # ------------------------------------------------------------------ story steps
+
+    @property
+    def window(self) -> str:
+        return self.config.performance.window
+
+    def query(self, query: str) -> list[dict[str, Any]]:
+        return _prometheus_query(self.prometheus_url, query)
+
+    def ranked_models(self, scenario: str = "default") -> set[Route]:
+        """Models with a score and at least min_test_count samples in the window."""
+        window = self.window
+        minimum = self.config.performance.min_test_count
+        scored = {
+            Route(s["metric"]["provider"], s["metric"]["model"])
+            for s in self.query(
+                f'provider_model:llm_performance_score:ratio_{window}{{scenario="{scenario}"}}'
+            )
+        }
+        sampled = {
+            Route(s["metric"]["provider"], s["metric"]["model"])
+            for s in self.query(f"provider_model:llm_requests:increase_{window} >= {minimum}")
+        }
+        return scored & sampled
+
+    def wait_for_rankings(
+        self, timeout: float = 120.0, scenario: str = "default", progress: Log = _quiet
+    ) -> set[Route]:
+        """Until every probed model is ranked (scored, enough samples); returns them.
+
+        All models, not only the scenario's candidates: the table printed next, and the
+        dashboards tested against this Prometheus, should have every row filled.
+        """
+        wanted = {Route(t.provider, t.model) for t in self.config.performance.targets}
+
+        def ready() -> set[Route] | None:
+            ranked = self.ranked_models(scenario)
+            return ranked if wanted <= ranked else None
+
+        def status() -> str:
+            return f"{len(self.ranked_models(scenario) & wanted)}/{len(wanted)} models ranked"
+
+        return self._wait(ready, timeout, "every model to be ranked", status, progress)
+
+    def candidates(self, scenario: str = "default") -> list[Route]:
+        own = self.config.performance.scenarios.get(scenario)
+        if own and own.candidates:
+            return list(own.candidates)
+        return read_chain(self.original_config_path, scenario)
+
+    def ranking_table(self, scenario: str = "default") -> str:
+        """`perfgen query` output for the scenario, exactly as a user would see it."""
+        return run_perfgen(
+            ["query", "--prometheus", self.prometheus_url, "--config", str(self.config_path),
+             "--scenario", scenario],
+            cwd=self.workdir,
+        )
+
+    def primary(self, scenario: str = "default") -> Route:
+        chain = read_chain(self.config_path, scenario)
+        if not chain:
+            raise RuntimeError(f"[router] {scenario} is empty in {self.config_path}")
+        return chain[0]
+
+    def degrade(self, route: Route, changes: Mapping[str, Any] = DEGRADATION) -> dict[str, Any]:
+        """PATCH the simulator's profile of `route`; returns the profile now in force."""
+        url = (f"{self.simulator_url}/-/profiles/"
+               f"{urllib.parse.quote(route.provider)}/{urllib.parse.quote(route.model)}")
+        request = urllib.request.Request(
+            url, data=json.dumps(dict(changes)).encode(), method="PATCH",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (loopback)
+            return dict(json.loads(response.read() or b"{}"))
+
+    def degrade_primary(self, scenario: str = "default") -> Route:
+        route = self.primary(scenario)
+        self.degrade(route)
+        return route
+
+    def wait_for_alert(
+        self, route: Route, timeout: float = 150.0, progress: Log = _quiet
+    ) -> Alert:
+        """The first firing degradation alert about `route` at the webhook receiver."""
+
+        def arrived() -> Alert | None:
+            return self.receiver.wait_for_alert(
+                lambda alert: alert.get("labels", {}).get("alertname") in DEGRADATION_ALERTS,
+                provider=route.provider, model=route.model, timeout=0,
+            )
+
+        def status() -> str:
+            pending = [
+                s["metric"].get("alertname", "?")
+                for s in self.query(
+                    f'ALERTS{{provider="{route.provider}",model="{route.model}"}}'
+                )
+            ]
+            return ("alerts pending/firing in Prometheus: " + ", ".join(sorted(set(pending)))
+                    if pending else "no alert on it in Prometheus yet")
+
+        return self._wait(arrived, timeout, f"an alert about {route} at the receiver", status,
+                          progress)
+
+    def wait_for_demotion(
+        self, route: Route, scenario: str = "default", timeout: float = 150.0,
+        progress: Log = _quiet,
+    ) -> list[Route]:
+        """Until the written config's `scenario` chain no longer starts with `route`."""
+
+        def demoted() -> list[Route] | None:
+            chain = read_chain(self.config_path, scenario)
+            return chain if chain and chain[0] != route else None
+
+        def status() -> str:
+            chain = "|".join(str(r) for r in read_chain(self.config_path, scenario))
+            return f"[router] {scenario} = {chain}"
+
+        return self._wait(demoted, timeout, f"the generator to demote {route}", status,
+                          progress)
+
+    def _wait(
+        self,
+        check: Callable[[], Any],
+        timeout: float,
+        what: str,
+        status: Callable[[], str],
+        progress: Log,
+        every: float = 10.0,
+    ) -> Any:
+        started = time.monotonic()
+        last_report = started
+        while True:
+            self.check_alive()
+            self.tick()
+            result = check()
+            if result:
+                return result
+            now = time.monotonic()
+            if now - started >= timeout:
+                raise StoryTimeout(f"gave up waiting for {what} after {timeout:.0f}s "
+                                   f"({status()}); logs are in {self.workdir}")
+            if now - last_report >= every:
+                last_report = now
+                progress(f"... waiting for {what} ({now - started:.0f}s): {status()}")
+            time.sleep(1.0)
+
+
+def run_perfgen(args: list[str], cwd: Path | None = None, timeout: float = 60.0) -> str:
+    """Run one perfgen command to completion with this interpreter; its stdout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(project_root()), env.get("PYTHONPATH", "")) if p
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", "from generator.cli import main; main(prog_name='perfgen')",
+         *args],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
+    )
+    if result.returncode != 0:
+        raise ProcessFailed(
+            f"perfgen {' '.join(args)} exited with {result.returncode}:\n"
+            f"{result.stderr.strip() or result.stdout.strip()}"
+        )
+    return result.stdout
+
+
+# --------------------------------------------------------------------------- the story
+
+
+def describe_alert(alert: Alert) -> str:
+    """One line per alert: `FIRING PerfgenLatencyHigh fastcloud/swift-chat (warning): ...`."""
+    labels = alert.get("labels") or {}
+    annotations = alert.get("annotations") or {}
+    if "model" in labels:
+        who = "/".join(labels[k] for k in ("provider", "model") if k in labels)
+    else:  # generator and exporter alerts are about a scenario or an instance
+        who = labels.get("scenario") or labels.get("instance") or labels.get("job") or ""
+    state = str(alert.get("status", "firing")).upper()
+    parts = [state, labels.get("alertname", "?"), who, f"({labels.get('severity', '?')})"]
+    text = " ".join(part for part in parts if part)
+    summary = annotations.get("summary", "")
+    return f"{text}: {summary}" if summary else text
+
+
+class AlertFeed:
+    """Hands out each alert the receiver got exactly once, for narration."""
+
+    def __init__(self, receiver: WebhookReceiver) -> None:
+        self.receiver = receiver
+        self.seen = 0
+
+    def new(self) -> list[Alert]:
+        alerts = self.receiver.alerts(status=None)
+        fresh, self.seen = alerts[self.seen:], len(alerts)
+        return fresh
+
+
+@dataclass
+class StoryResult:
+    table: str
+    degraded: Route
+    alert: Alert
+    chain_before: list[Route]
+    chain_after: list[Route]
+    diff: str
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def run_story(
+    stack: DemoStack,
+    *,
+    say: Log = _quiet,
+    progress: Log = _quiet,
+    time_left: Callable[[], float] = lambda: float("inf"),
+) -> StoryResult:
+    """Rankings, a degraded primary, its alert, its demotion; raises StoryTimeout if stuck.
+
+    Each stage gets a generous timeout (the whole story usually takes about two minutes)
+    capped by `time_left()`, the demo's --duration.
+    """
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
+    window = stack.window
+    say(f"Step 1/4: probing every model; a model is ranked once it has "
+        f"{stack.config.performance.min_test_count} samples in the {window} window.")
+    stack.wait_for_rankings(timeout=min(150.0, time_left()), progress=progress)
+    seconds["rankings"] = time.monotonic() - started
+    table = stack.ranking_table()
+    say("Rankings (perfgen query --scenario default):\n" + _indent(table))
+
+    before_text = stack.config_path.read_text(encoding="utf-8")
+    chain_before = read_chain(stack.config_path)
+    degraded = chain_before[0]
+    say(f"Step 2/4: degrading the primary of [router] default, {degraded}: "
+        f"PATCH /-/profiles/{degraded.provider}/{degraded.model} "
+        f"{json.dumps(DEGRADATION, separators=(',', ':'))}")
+    stack.degrade(degraded)
+    degraded_at = time.monotonic()
+
+    say(f"Step 3/4: waiting for Prometheus to alert on {degraded} through Alertmanager.")
+    alert = stack.wait_for_alert(degraded, timeout=min(180.0, time_left()), progress=progress)
+    seconds["alert"] = time.monotonic() - degraded_at
+    say(f"{alert['labels']['alertname']} about {degraded} reached the pager "
+        f"{seconds['alert']:.0f}s after the degradation.")
+
+    say(f"Step 4/4: waiting for perfgen generate (every {stack.generator_every}) to demote "
+        f"{degraded} in {stack.config_path.name}.")
+    chain_after = stack.wait_for_demotion(
+        degraded, timeout=min(180.0, time_left()), progress=progress
+    )
+    seconds["demotion"] = time.monotonic() - degraded_at
+    after_text = stack.config_path.read_text(encoding="utf-8")
+    diff = router_diff(before_text, after_text, stack.config_path.name)
+    say(f"Demoted {seconds['demotion']:.0f}s after the degradation; the written config "
+        f"changed:\n" + _indent(diff))
+    seconds["total"] = time.monotonic() - started
+    return StoryResult(table, degraded, alert, chain_before, chain_after, diff, seconds)
+
+
+def _indent(text: str, prefix: str = "    ") -> str:
+    return "\n".join(prefix + line for line in text.rstrip("\n").splitlines())

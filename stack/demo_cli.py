@@ -1,0 +1,164 @@
+"""`perfgen demo`: the whole pipeline on this machine, narrated (logic in stack/demo.py)."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from stack.demo import (
+    AlertFeed,
+    DemoStack,
+    StoryResult,
+    StoryTimeout,
+    describe_alert,
+    read_chain,
+    run_story,
+)
+from stack.processes import INSTALL_HINT, BinaryMissing, ProcessFailed, find_binary
+
+
+class Narrator:
+    """Timestamped lines relative to the demo's start; --quiet keeps only the outcome."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.started = time.monotonic()
+
+    def stamp(self) -> str:
+        elapsed = int(time.monotonic() - self.started)
+        return f"[{elapsed // 60:d}:{elapsed % 60:02d}]"
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            self.always(message)
+
+    def always(self, message: str) -> None:
+        click.echo(f"{self.stamp()} {message}")
+
+    def error(self, message: str) -> None:
+        click.echo(f"{self.stamp()} error: {message}", err=True)
+
+
+def _print_urls(narrator: Narrator, stack: DemoStack, force: bool = False) -> None:
+    show = narrator.always if force else narrator.say
+    width = max(len(name) for name in stack.urls())
+    show("Open while it runs:\n" + "\n".join(
+        f"    {name.ljust(width)}  {url}" for name, url in stack.urls().items()
+    ))
+
+
+def _summary(narrator: Narrator, result: StoryResult) -> None:
+    after = "|".join(str(r) for r in result.chain_after)
+    narrator.always(
+        f"Story complete in {result.seconds['total']:.0f}s: {result.degraded} degraded, "
+        f"alerted ({describe_alert(result.alert)}), demoted; [router] default = \"{after}\""
+    )
+
+
+def _keep_running(narrator: Narrator, stack: DemoStack) -> None:
+    """Stay up until Ctrl-C, narrating new alerts and route changes as they happen."""
+    _print_urls(narrator, stack, force=True)
+    narrator.always("Everything stays up; press Ctrl-C to stop.")
+    chain = read_chain(stack.config_path)
+    while True:
+        time.sleep(1.0)
+        stack.check_alive()
+        stack.tick()
+        now = read_chain(stack.config_path)
+        if now != chain:
+            chain = now
+            narrator.always("generator rewrote [router] default = "
+                            f"\"{'|'.join(str(r) for r in now)}\"")
+
+
+@click.command()
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep configs, logs and data here (default: a temporary directory, "
+                   "removed after a successful run).")
+@click.option("--duration", type=click.FloatRange(min=10), default=420.0, show_default=True,
+              metavar="SECONDS",
+              help="Stop after this long even if the story has not finished.")
+@click.option("--keep-running", is_flag=True,
+              help="After the story, leave everything up until Ctrl-C.")
+@click.option("--quiet", is_flag=True, help="Print only the outcome and errors.")
+def demo(workdir: Path | None, duration: float, keep_running: bool, quiet: bool) -> None:
+    """Run the whole pipeline on this machine against simulated providers.
+
+    \b
+    Starts, on free 127.0.0.1 ports: the simulator (3 providers, 7 models), the
+    exporter, Prometheus with perfgen's rules, Alertmanager with a webhook receiver,
+    and `perfgen generate` rewriting a copy of the demo proxy config every 10 s.
+    Then: rankings, a degraded primary, its alert, its demotion (about 2-3 minutes).
+
+    Needs the prometheus and prometheus-alertmanager packages. Exit 0 when the story
+    completed, 1 on error or when --duration ran out first.
+    """
+    narrator = Narrator(quiet)
+    try:
+        find_binary("prometheus")
+        find_binary("alertmanager")
+    except BinaryMissing as exc:
+        narrator.error(str(exc))
+        sys.exit(1)
+
+    temporary = workdir is None
+    root = Path(tempfile.mkdtemp(prefix="perfgen-demo-")) if workdir is None else workdir
+    deadline = time.monotonic() + duration
+
+    def time_left() -> float:
+        return max(0.0, deadline - time.monotonic())
+
+    # SIGTERM ends the demo like Ctrl-C: through the `finally` that stops every process.
+    previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous_sigint = signal.getsignal(signal.SIGINT)
+    stack = DemoStack(root, log=lambda message: narrator.say(f"started {message}"))
+    feed = AlertFeed(stack.receiver)
+
+    def tick() -> None:
+        for alert in feed.new():
+            narrator.say(f"pager: {describe_alert(alert)}")
+
+    stack.tick = tick
+    exit_code = 1
+    completed = False
+    try:
+        narrator.say(f"perfgen demo: work directory {root}")
+        stack.start()
+        _print_urls(narrator, stack)
+        result = run_story(stack, say=narrator.say, progress=narrator.say, time_left=time_left)
+        completed = True
+        exit_code = 0
+        _summary(narrator, result)
+        if keep_running:
+            _keep_running(narrator, stack)
+    except KeyboardInterrupt:
+        narrator.always("interrupted; stopping everything")
+        exit_code = 0 if completed else 130
+    except StoryTimeout as exc:
+        if time_left() <= 0:
+            narrator.error(f"--duration {duration:g}s ran out before the story finished: {exc}")
+        else:
+            narrator.error(str(exc))
+    except ProcessFailed as exc:
+        narrator.error(str(exc))
+    except BinaryMissing as exc:
+        narrator.error(f"{exc}\n(install with: {INSTALL_HINT})")
+    finally:
+        # A second Ctrl-C must not cut the shutdown short and leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stack.stop()
+        signal.signal(signal.SIGINT, previous_sigint)
+        signal.signal(signal.SIGTERM, previous_sigterm)
+        if temporary and exit_code == 0:
+            shutil.rmtree(root, ignore_errors=True)
+        elif exit_code != 0 or not temporary:
+            narrator.always(f"logs, configs and data kept in {root}")
+        narrator.say("stopped")
+    sys.exit(exit_code)
+

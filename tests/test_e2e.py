@@ -1,0 +1,87 @@
+"""End to end: the demo's story, asserted (simulator → exporter → Prometheus → Alertmanager
+→ receiver, and Prometheus → generator → the proxy config it writes).
+
+Uses the session's `demo_stack` (tests/conftest.py); about two to three minutes.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from exporter.config import load_config
+from generator.proxy_schema import validate_text
+from generator.proxy_toml import only_routes_changed
+from stack.demo import DEGRADATION_ALERTS, DemoStack, StoryResult, read_chain, run_story
+from stack.processes import http_get
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+@pytest.fixture(scope="module")
+def story(demo_stack: DemoStack) -> StoryResult:
+    started = time.monotonic()
+    result = run_story(demo_stack, say=print, progress=print)
+    # Under five minutes including start-up is the budget for the whole e2e run.
+    assert time.monotonic() - started < 240, result.seconds
+    return result
+
+
+def test_rankings_cover_every_default_candidate(demo_stack: DemoStack, story: StoryResult) -> None:
+    for route in demo_stack.candidates("default"):
+        assert route.model in story.table, f"{route} missing from:\n{story.table}"
+    # The degraded model was the best before the incident: first data row of the table.
+    first_row = story.table.splitlines()[2].split()
+    assert first_row[1:3] == [story.degraded.provider, story.degraded.model], story.table
+
+
+def test_degradation_alert_reached_the_receiver_with_its_labels(story: StoryResult) -> None:
+    labels = story.alert["labels"]
+    assert labels["alertname"] in DEGRADATION_ALERTS
+    assert labels["provider"] == story.degraded.provider
+    assert labels["model"] == story.degraded.model
+    assert labels["severity"] in ("warning", "critical", "page", "ticket")
+    assert story.alert["status"] == "firing"
+    annotations = story.alert["annotations"]
+    assert annotations.get("summary") and annotations.get("description")
+    assert annotations.get("runbook_url")
+
+
+def test_generator_demoted_the_degraded_model(demo_stack: DemoStack, story: StoryResult) -> None:
+    assert story.chain_before[0] == story.degraded
+    assert story.chain_after[0] != story.degraded
+    assert read_chain(demo_stack.config_path)[0] != story.degraded
+    removed = [line for line in story.diff.splitlines() if line.startswith("-default")]
+    added = [line for line in story.diff.splitlines() if line.startswith("+default")]
+    assert removed and f'"{story.degraded}' in removed[0], story.diff
+    assert added and f'"{story.degraded}' not in added[0], story.diff
+
+
+def test_written_config_is_valid_and_only_routes_changed(demo_stack: DemoStack,
+                                                          story: StoryResult) -> None:
+    written = demo_stack.config_path.read_text(encoding="utf-8")
+    original = demo_stack.original_config_path.read_text(encoding="utf-8")
+    assert validate_text(written) == []
+    assert only_routes_changed(original, written) == []
+    load_config(demo_stack.config_path)  # the exporter still accepts it
+
+
+def test_generator_reports_the_change_in_its_metrics(demo_stack: DemoStack,
+                                                     story: StoryResult) -> None:
+    status, body = http_get(demo_stack.generator_metrics_url)
+    assert status == 200
+    text = body.decode()
+    assert 'perfgen_generator_route_changes_total{scenario="default"}' in text
+    primary_lines = [line for line in text.splitlines()
+                     if line.startswith("perfgen_generator_primary_info{")
+                     and 'scenario="default"' in line and line.endswith(" 1.0")]
+    assert primary_lines, text
+    assert all(f'model="{story.degraded.model}"' not in line for line in primary_lines)
+
+
+def test_every_process_is_still_up(demo_stack: DemoStack, story: StoryResult) -> None:
+    demo_stack.check_alive()
+    assert set(demo_stack.processes) == {
+        "simulator", "exporter", "alertmanager", "prometheus", "generator"
+    }
