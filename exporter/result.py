@@ -1,7 +1,7 @@
 """What a probe found: the contract between the probe engine and everything that reports it.
 
 Times are seconds (floats) from t0, the moment the request was written; an unknown
-value is None. Definitions are in DESIGN.md ("What is measured").
+value is None. Definitions are in the README ("What is measured").
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ class ProbeResult:
         return (min(values), max(values)) if values else None
 
     def to_json(self) -> dict[str, Any]:
-        """The object `perfgen probe --format json` prints (keys fixed by DESIGN.md)."""
+        """The object `perfgen probe --format json` prints (its keys are a documented contract)."""
         return {
             "target": self.target,
             "provider": self.provider,

@@ -1,4 +1,4 @@
-"""Check a config.toml against what terraphim-llm-proxy accepts (proxy/README.md).
+"""Check a config.toml against what terraphim-llm-proxy accepts (its documented config rules).
 
 The generator runs this on every file before it writes it: a route the proxy would
 refuse is worse than a stale one, because the proxy would keep its old routes (reload)

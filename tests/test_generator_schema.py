@@ -1,4 +1,4 @@
-"""generator.proxy_schema: what terraphim-llm-proxy would refuse (proxy/README.md)."""
+"""generator.proxy_schema: what terraphim-llm-proxy would refuse."""
 
 from __future__ import annotations
 
