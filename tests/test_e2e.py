@@ -6,6 +6,7 @@ Uses the session's `demo_stack` (tests/conftest.py); about two to three minutes.
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
@@ -14,7 +15,7 @@ from exporter.config import load_config
 from generator.proxy_schema import validate_text
 from generator.proxy_toml import only_routes_changed
 from stack.demo import DEGRADATION_ALERTS, DemoStack, StoryResult, read_chain, run_story
-from stack.processes import http_get
+from stack.processes import find_binary, http_get
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -85,3 +86,16 @@ def test_every_process_is_still_up(demo_stack: DemoStack, story: StoryResult) ->
     assert set(demo_stack.processes) == {
         "simulator", "exporter", "alertmanager", "prometheus", "generator"
     }
+
+
+def test_the_stack_prometheus_config_passes_promtool(demo_stack: DemoStack) -> None:
+    """The rendered prometheus.yml with the rules rendered from the demo's [performance]."""
+    prometheus = demo_stack.processes["prometheus"]
+    assert prometheus.config_path is not None
+    result = subprocess.run(
+        [find_binary("promtool"), "check", "config", str(prometheus.config_path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in demo_stack.rule_files:
+        assert "SUCCESS" in result.stdout and name.rsplit("/", 1)[-1] in result.stdout
