@@ -748,7 +748,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 def redact(text: str, secrets: Callable[[], list[str]]) -> str:
     """Replace every known secret value in text; the last line of defence for logs and errors."""
-    for value in secrets():
+    # Longest first: a key that contains another key must go whole, not leave its tail.
+    for value in sorted(secrets(), key=len, reverse=True):
         if value and len(value) >= 4:
             text = text.replace(value, "<redacted>")
     return text

@@ -209,3 +209,11 @@ def test_durations() -> None:
     assert duration_seconds("15s") == 15
     with pytest.raises(ValueError):
         duration_seconds("")
+
+
+def test_redact_removes_a_key_that_contains_another_whole() -> None:
+    from exporter.config import redact
+
+    text = "keys sk-test-12345678 and sk-test-1234"
+    cleaned = redact(text, lambda: ["sk-test-1234", "sk-test-12345678"])
+    assert cleaned == "keys <redacted> and <redacted>"
