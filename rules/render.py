@@ -4,7 +4,7 @@ The rules are data, like a kubernetes-mixin: jinja2 templates next to this file
 (`recording.yml.j2`, `alerts.yml.j2`) filled from one `RuleParams` computed here.
 Everything numeric the templates need (score references, `for:` durations, windows)
 is derived in Python, in one place, so the templates stay declarative and the
-derivations can be unit-tested and documented (docs/rules.md).
+derivations can be unit-tested and documented (README: "Prometheus rules").
 
 The templates use `[[ ... ]]` / `[% ... %]` / `[# ... #]` as jinja delimiters because
 the rules themselves contain Prometheus' Go-template `{{ ... }}` annotations.
@@ -146,7 +146,7 @@ class ScenarioParams:
 
 @dataclass(frozen=True)
 class Timings:
-    """Every duration the rules use, derived from [performance] (see docs/rules.md)."""
+    """Every duration the rules use, derived from [performance] (see the README, "Prometheus rules")."""
 
     window: str  # as configured; it is also the suffix of every recording rule name
     window_seconds: float
@@ -347,7 +347,7 @@ def score_components(
     success_ratio: float,
     thresholds: Thresholds,
 ) -> dict[str, float]:
-    """The score components, as the recording rules compute them (docs/rules.md).
+    """The score components, as the recording rules compute them (README: "Prometheus rules").
 
     None for a figure means the window has no sample of it (every request failed), which
     scores as the worst value: an infinitely slow first token, 0 tokens/s.

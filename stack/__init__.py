@@ -1,2 +1,2 @@
 """The local stack: processes (Prometheus, Alertmanager, perfgen commands), their configs,
-a webhook receiver, and the demo that ties them together (docs/demo.md)."""
+a webhook receiver, and the demo that ties them together (README: "The demo and the local stack")."""
