@@ -146,7 +146,7 @@ class ScenarioParams:
 
 @dataclass(frozen=True)
 class Timings:
-    """Every duration the rules use, derived from [performance] (see the README, "Prometheus rules")."""
+    """Every duration the rules use, derived from [performance] (README: "Prometheus rules")."""
 
     window: str  # as configured; it is also the suffix of every recording rule name
     window_seconds: float
