@@ -14,6 +14,9 @@ In-process use (the demo, tests):
     from generator.promql import PromClient
     result = generate_once("config.toml", PromClient("http://127.0.0.1:9090"))
     result.exit_code, result.plan.changed_scenarios
+
+With `out`, the routes to improve on are the ones last written there (its [router]),
+not --config's: everything else still comes from --config.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import sys
 import threading
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,17 +43,19 @@ from exporter.config import (
     parse_config,
 )
 from generator.metrics import GeneratorMetrics, parse_listen
-from generator.promql import PromClient, PromQLError, Snapshot, fetch_snapshot, model_stats
-from generator.proxy_schema import validate_text
+from generator.promql import PromClient, PromQLError
+from generator.proxy_schema import check_route, validate_text
 from generator.proxy_toml import (
     TomlEditError,
     apply_routes,
     atomic_write,
     only_routes_changed,
+    route_values,
     unified_diff,
 )
 from generator.query_cli import make_client, prometheus_options, stale_after
 from generator.ranking import Decision, Policy, decide
+from generator.snapshot import Snapshot, fetch_snapshot, model_stats
 from generator.timer import run_every
 
 EXIT_UNCHANGED, EXIT_ERROR, EXIT_USAGE, EXIT_CHANGED = 0, 1, 2, 3
@@ -62,7 +68,13 @@ class GenerateError(RuntimeError):
 
 @dataclass
 class Plan:
-    """What one run decided, before anything is written."""
+    """What one run decided, before anything is written.
+
+    `old_text` is --config's text with the routes the plan started from: --config's
+    own, or with --out those last written to the output file. `new_text` is the file
+    to write; `target_text` what the file to write held when the run started (None:
+    absent), so a concurrent edit is noticed.
+    """
 
     config_path: str
     old_text: str
@@ -70,6 +82,8 @@ class Plan:
     decisions: list[Decision]
     warnings: list[str] = field(default_factory=list)
     evaluated_at: float = 0.0
+    routes_path: str | None = None  # where the old routes came from, when not config_path
+    target_text: str | None = None
 
     @property
     def changed_scenarios(self) -> list[str]:
@@ -80,7 +94,8 @@ class Plan:
         return bool(self.changed_scenarios)
 
     def diff(self, path: str | None = None) -> str:
-        return unified_diff(self.old_text, self.new_text, path or self.config_path)
+        return unified_diff(self.old_text, self.new_text,
+                            path or self.routes_path or self.config_path)
 
     def primaries(self) -> dict[str, Any]:
         chains = {d.scenario: (d.old_chain if d.untouched else d.new_chain)
@@ -138,19 +153,37 @@ def decide_all(config: Config, snap: Snapshot) -> list[Decision]:
 
 
 def plan_routes(
-    config_path: str | os.PathLike[str], client: PromClient, *, at: float | None = None
+    config_path: str | os.PathLike[str],
+    client: PromClient,
+    *,
+    at: float | None = None,
+    out: str | os.PathLike[str] | None = None,
 ) -> Plan:
-    """Read, query and decide; raises GenerateError, ConfigError or PromQLError."""
+    """Read, query and decide; raises GenerateError, ConfigError or PromQLError.
+
+    With `out` (the file the result goes to), the plan starts from the routes last
+    written there, so an unchanged ranking is "unchanged" and hysteresis defends the
+    primary actually in use; providers and [performance] still come from --config.
+    """
     path = str(config_path)
-    try:
-        old_text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise GenerateError(f"cannot read {path}: {exc.strerror or exc}") from None
-    config = parse_config(old_text, path)
+    source_text = _read(path)
+    config = parse_config(source_text, path)
+    old_text, routes_path, target_text = source_text, None, source_text
+    if out is not None and os.path.realpath(out) != os.path.realpath(path):
+        target_text = _read_or_none(Path(out))
+        written = _written_routes(config, target_text)
+        if written:
+            try:
+                old_text = apply_routes(source_text, written)
+            except TomlEditError as exc:
+                raise GenerateError(f"{path}: {exc}") from None
+            config = parse_config(old_text, path)
+            routes_path = str(out)
     performance = config.performance
     if not performance.enabled:
         return Plan(path, old_text, old_text, [], ["[performance] enabled = false: "
-                                                   "routes left as they are"])
+                                                   "routes left as they are"],
+                    routes_path=routes_path, target_text=target_text)
     stale = stale_after(performance)
     snap = fetch_snapshot(
         client, performance.window,
@@ -163,7 +196,8 @@ def plan_routes(
         new_text = apply_routes(old_text, routes) if routes else old_text
     except TomlEditError as exc:
         raise GenerateError(f"{path}: {exc}") from None
-    problems = only_routes_changed(old_text, new_text)
+    # Against --config itself: the output differs from it in route values only.
+    problems = only_routes_changed(source_text, new_text)
     if problems:  # a tomlkit surprise; never write such a file
         raise GenerateError(f"{path}: refusing to write, the edit changed more than routes: "
                             + "; ".join(problems))
@@ -173,7 +207,41 @@ def plan_routes(
         already = " (the current file already breaks them)" if before >= set(errors) else ""
         raise GenerateError(f"{path}: the result would break the proxy's rules{already}: "
                             + "; ".join(errors))
-    return Plan(path, old_text, new_text, decisions, list(snap.warnings), snap.at)
+    return Plan(path, old_text, new_text, decisions, list(snap.warnings), snap.at,
+                routes_path=routes_path, target_text=target_text)
+
+
+def _written_routes(config: Config, text: str | None) -> dict[str, str]:
+    """The routes of a previous output to start from (none: absent or not TOML).
+
+    Only routes --config still asks for (its [router] keys, or scenarios with
+    candidates) and that are valid against its [[providers]]: a route to a provider
+    removed since is dropped, and --config's own route stands in.
+    """
+    if text is None:
+        return {}
+    try:
+        written = route_values(text)
+    except tomllib.TOMLDecodeError:
+        return {}  # not ours to read; it is replaced by a complete config
+    providers = {name: set(p.models) for name, p in config.providers.items()}
+    wanted = set(config.router) | {
+        name for name, own in config.performance.scenarios.items() if own.candidates
+    }
+    usable: dict[str, str] = {}
+    for key, value in written.items():
+        errors: list[str] = []
+        check_route(f"router.{key}", value, providers, errors)
+        if key in wanted and not errors:
+            usable[key] = value
+    return usable
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GenerateError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 # --------------------------------------------------------------------- writing + reload
@@ -192,13 +260,13 @@ def generate_once(
     at: float | None = None,
 ) -> GenerateResult:
     """One complete run. Raises before writing; a failed reload is `result.error`."""
-    plan = plan_routes(config_path, client, at=at)
+    plan = plan_routes(config_path, client, at=at, out=out)
     result = GenerateResult(plan)
     if dry_run:
         return result
     target = Path(out) if out is not None else Path(config_path)
     current = _read_or_none(target)
-    if out is None and current != plan.old_text:
+    if current != plan.target_text:
         # Someone edited the file while we were querying; their edit wins this round.
         raise GenerateError(f"{target} changed while generating; nothing written")
     if current != plan.new_text:

@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from exporter.config import SCENARIOS
+from exporter.config import SCENARIOS, Route
 
 # The [router] keys that hold a route chain: one per routing scenario.
 ROUTE_KEYS = SCENARIOS
@@ -38,14 +38,16 @@ def validate(document: Mapping[str, Any]) -> list[str]:
 
 
 def split_route(text: str) -> tuple[str, str] | None:
-    """The proxy's split: first ',' (else first ':'), spaces trimmed; None if malformed."""
-    text = text.strip()
-    sep = "," if "," in text else ":"
-    provider, found, model = text.partition(sep)
-    provider, model = provider.strip(), model.strip()
-    if not found or not provider or not model:
+    """The proxy's split: first ',' (else first ':'), spaces trimmed; None if malformed.
+
+    The same rule perfgen's own config reader applies (`Route.parse`), so a route the
+    generator reads is one this check accepts.
+    """
+    try:
+        route = Route.parse(text)
+    except ValueError:
         return None
-    return provider, model
+    return route.provider, route.model
 
 
 def check_route(

@@ -26,16 +26,9 @@ from exporter.config import (
     load_config,
     parse_chain,
 )
-from generator.promql import (
-    Auth,
-    PromClient,
-    PromQLError,
-    Snapshot,
-    fetch_snapshot,
-    model_stats,
-    parse_headers,
-)
-from generator.ranking import FAILS, MEETS, ModelStats, Policy, classify
+from generator.promql import Auth, PromClient, PromQLError, parse_headers
+from generator.ranking import MEETS, ModelStats, Policy, rank
+from generator.snapshot import Snapshot, fetch_snapshot, model_stats
 
 # --------------------------------------------------------------------- shared options
 
@@ -132,24 +125,21 @@ class Row:
 
 def rank_rows(
     snap: Snapshot, scenario: str, policy: Policy, extra: Sequence[Route] = (),
-    only: Collection[Route] | None = None,
+    only: Collection[Route] | None = None, chain: Sequence[Route] = (),
 ) -> list[Row]:
-    """Models with data (plus `extra`; only those in `only` if given), ranked as the
-    generator would rank them, without hysteresis."""
-    routes = [Route(p, m) for p, m in snap.keys()]
-    routes += [r for r in extra if r not in routes]
+    """Models with data (plus `extra`; only those in `only` if given), ranked by
+    `ranking.rank`: the order the generator chooses for `chain`, without hysteresis.
+
+    `extra` (the scenario's candidates and chain) comes first so that models without
+    fresh data are listed in the generator's order: `chain`'s, then the candidates'.
+    """
+    routes = list(dict.fromkeys([*extra, *(Route(p, m) for p, m in snap.keys())]))
     if only is not None:
         routes = [r for r in routes if r in only]
-    classified = []
-    for route in routes:
-        stats = model_stats(snap, scenario, route)
-        group, reason = classify(stats, policy)
-        order = {MEETS: 0, FAILS: 1}.get(group, 2)
-        classified.append((order, -(stats.score if stats.score is not None else -1.0),
-                           str(route), stats, group, reason))
-    classified.sort(key=lambda item: item[:3])
-    return [Row(i + 1, stats, group, reason)
-            for i, (_, _, _, stats, group, reason) in enumerate(classified)]
+    stats = {route: model_stats(snap, scenario, route) for route in routes}
+    ranked = rank(routes, stats, policy, chain)
+    return [Row(i + 1, stats[item.route], item.group, item.reason)
+            for i, item in enumerate(ranked)]
 
 
 def render(rows: Sequence[Row], fmt: str, scenario: str, window: str, at: float) -> str:
@@ -255,17 +245,18 @@ def query(config_path: str | None, scenario: str, fmt: str, window: str | None,
         thresholds=performance.scenario_thresholds(scenario) if config else None,
     )
     extra: list[Route] = []
+    chain: list[Route] = []
     only: set[Route] | None = None
     if config:
         # The models this proxy could route to; other Prometheus data is someone else's.
         only = {Route(p.name, m) for p in config.providers.values() for m in p.models}
         own = config.performance.scenarios.get(scenario)
         route = config.router.get(scenario)
-        extra = list(own.candidates) if own and own.candidates else []
         if isinstance(route, str):
             try:
-                extra += parse_chain(route)
+                chain = parse_chain(route)
             except ValueError:
                 pass  # a malformed route is generate's problem to report
-    rows = rank_rows(snap, scenario, policy, extra, only)
+        extra = [*(own.candidates if own and own.candidates else ()), *chain]
+    rows = rank_rows(snap, scenario, policy, extra, only, chain)
     click.echo(render(rows, fmt, scenario, window, snap.at), nl=False)

@@ -19,8 +19,11 @@ Hysteresis keeps groups 1 and 2 sticky: at each position the incumbent (the mode
 came first in the old chain among those left) keeps its place unless a challenger's
 lowest score over the hold time beats `(1 + margin)` times the incumbent's highest
 score over the same time, and the challenger had a score for the whole hold time.
+An incumbent with no score at all counts as 0 and gives way to any scored challenger.
 A primary that fails thresholds or lost its data is not an incumbent of group 1, so
 it is replaced at once: hysteresis protects against noise, not against an outage.
+
+`rank()` is the same ordering without hysteresis (what `perfgen query` prints).
 """
 
 from __future__ import annotations
@@ -142,14 +145,43 @@ def threshold_failures(stats: ModelStats, thresholds: Thresholds | None) -> list
 
 
 def holds_over(challenger: ModelStats, incumbent: ModelStats, margin: float) -> bool:
-    """True when the challenger beat the incumbent by the margin for the whole hold time."""
+    """True when the challenger beat the incumbent by the margin for the whole hold time.
+
+    An incumbent with no score at all (now or over the hold time) counts as 0: it has
+    nothing for hysteresis to protect, so any scored challenger takes its place at once.
+    """
+    high = _highest(incumbent)
+    if high is None:
+        low = challenger.score
+        return low is not None and low > 0
     if not challenger.hold_covered:
         return False
-    low = challenger.hold_min if challenger.hold_min is not None else challenger.score
-    incumbent_scores = [s for s in (incumbent.hold_max, incumbent.score) if s is not None]
-    if low is None or not incumbent_scores:
-        return False
-    return low > (1 + margin) * max(incumbent_scores)
+    low = _lowest(challenger)
+    return low is not None and low > (1 + margin) * high
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One model's place in a ranking: its group and the reason for it."""
+
+    route: Route
+    group: str  # MEETS, FAILS or UNKNOWN
+    reason: str
+
+
+def rank(
+    routes: Sequence[Route],
+    stats: Mapping[Route, ModelStats],
+    policy: Policy,
+    old_chain: Sequence[Route] = (),
+) -> list[Ranked]:
+    """`routes` in chain order, without hysteresis: meets by score, fails by score,
+    then unknown (those in `old_chain` in its order, the rest in the given order).
+
+    The ranking `perfgen query` prints; `decide()` orders the same way, except that
+    hysteresis may keep an incumbent ahead of a slightly better challenger.
+    """
+    return _rank(routes, stats, policy, old_chain, sticky=False)[0]
 
 
 def decide(
@@ -166,51 +198,89 @@ def decide(
     pool = _unique(list(candidates) or old)
     known = {name: set(models) for name, models in provider_models.items()}
 
-    groups: dict[str, list[Route]] = {MEETS: [], FAILS: [], UNKNOWN: []}
-    reasons: dict[Route, str] = {}
+    eligible: list[Route] = []
     for route in pool:
         if route.provider not in known:
             decision.entries.append(Entry(route, "excluded", f"provider {route.provider!r} "
                                           "is not in [[providers]]", kept=False))
-            continue
-        if route.model not in known[route.provider]:
+        elif route.model not in known[route.provider]:
             decision.entries.append(Entry(route, "excluded", f"model not in provider "
                                           f"{route.provider!r}'s models", kept=False))
-            continue
+        else:
+            eligible.append(route)
+
+    ranked, notes = _rank(eligible, stats, policy, old, sticky=True)
+    if all(item.group == UNKNOWN for item in ranked):
+        decision.untouched = True
+        decision.notes.append("no candidate has fresh data with enough samples: route left as is")
+        decision.entries.extend(
+            Entry(item.route, UNKNOWN, item.reason, _score(stats.get(item.route)))
+            for item in ranked
+        )
+        return decision
+
+    decision.notes.extend(notes)
+    decision.new_chain = [item.route for item in ranked[: policy.max_chain]]
+    for index, item in enumerate(ranked):
+        kept = index < policy.max_chain
+        reason = item.reason
+        if not kept:
+            reason += f"; cut by max_chain={policy.max_chain}"
+        decision.entries.append(
+            Entry(item.route, item.group, reason, _score(stats.get(item.route)), kept)
+        )
+    if old and ranked[0].route != old[0]:
+        placed = {item.route: item for item in ranked}
+        note = _primary_change_note(old[0], ranked[0].route, placed)
+        if note:
+            decision.notes.append(note)
+    return decision
+
+
+def _rank(
+    routes: Sequence[Route],
+    stats: Mapping[Route, ModelStats],
+    policy: Policy,
+    old_chain: Sequence[Route],
+    *,
+    sticky: bool,
+) -> tuple[list[Ranked], list[str]]:
+    """The one ordering behind rank() and decide(); `sticky` adds hysteresis."""
+    members = _unique(list(routes))
+    old_index: dict[Route, int] = {}
+    for i, route in enumerate(old_chain):
+        old_index.setdefault(route, i)  # a route listed twice keeps its first place
+    groups: dict[str, list[Route]] = {MEETS: [], FAILS: [], UNKNOWN: []}
+    reasons: dict[Route, str] = {}
+    for route in members:
         group, reason = classify(stats.get(route), policy)
         groups[group].append(route)
         reasons[route] = reason
 
-    if not groups[MEETS] and not groups[FAILS]:
-        decision.untouched = True
-        decision.notes.append("no candidate has fresh data with enough samples: route left as is")
-        decision.entries.extend(
-            Entry(r, UNKNOWN, reasons[r], _score(stats.get(r))) for r in groups[UNKNOWN]
-        )
-        return decision
-
-    old_index = {route: i for i, route in enumerate(old)}
-    ordered: list[tuple[Route, str]] = []
+    ranked: list[Ranked] = []
+    notes: list[str] = []
     for group in (MEETS, FAILS):
-        chosen, notes = _sticky_order(groups[group], stats, old_index, policy, len(ordered))
-        ordered.extend((route, group) for route in chosen)
-        decision.notes.extend(notes)
-    # Unknown models keep their old relative order; new candidates follow in config order.
-    unknown = sorted(groups[UNKNOWN], key=lambda r: old_index.get(r, len(old) + pool.index(r)))
-    ordered.extend((route, UNKNOWN) for route in unknown)
+        if sticky:
+            chosen, group_notes = _sticky_order(groups[group], stats, old_index, policy,
+                                                len(ranked))
+            notes.extend(group_notes)
+        else:
+            chosen = _score_order(groups[group], stats, old_index)
+        ranked.extend(Ranked(route, group, reasons[route]) for route in chosen)
+    # Unknown models keep their old relative order; the others follow in given order.
+    position = {route: i for i, route in enumerate(members)}
+    unknown = sorted(groups[UNKNOWN],
+                     key=lambda r: old_index.get(r, len(old_chain) + position[r]))
+    ranked.extend(Ranked(route, UNKNOWN, reasons[route]) for route in unknown)
+    return ranked, notes
 
-    decision.new_chain = [route for route, _ in ordered[: policy.max_chain]]
-    for index, (route, group) in enumerate(ordered):
-        kept = index < policy.max_chain
-        reason = reasons[route]
-        if not kept:
-            reason += f"; cut by max_chain={policy.max_chain}"
-        decision.entries.append(Entry(route, group, reason, _score(stats.get(route)), kept))
-    if old and ordered[0][0] != old[0]:
-        note = _primary_change_note(old[0], ordered[0][0], groups, reasons)
-        if note:
-            decision.notes.append(note)
-    return decision
+
+def _score_order(
+    members: list[Route], stats: Mapping[Route, ModelStats], old_index: Mapping[Route, int]
+) -> list[Route]:
+    """Best score first; ties keep the old chain's order, then the route's name."""
+    return sorted(members, key=lambda r: (-(stats[r].score or 0.0),
+                                          old_index.get(r, math.inf), str(r)))
 
 
 def _sticky_order(
@@ -221,8 +291,7 @@ def _sticky_order(
     offset: int = 0,
 ) -> tuple[list[Route], list[str]]:
     """Order by score, but let an incumbent keep its place until it is clearly beaten."""
-    remaining = sorted(members, key=lambda r: (-(stats[r].score or 0.0),
-                                               old_index.get(r, math.inf), str(r)))
+    remaining = _score_order(members, stats, old_index)
     result: list[Route] = []
     notes: list[str] = []
     while remaining:
@@ -251,27 +320,31 @@ def _hysteresis_note(
     where = "primary" if position == 0 else f"position {position + 1}"
     challenger = best if pick == incumbent else pick
     champ, base = stats[challenger], stats[incumbent]
-    base_max = max(s for s in (base.hold_max, base.score) if s is not None)
-    need = (1 + policy.margin) * base_max
-    low = champ.hold_min if champ.hold_min is not None else champ.score
-    detail = (f"{challenger} lowest score over {policy.hold} "
-              f"{'n/a' if low is None else f'{low:.3f}'}"
-              f"{'' if champ.hold_covered else ' (no score for the whole hold time)'}"
-              f" vs {incumbent} highest {base_max:.3f} x {1 + policy.margin:g} = {need:.3f}")
+    base_max = _highest(base)
+    low = _lowest(champ)
+    low_text = "n/a" if low is None else f"{low:.3f}"
+    if base_max is None:
+        detail = (f"{incumbent} has no score over {policy.hold}, counted as 0; "
+                  f"{challenger} scores {low_text}")
+    else:
+        need = (1 + policy.margin) * base_max
+        detail = (f"{challenger} lowest score over {policy.hold} {low_text}"
+                  f"{'' if champ.hold_covered else ' (no score for the whole hold time)'}"
+                  f" vs {incumbent} highest {base_max:.3f} x {1 + policy.margin:g}"
+                  f" = {need:.3f}")
     if pick == incumbent:
         return f"hysteresis holds {where}: {incumbent} stays ({detail})"
     return f"hysteresis switches {where} to {pick}: beat {incumbent} for {policy.hold} ({detail})"
 
 
-def _primary_change_note(
-    old: Route, new: Route, groups: Mapping[str, list[Route]], reasons: Mapping[Route, str]
-) -> str | None:
+def _primary_change_note(old: Route, new: Route, placed: Mapping[Route, Ranked]) -> str | None:
     """Why the old primary lost its place when hysteresis did not decide it."""
-    if old in groups[MEETS]:
+    item = placed.get(old)
+    if item is None:
+        return f"primary {old} -> {new}: old primary is not a candidate or not configured"
+    if item.group == MEETS:
         return None  # the hysteresis note already says why
-    if old in reasons:
-        return f"primary {old} -> {new}: old primary {reasons[old]}"
-    return f"primary {old} -> {new}: old primary is not a candidate or not configured"
+    return f"primary {old} -> {new}: old primary {item.reason}"
 
 
 def _unique(routes: list[Route]) -> list[Route]:
@@ -280,6 +353,16 @@ def _unique(routes: list[Route]) -> list[Route]:
 
 def _score(stats: ModelStats | None) -> float | None:
     return stats.score if stats else None
+
+
+def _highest(stats: ModelStats) -> float | None:
+    """The incumbent's best over the hold time (or now); None without any score."""
+    return max((s for s in (stats.hold_max, stats.score) if s is not None), default=None)
+
+
+def _lowest(stats: ModelStats) -> float | None:
+    """The challenger's worst over the hold time; the current score without history."""
+    return stats.hold_min if stats.hold_min is not None else stats.score
 
 
 def _num(value: float | None) -> float | None:

@@ -301,6 +301,13 @@ def test_dry_run_and_out(prometheus, tmp_path):
                                   "--out", str(target), "--quiet")
     assert code == 3 and cfg.read_bytes() == before and out == ""
     assert router(target)["default"] == "fast,b|fast,a"
+    # The next run compares with what --out holds, not with --config: nothing to do
+    # (with --every, no "changed" every run, no reload, no route_changes_total bump).
+    mtime = target.stat().st_mtime_ns
+    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus,
+                                  "--out", str(target))
+    assert code == 0 and "routes unchanged" in err and out == "", err
+    assert target.stat().st_mtime_ns == mtime and cfg.read_bytes() == before
 
 
 def test_prometheus_down_leaves_file_byte_identical(tmp_path):

@@ -10,7 +10,6 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from exporter.config import Route
 from generator.promql import (
     Auth,
     EmptyResult,
@@ -20,8 +19,6 @@ from generator.promql import (
     PrometheusUnreachable,
     PromQLError,
     QueryError,
-    Snapshot,
-    model_stats,
     parse_headers,
 )
 from stack.processes import free_port
@@ -185,26 +182,6 @@ def test_tls_switch_and_long_queries_use_post(fake):
     client(fake.url).instant(long_query)
     assert fake.requests[0]["method"] == "POST"
     assert fake.requests[0]["params"]["query"] == [long_query]
-
-
-def test_model_stats_prefers_scenario_series_and_drops_nan():
-    snap = Snapshot(at=1000.0, window="1h", stale_after_seconds=600, hold_seconds=60,
-                    hold_step=15, hold_points=5)
-    key = ("p", "m")
-    snap.score[key] = {"default": 0.4, "think": 0.7}
-    snap.meets[key] = {"default": 1.0}
-    snap.plain["samples"] = {key: 9.0}
-    snap.plain["ttft_p95"] = {key: float("nan")}
-    snap.last_probe[key] = 900.0
-    snap.history[("p", "m", "think")] = [0.6, 0.7, 0.8, 0.7, 0.7]
-    think = model_stats(snap, "think", Route("p", "m"))
-    assert (think.score, think.score_scenario, think.meets_thresholds) == (0.7, "think", True)
-    assert think.ttft_p95_seconds is None and think.fresh
-    assert (think.hold_min, think.hold_max, think.hold_covered) == (0.6, 0.8, True)
-    default = model_stats(snap, "default", Route("p", "m"))
-    assert default.score == 0.4 and not default.hold_covered  # no default history
-    snap.at = 2000.0
-    assert model_stats(snap, "think", Route("p", "m")).fresh is False
 
 
 def test_password_in_url_is_not_printed():

@@ -12,6 +12,7 @@ from generator.ranking import (
     classify,
     decide,
     holds_over,
+    rank,
     threshold_failures,
 )
 
@@ -164,3 +165,36 @@ def test_hysteresis_notes_name_the_chain_position():
     assert decision.new_chain == [A, B, C]
     assert any(note.startswith("hysteresis holds position 2: p,b stays")
                for note in decision.notes), decision.notes
+
+
+def test_incumbent_without_any_score_gives_way_to_a_scored_challenger():
+    # A fails every request (no score now, none over the hold time); B fails the
+    # thresholds but has a score. Used to raise ValueError (max of nothing) and to keep A.
+    decision = run([A, B], [stats(A, None, meets=False), stats(B, 0.3, meets=False)])
+    assert decision.new_chain == [B, A]
+    assert any(note.startswith("hysteresis switches primary to p,b") and "counted as 0" in note
+               for note in decision.notes), decision.notes
+    # Even a challenger without a score for the whole hold time: there is nothing to defend.
+    young = run([A, B], [stats(A, None, meets=False), stats(B, 0.3, meets=False,
+                                                             covered=False)])
+    assert young.new_chain == [B, A]
+    assert holds_over(stats(B, 0.3), stats(A, None, meets=False), 0.10) is True
+    assert holds_over(stats(B, None, meets=False), stats(A, None, meets=False), 0.10) is False
+    # A score earlier in the hold time is still defended.
+    recent = run([A, B], [stats(A, None, meets=False, hold=(0.5, 0.5)),
+                          stats(B, 0.3, meets=False)])
+    assert recent.new_chain == [A, B]
+
+
+def test_rank_is_decide_without_hysteresis():
+    data = [stats(A, 0.5), stats(B, 0.9), stats(C, 0.7, meets=False), stats(D, 0.8, samples=2),
+            stats(X, 0.5)]
+    old = [D, X, A]
+    no_hysteresis = Policy(max_chain=9, margin=0.0, hold="0s")
+    decision = run(old, data, candidates=[C, A, B, D, X], policy=no_hysteresis)
+    table = {s.route: s for s in data}
+    ranked = rank([C, A, B, D, X], table, no_hysteresis, old)
+    assert [item.route for item in ranked] == decision.new_chain == [B, X, A, C, D]
+    assert [item.group for item in ranked] == [MEETS, MEETS, MEETS, FAILS, UNKNOWN]
+    # Unknown models: the old chain's order first, then the given order.
+    assert [i.route for i in rank([A, B, C], {}, POLICY, [C])] == [C, A, B]
