@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TextIO
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -41,6 +41,7 @@ from exporter.config import (
 )
 from exporter.metrics import CumulativeStore, render_probe
 from exporter.probe import run_probe as default_run_probe
+from exporter.protocols.base import loggable_url
 from exporter.result import ProbeResult
 from exporter.scheduler import OUTCOMES, Answer, CostSettings, Scheduler
 
@@ -287,15 +288,6 @@ def probe_timeout(module: Module, header: str | None, offset: float) -> float:
     return min(module.timeout_seconds, available)
 
 
-def _redacted_url(url: str) -> str:
-    """A base URL without any user:password part."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"<redacted>@{host}"))
-
-
 def _secret_text(provider: Provider, which: str) -> str:
     secret = provider.api_key if which == "api_key" else provider.probe_api_key
     if secret is None:
@@ -312,7 +304,7 @@ def _config_lines(module: Module, provider: Provider) -> list[str]:
         "", "Provider:",
         f"  name = {provider.name!r}",
         f"  protocol = {provider.protocol!r}",
-        f"  api_base_url = {_redacted_url(provider.api_base_url)!r}",
+        f"  api_base_url = {loggable_url(provider.api_base_url)!r}",
         f"  models = {list(provider.models)!r}",
         f"  api_key = {_secret_text(provider, 'api_key')}",
         f"  probe_api_key = {_secret_text(provider, 'probe_api_key')}",

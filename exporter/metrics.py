@@ -8,7 +8,9 @@ Two kinds of series come out of a /probe scrape, as in blackbox_exporter:
   `CumulativeStore` across probes so Prometheus can compute percentiles over any window.
 
 The store is fed once per paid probe (never on a cached answer) and failed requests
-never reach the histograms: a timeout is not a latency sample.
+never reach the histograms: a timeout is not a latency sample. A request that was never
+sent (no usable API key: the exporter's misconfiguration) is not counted at all; the
+per-probe `llm_probe_failed{reason="no_api_key"}` reports it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from exporter.result import FAILURE_REASONS, ProbeResult
+from exporter.result import COUNTED_FAILURE_REASONS, FAILURE_REASONS, UNSENT_REASONS, ProbeResult
 
 LABELS = ("provider", "model", "module")
 
@@ -92,7 +94,8 @@ class _Series:
         default_factory=lambda: {name: _Histogram(spec[1]) for name, spec in HISTOGRAMS.items()}
     )
     requests: int = 0
-    failures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAILURE_REASONS, 0))
+    failures: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(COUNTED_FAILURE_REASONS, 0))
     output_tokens: int = 0
     input_tokens: int = 0
 
@@ -108,6 +111,8 @@ class CumulativeStore:
         """Account for every real request of one paid probe."""
         series = self._series.setdefault(_key(result), _Series())
         for request in result.requests:
+            if request.failure_reason in UNSENT_REASONS:
+                continue  # never sent: not the provider's failure, and nothing was paid
             series.requests += 1
             # Tokens are counted whatever the outcome: a stream that broke late was
             # still paid for, and the token counters are what the budget is about.
@@ -180,6 +185,18 @@ def probe_families(result: ProbeResult, *, cached: bool) -> list[Metric]:
     gauge("llm_probe_aggregate_tokens_per_second",
           "All streams' output tokens / wall time of the probe.",
           result.aggregate_tokens_per_second)
+    # The spread over the probe's successful requests (concurrent streams, several runs).
+    for attribute, low, high, what in (
+        ("ttft_seconds", "llm_probe_ttft_min_seconds", "llm_probe_ttft_max_seconds",
+         "Time to first token"),
+        ("tokens_per_second", "llm_probe_tokens_per_second_min",
+         "llm_probe_tokens_per_second_max", "Decode rate"),
+    ):
+        spread = result.spread(attribute)
+        gauge(low, f"{what}, lowest of the probe's successful requests.",
+              spread[0] if spread else None)
+        gauge(high, f"{what}, highest of the probe's successful requests.",
+              spread[1] if spread else None)
     gauge("llm_probe_output_tokens", "Output tokens of the probe.", result.output_tokens)
     gauge("llm_probe_input_tokens", "Input tokens of the probe.", result.input_tokens)
     source = result.token_count_source

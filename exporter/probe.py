@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -42,7 +41,7 @@ from exporter.protocols import (
     WireProtocol,
     get_protocol,
 )
-from exporter.protocols.base import body_error_text, shorten
+from exporter.protocols.base import body_error_text, loggable_url, shorten
 from exporter.result import ProbeResult, RequestResult, decode_rate
 from exporter.sse import Event, SSEDecoder
 
@@ -51,7 +50,10 @@ NO_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, soc
 _ERROR_BODY_LIMIT = 4096
 # A stream that delivered bytes this recently when the deadline hit was slow, not stalled.
 _STALL_SECONDS = 1.0
-_UNSENDABLE = re.compile(r"[\x00-\x1f\x7f]")
+# A key is sent as an HTTP header: only printable ASCII (and space) can go there as
+# written. aiohttp refuses control characters with an error that quotes the header, and
+# sends anything else as UTF-8 bytes, which no provider would take for the key either.
+_UNSENDABLE = re.compile(r"[^\x20-\x7e]")
 
 
 class _Timing:
@@ -188,10 +190,9 @@ async def run_probe(
         return _result(target, module, started_at, begin, [failed], None, log)
     log.add_secret(api_key)  # a probe-only key from a [performance.providers] override
     if _UNSENDABLE.search(api_key):
-        # aiohttp would refuse the header with an error quoting it; say why, never what.
-        where = provider.key_for_probing.env_var
-        detail = (f"the API key{f' in ${where}' if where else ''} contains a line break "
-                  "or control character")
+        # Say where the key is and why it cannot be sent, never what it is.
+        detail = (f"the probe API key ({_key_origin(provider)}) cannot be sent in an HTTP "
+                  "header: it holds a line break, a control character or a non-ASCII character")
         log(f"failed: no_api_key: {detail}")
         failed = RequestResult(success=False, failure_reason="no_api_key", failure_detail=detail)
         return _result(target, module, started_at, begin, [failed], None, log)
@@ -260,7 +261,7 @@ async def _run_stream(probe: _Probe, label: str, prompt: str) -> RequestResult:
         probe.provider, probe.model, probe.module, prompt, probe.module.max_tokens,
         probe.api_key,
     )
-    probe.log(f"{label}: POST {_loggable(request.url)} ({len(prompt)}-char prompt, "
+    probe.log(f"{label}: POST {loggable_url(request.url)} ({len(prompt)}-char prompt, "
               f"max_tokens {probe.module.max_tokens})")
     stream = _Stream(label, prompt)
     facts = probe.protocol.new_stream()
@@ -283,18 +284,28 @@ async def _run_stream(probe: _Probe, label: str, prompt: str) -> RequestResult:
             # The status is the news; the error body was merely slow.
             return _fail(probe, stream, _http_reason(stream.status),
                          f"HTTP {stream.status}; no error body before the probe timeout")
-        return _fail(probe, stream, "timeout", _timeout_detail(probe, stream, facts.token_events))
+        return _fail(probe, stream, "timeout", _timeout_detail(probe, stream, facts.token_events),
+                     facts=facts)
     except StreamFailure as exc:
-        return _fail(probe, stream, exc.reason, exc.detail)
+        return _fail(probe, stream, exc.reason, exc.detail, facts=facts)
     except aiohttp.ClientConnectorError as exc:
-        return _fail(probe, stream, "connect", f"cannot connect: {_exception_text(exc)}")
+        return _fail(probe, stream, "connect",
+                     f"cannot connect: {_exception_text(exc, request.url)}")
     except (aiohttp.ClientError, OSError) as exc:
         if stream.headers_at is None:
             return _fail(probe, stream, "connect",
-                         f"connection failed before a response: {_exception_text(exc)}")
+                         f"connection failed before a response: "
+                         f"{_exception_text(exc, request.url)}")
         return _fail(probe, stream, "bad_stream",
                      f"stream broken after {facts.token_events} token events: "
-                     f"{_exception_text(exc)}")
+                     f"{_exception_text(exc, request.url)}", facts=facts)
+    except ValueError as exc:
+        if stream.headers_at is not None:
+            raise  # a bug in the engine, not something the provider did
+        # aiohttp refuses to send what it cannot (credentials in the URL next to an
+        # Authorization header, a header it cannot encode): configuration, not a crash.
+        return _fail(probe, stream, "connect",
+                     f"cannot send the request: {_exception_text(exc, request.url)}")
     return _finish(probe, stream, facts)
 
 
@@ -341,20 +352,19 @@ def _finish(probe: _Probe, stream: _Stream, facts: StreamFacts) -> RequestResult
     if not facts.finished:
         if tokens:
             return _fail(probe, stream, "bad_stream",
-                         f"stream ended without its terminator after {summary}")
-        return _fail(probe, stream, "empty_response", f"stream ended without a token: {summary}")
+                         f"stream ended without its terminator after {summary}", facts=facts)
+        return _fail(probe, stream, "empty_response", f"stream ended without a token: {summary}",
+                     facts=facts)
     if not tokens or stream.first_token is None or stream.last_token is None:
-        return _fail(probe, stream, "empty_response", f"no token in the response: {summary}")
+        return _fail(probe, stream, "empty_response", f"no token in the response: {summary}",
+                     facts=facts)
     answer = facts.content_text
     if module.expected_response and not _pattern(module.expected_response).search(answer):
         return _fail(probe, stream, "validation",
-                     f"answer does not match {module.expected_response!r}: {shorten(answer)!r}")
+                     f"answer does not match {module.expected_response!r}: {shorten(answer)!r}",
+                     facts=facts)
 
-    # The server's count when it gave a believable one; else one token per token event.
-    if facts.output_tokens:
-        output, source = facts.output_tokens, "usage"
-    else:
-        output, source = tokens, "estimate"
+    output, source = _output_tokens(facts)
     t0 = stream.t0
     ttft = stream.first_token - t0
     first_content = stream.first_content - t0 if stream.first_content is not None else None
@@ -382,14 +392,45 @@ def _finish(probe: _Probe, stream: _Stream, facts: StreamFacts) -> RequestResult
     )
 
 
+def _output_tokens(facts: StreamFacts) -> tuple[int, str]:
+    """The server's count when it gave a believable one; else one token per token event."""
+    if facts.output_tokens:
+        return facts.output_tokens, "usage"
+    return facts.token_events, "estimate"
+
+
 def _fail(probe: _Probe, stream: _Stream, reason: str, detail: str,
-          retry_after: float | None = None) -> RequestResult:
+          retry_after: float | None = None, facts: StreamFacts | None = None) -> RequestResult:
+    """A failed request: no timings, but the tokens it already received (they were paid
+    for, and the budget and llm_output_tokens_total count them)."""
     detail = probe.log.clean(shorten(detail))
-    probe.log(f"{stream.label}: failed: {reason}: {detail}")
+    output: int | None = None
+    source: str | None = None
+    input_tokens: int | None = None
+    received = ""
+    if facts is not None:
+        output, source = _output_tokens(facts)
+        if not output:
+            output, source = None, None
+        else:
+            received = f" ({output} output tokens received, {source})"
+        input_tokens = facts.input_tokens or None  # only a count the server gave
+    probe.log(f"{stream.label}: failed: {reason}: {detail}{received}")
     return RequestResult(
         success=False, failure_reason=reason, failure_detail=detail,
-        http_status=stream.status, retry_after_seconds=retry_after,
+        http_status=stream.status, output_tokens=output, input_tokens=input_tokens,
+        token_count_source=source, retry_after_seconds=retry_after,
     )
+
+
+def _key_origin(provider: Provider) -> str:
+    """Where the probe key of `provider` comes from, for messages (never its value)."""
+    secret = provider.key_for_probing
+    if secret.env_var:
+        return f"${secret.env_var}"
+    if provider.probe_api_key is not None:
+        return f"[performance.providers.{provider.name}] probe_api_key"
+    return f"[[providers]] {provider.name} api_key"
 
 
 def _log_headers(probe: _Probe, stream: _Stream, response: aiohttp.ClientResponse) -> None:
@@ -409,7 +450,7 @@ async def _http_failure(
     retry_after = retry_after_seconds(response.headers)
     if 300 <= status < 400:
         # Redirects are not followed: they would hide a wrong api_base_url and skew t0.
-        where = _loggable(response.headers.get("Location", "?"))
+        where = loggable_url(response.headers.get("Location", "?"))
         detail = f"HTTP {status} redirect to {where}; fix api_base_url"
     else:
         body = await _read_some(response.content)
@@ -476,19 +517,11 @@ def _timeout_detail(probe: _Probe, stream: _Stream, tokens: int) -> str:
     return f"stream still running at the {limit} probe timeout after {tokens} token events"
 
 
-def _exception_text(exc: BaseException) -> str:
+def _exception_text(exc: BaseException, url: str) -> str:
     text = str(exc) or type(exc).__name__
+    # aiohttp quotes an invalid URL whole, query (and the key that may be in it) included.
+    text = text.replace(url, loggable_url(url))
     return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
-
-
-def _loggable(url: str) -> str:
-    """A URL fit for logs: no user:password, no query (some providers take keys there)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    query = "?..." if parts.query else ""
-    return urlunsplit((parts.scheme, host, parts.path, "", "")) + query
 
 
 @lru_cache(maxsize=64)

@@ -24,6 +24,12 @@ FAILURE_REASONS = (
     "validation",
     "no_api_key",
 )
+# Reasons of requests that were never sent: the exporter's own misconfiguration, not the
+# provider's doing, so they are not counted as requests (llm_requests_total,
+# llm_request_failures_total) and cannot lower a model's success ratio.
+UNSENT_REASONS = frozenset({"no_api_key"})
+# The reasons llm_request_failures_total carries (each pre-initialised to 0).
+COUNTED_FAILURE_REASONS = tuple(r for r in FAILURE_REASONS if r not in UNSENT_REASONS)
 
 
 @dataclass(frozen=True)
@@ -162,6 +168,11 @@ class ProbeResult:
             "tokens_per_second": self.tokens_per_second,
             "aggregate_tokens_per_second": self.aggregate_tokens_per_second,
             "token_count_source": self.token_count_source,
+            # (min, max) over the successful requests: the spread of a concurrent probe.
+            "spread": {
+                name: list(spread) if (spread := self.spread(name)) else None
+                for name in ("ttft_seconds", "tokens_per_second")
+            },
             "started_at": self.started_at,
             "elapsed_seconds": self.elapsed_seconds,
             "requests": [asdict(r) for r in self.requests],

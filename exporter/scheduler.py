@@ -11,7 +11,8 @@ the rules are conservative:
   worst case) and settled with the real count afterwards, so concurrent probes cannot
   jointly overshoot it;
 * a failed target is retried on exponential backoff rather than every scrape, because
-  hammering a provider that answers 429 only makes it worse.
+  hammering a provider that answers 429 only makes it worse; a Retry-After the provider
+  sent lengthens the wait (never beyond the interval).
 
 The clock is injected so tests can move time instead of sleeping. No HTTP here.
 """
@@ -108,13 +109,19 @@ class TokenBudget:
 
 
 class _KeyState:
-    __slots__ = ("last", "finished_at", "failures", "task")
+    __slots__ = ("last", "finished_at", "failures", "retry_after", "task")
 
     def __init__(self) -> None:
         self.last: ProbeResult | None = None
         self.finished_at: float | None = None
         self.failures = 0  # consecutive failed (or crashed) probes
+        self.retry_after = 0.0  # seconds the last probe's provider asked us to wait
         self.task: asyncio.Task[ProbeResult | None] | None = None
+
+
+def retry_after(result: ProbeResult) -> float:
+    """The longest Retry-After among the probe's requests (0 when none was sent)."""
+    return max((r.retry_after_seconds or 0.0 for r in result.requests), default=0.0)
 
 
 def spent_tokens(result: ProbeResult) -> int:
@@ -151,7 +158,9 @@ class Scheduler:
         wait = self.settings.interval_seconds
         if state.failures:
             backoff = self.settings.backoff_initial_seconds * 2.0 ** (state.failures - 1)
-            wait = min(backoff, wait)
+            # A provider that said when to come back is not asked earlier; the interval
+            # still bounds the wait, so a huge Retry-After cannot silence a target.
+            wait = min(max(backoff, state.retry_after), wait)
         return state.finished_at + wait
 
     async def probe(
@@ -202,11 +211,13 @@ class Scheduler:
                     result = await start(remaining)
                 except Exception:
                     state.failures += 1
+                    state.retry_after = 0.0
                     state.finished_at = self._clock()
                     raise
                 actual = spent_tokens(result)
                 state.last = result
                 state.failures = 0 if result.success else state.failures + 1
+                state.retry_after = 0.0 if result.success else retry_after(result)
                 state.finished_at = self._clock()
                 return result
             finally:

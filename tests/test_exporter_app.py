@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import create_app, exporter_of
+from exporter.result import FAILURE_REASONS
 from simulator.config import parse_simulator_config
 from simulator.server import create_app as create_simulator
 
@@ -443,3 +444,127 @@ async def test_disabled_performance_stops_probing(setup: Setup):
     assert status == 503 and "disabled" in body
     assert await (await setup.client.get("/sd")).json() == []
     assert await setup.upstream_hits("sim", "fast") == 0
+
+
+# ------------------------------------------------------------------ faults, keys, URLs
+
+FAULTS = [
+    ("http_429", "http_429"), ("http_500", "http_5xx"), ("http_503", "http_5xx"),
+    ("hang", "timeout"), ("stall", "timeout"), ("malformed", "bad_stream"),
+    ("error_event", "error_event"), ("empty", "empty_response"),
+]
+
+
+def fault_setup_toml(port: int, *, extra: str = "") -> str:
+    models = ", ".join(f'"f-{kind}"' for kind, _ in FAULTS)
+    return f"""
+[[providers]]
+name = "sim"
+api_base_url = "http://127.0.0.1:{port}/sim/v1"
+api_key = "$PERFGEN_TEST_SIM_KEY"
+models = ["fast", {models}]
+
+[[providers]]
+name = "wrongkey"
+api_base_url = "http://127.0.0.1:{port}/sim/v1"
+api_key = "sk-this-is-not-the-key-999"
+models = ["fast"]
+
+[performance]
+test_interval_minutes = 10
+
+[performance.exporter]
+scrape_timeout_offset_seconds = 0.5
+{extra}
+"""
+
+
+async def fault_setup(aiohttp_client, tmp_path: Path, extra: str = "") -> Setup:
+    fast = {"ttft_ms": 20, "tokens_per_second": 400, "output_tokens": 6}
+    simulator = {"seed": 7, "providers": [{"name": "sim", "protocol": "openai",
+                                           "api_key": SIM_KEY, "models": [
+        {"name": "fast", **fast},
+        *({"name": f"f-{kind}", **fast, "error_rate": 1.0, "faults": {kind: 1.0}}
+          for kind, _ in FAULTS),
+    ]}]}
+    sim = await aiohttp_client(create_simulator(parse_simulator_config(simulator)))
+    config = tmp_path / "config.toml"
+    config.write_text(fault_setup_toml(sim.server.port, extra=extra))
+    clock, logs = FakeClock(), io.StringIO()
+    client = await aiohttp_client(create_app(str(config), clock=clock, log_stream=logs))
+    return Setup(sim, client, config, clock, logs, sim.server.port)
+
+
+@pytest.mark.parametrize(("target", "reason"), [
+    *((f"sim:f-{kind}", reason) for kind, reason in FAULTS),
+    ("wrongkey:fast", "http_4xx"),
+])
+async def test_every_simulator_fault_is_a_200_with_its_reason(
+    aiohttp_client, tmp_path, env, target, reason
+):
+    setup = await fault_setup(aiohttp_client, tmp_path)
+    # Prometheus' scrape timeout 1.5 s - 0.5 s offset: hang and stall end after 1 s.
+    response = await setup.client.get(
+        "/probe", params={"target": target, "module": "latency"},
+        headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"})
+    body = await response.text()
+    assert response.status == 200, body
+    assert metric(body, "llm_probe_success") == 0
+    assert metric(body, "llm_probe_failed", reason=reason) == 1, body
+    assert sum(metric(body, "llm_probe_failed", reason=r) for r in FAILURE_REASONS) == 1
+    assert metric(body, "llm_request_failures_total", reason=reason) == 1
+    assert metric(body, "llm_ttft_seconds_count") == 0
+    status, own = await setup.get("/metrics")
+    assert status == 200 and metric(own, "perfgen_exporter_probes_in_flight") == 0
+    assert metric(await setup.probe("sim:fast"), "llm_probe_success") == 1
+    everything = body + own + setup.logs.getvalue()
+    assert SIM_KEY not in everything and "sk-this-is-not-the-key-999" not in everything
+
+
+async def test_probe_api_key_override_is_used_and_never_shown(aiohttp_client, tmp_path, env,
+                                                              monkeypatch):
+    # The proxy's key is wrong for the simulator; only the probe key opens it.
+    monkeypatch.setenv("PERFGEN_TEST_PROBE_KEY", SIM_KEY)
+    setup = await fault_setup(aiohttp_client, tmp_path, extra="""
+[performance.providers.wrongkey]
+probe_api_key = "$PERFGEN_TEST_PROBE_KEY"
+""")
+    status, body = await setup.get("/probe", params={"target": "wrongkey:fast",
+                                                     "module": "latency", "debug": "true"})
+    assert status == 200
+    assert 'llm_probe_success{model="fast",module="latency",provider="wrongkey"} 1.0' in body
+    assert "probe_api_key = $PERFGEN_TEST_PROBE_KEY" in body
+    assert SIM_KEY not in body + setup.logs.getvalue()
+
+
+async def test_unsendable_key_is_no_api_key_not_a_crash(aiohttp_client, tmp_path, env,
+                                                        monkeypatch):
+    monkeypatch.setenv("PERFGEN_TEST_SIM_KEY", SIM_KEY + "\u2019")
+    setup = await fault_setup(aiohttp_client, tmp_path)
+    status, body = await setup.get("/probe", params={"target": "sim:fast", "module": "latency",
+                                                     "debug": "true"})
+    assert status == 200, body
+    assert 'reason="no_api_key"} 1.0' in body
+    assert "$PERFGEN_TEST_SIM_KEY" in body
+    # Not sent, so not counted against the model.
+    assert 'llm_requests_total{model="fast",module="latency",provider="sim"} 0.0' in body
+    assert await setup.upstream_hits("sim", "fast") == 0
+    assert SIM_KEY not in body + setup.logs.getvalue()
+
+
+async def test_debug_view_hides_a_key_in_the_base_url_query(aiohttp_client, tmp_path, env):
+    secret = "query-secret-4711-abcdef"
+    setup = await make_setup(aiohttp_client, tmp_path)
+    setup.config.write_text(exporter_toml(setup.port, extra=f"""
+[performance.providers.sim]
+api_base_url = "http://127.0.0.1:{setup.port}/sim/v1?api_key={secret}#frag-x"
+"""))
+    assert (await setup.client.post("/-/reload")).status == 200
+    status, body = await setup.get("/probe", params={"target": "sim:fast", "module": "latency",
+                                                     "debug": "true"})
+    assert status == 200
+    assert 'llm_probe_success{model="fast",module="latency",provider="sim"} 1.0' in body
+    assert f"api_base_url = 'http://127.0.0.1:{setup.port}/sim/v1?...'" in body
+    assert f"POST http://127.0.0.1:{setup.port}/sim/v1/chat/completions?..." in body
+    for hidden in (secret, "frag-x"):
+        assert hidden not in body + setup.logs.getvalue()

@@ -61,6 +61,7 @@ async def test_probe_json_success(config_file, cli_env):
     for key in ("provider", "model", "module", "ttft_seconds", "first_content_seconds",
                 "duration_seconds", "output_tokens", "input_tokens", "tokens_per_second"):
         assert key in result
+    assert result["spread"]["ttft_seconds"] == [result["ttft_seconds"]] * 2  # one request
     assert SIM_KEY not in out + err
 
 
@@ -71,6 +72,9 @@ async def test_probe_text_is_the_probe_exposition(config_file, cli_env):
     assert code == 0, err
     assert 'llm_probe_success{model="fast",module="health",provider="sim"} 1.0' in out
     assert "llm_ttft_seconds_bucket" in out
+    for name in ("llm_probe_ttft_min_seconds", "llm_probe_ttft_max_seconds",
+                 "llm_probe_tokens_per_second_min", "llm_probe_tokens_per_second_max"):
+        assert f'{name}{{model="fast",module="health",provider="sim"}}' in out, name
     if shutil.which("promtool"):
         checked = subprocess.run(["promtool", "check", "metrics"], input=out.encode(),
                                  capture_output=True, timeout=30)
@@ -85,6 +89,18 @@ async def test_failed_probe_exits_1_and_still_prints(config_file, cli_env):
     assert code == 1
     assert json.loads(out)["failure_reason"] == "http_5xx"
     assert "probe failed: http_5xx" in err
+
+
+@pytest.mark.asyncio
+async def test_probe_with_an_unsendable_key_fails_cleanly(config_file, cli_env):
+    env = {**cli_env, "PERFGEN_TEST_SIM_KEY": SIM_KEY + "\u2019"}
+    code, out, err = await run_perfgen(env, "probe", "--config", str(config_file),
+                                       "--target", "sim:fast", "--module", "latency")
+    assert code == 1
+    assert 'llm_probe_failed{model="fast",module="latency",provider="sim",reason="no_api_key"} ' \
+        '1.0' in out
+    assert "probe failed: no_api_key" in err and "$PERFGEN_TEST_SIM_KEY" in err
+    assert "Traceback" not in err and SIM_KEY not in out + err
 
 
 def test_probe_usage_errors_exit_2(tmp_path, cli_env):
@@ -147,6 +163,61 @@ async def test_exporter_serves_reloads_on_sighup_and_stops_on_sigterm(config_fil
     records = [json.loads(line) for line in err.decode().splitlines()]
     assert {"exporter started", "probe finished", "config reloaded"} <= {r["msg"] for r in records}
     assert SIM_KEY not in err.decode()
+
+
+@pytest.mark.asyncio
+async def test_sighup_with_a_bad_config_keeps_the_running_one(config_file, cli_env):
+    process = await asyncio.create_subprocess_exec(
+        *PERFGEN, "exporter", "--config", str(config_file), "--listen", "127.0.0.1:0",
+        "--log-format", "json", cwd=ROOT, env=cli_env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+        base = line.split()[-1]
+        async with aiohttp.ClientSession() as http:
+
+            async def reload_gauge() -> str:
+                async with http.get(f"{base}/metrics") as response:
+                    text = await response.text()
+                return next(row.split()[-1] for row in text.splitlines() if row.startswith(
+                    "perfgen_exporter_config_last_reload_successful "))
+
+            assert float(await reload_gauge()) == 1
+            # New targets and an unknown key: the whole file is refused.
+            config_file.write_text(config_file.read_text().replace(
+                '"sim:fast", "anthropic:claude-sim"', '"sim:other"') + "unknown_knob = 1\n")
+            process.send_signal(signal.SIGHUP)
+            for _ in range(100):
+                if float(await reload_gauge()) == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert float(await reload_gauge()) == 0
+            async with http.get(f"{base}/sd") as response:
+                targets = {g["targets"][0] for g in await response.json()}
+            assert targets == {"sim:fast", "anthropic:claude-sim"}
+            for target in targets:  # the old targets are still probed, for real
+                async with http.get(f"{base}/probe",
+                                    params={"target": target, "module": "health"}) as response:
+                    text = await response.text()
+                assert response.status == 200
+                if target == "sim:fast":
+                    assert 'llm_probe_success{model="fast",module="health",provider="sim"} 1.0' \
+                        in text
+                assert "llm_probe_success{" in text and "llm_probe_cached{" in text
+                assert [r for r in text.splitlines() if r.startswith("llm_probe_cached{")][0] \
+                    .endswith(" 0.0")
+        process.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(process.communicate(), 10)
+        assert process.returncode == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    records = [json.loads(line) for line in err.decode().splitlines()]
+    failed = [r for r in records if r["msg"] == "config reload failed, running config kept"]
+    assert failed and failed[0]["key"] == "performance.exporter.unknown_knob"
+    assert "config reloaded" not in {r["msg"] for r in records}
 
 
 @pytest.mark.asyncio

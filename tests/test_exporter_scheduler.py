@@ -228,3 +228,30 @@ async def test_probe_receives_the_time_left():
     scheduler = Scheduler(settings(), FakeClock())
     await scheduler.probe(KEY, upstream, timeout=7.5, cost=1)
     assert 7.0 < upstream.timeouts[0] <= 7.5
+
+
+@pytest.mark.parametrize(("retry_after", "retried_after"), [
+    (None, 30),  # no Retry-After: the backoff
+    (10.0, 30),  # shorter than the backoff: the backoff
+    (90.0, 90),  # longer: the provider's word
+    (5000.0, 600),  # longer than the interval: capped at the interval
+])
+async def test_retry_after_lengthens_the_backoff(retry_after, retried_after):
+    clock = FakeClock()
+    limited = ProbeResult("sim", "m", "latency", 0.0, 0.5, (RequestResult(
+        success=False, failure_reason="http_429", http_status=429,
+        retry_after_seconds=retry_after),))
+    calls = 0
+
+    async def upstream(timeout: float) -> ProbeResult:
+        nonlocal calls
+        calls += 1
+        return limited
+
+    scheduler = Scheduler(settings(interval_seconds=600, backoff_initial_seconds=30), clock)
+    assert (await scheduler.probe(KEY, upstream, timeout=5, cost=1)).outcome == "fresh"
+    clock.advance(retried_after - 1)
+    assert (await scheduler.probe(KEY, upstream, timeout=5, cost=1)).outcome == "backoff"
+    clock.advance(1)
+    assert (await scheduler.probe(KEY, upstream, timeout=5, cost=1)).outcome == "fresh"
+    assert calls == 2

@@ -14,7 +14,12 @@ from exporter.metrics import (
     render_probe,
     render_single_probe,
 )
-from exporter.result import FAILURE_REASONS, ProbeResult, RequestResult
+from exporter.result import (
+    COUNTED_FAILURE_REASONS,
+    FAILURE_REASONS,
+    ProbeResult,
+    RequestResult,
+)
 
 KEY = ("sim", "fast-model", "latency")
 LABELS = {"provider": "sim", "model": "fast-model", "module": "latency"}
@@ -85,8 +90,10 @@ def test_histograms_and_counters_after_one_success():
     assert value(text, "llm_requests_total") == 1
     assert value(text, "llm_output_tokens_total") == 51
     assert value(text, "llm_input_tokens_total") == 12
-    for reason in FAILURE_REASONS:
+    for reason in COUNTED_FAILURE_REASONS:
         assert value(text, "llm_request_failures_total", reason=reason) == 0
+    # A request that was never sent is not the provider's failure: no such series.
+    assert value(text, "llm_request_failures_total", reason="no_api_key") is None
 
 
 def test_value_on_a_bucket_bound_lands_in_that_bucket():
@@ -158,3 +165,41 @@ def test_promtool_accepts_the_exposition():
     checked = subprocess.run(["promtool", "check", "metrics"], input=text,
                              capture_output=True, timeout=30)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_unsent_request_is_not_counted_against_the_model():
+    store = CumulativeStore()
+    store.observe(result_of(ok_request()))
+    unsent = result_of(RequestResult(success=False, failure_reason="no_api_key",
+                                     failure_detail="environment variable K is not set"))
+    store.observe(unsent)
+    text = render_probe(store, KEY, unsent, cached=False).decode()
+    # The per-probe gauges tell the story ...
+    assert value(text, "llm_probe_success") == 0
+    assert value(text, "llm_probe_failed", reason="no_api_key") == 1
+    # ... but the success ratio the rules and the generator use is untouched.
+    assert value(text, "llm_requests_total") == 1
+    assert value(text, "llm_request_failures_total", reason="no_api_key") is None
+    assert sum(value(text, "llm_request_failures_total", reason=r)
+               for r in COUNTED_FAILURE_REASONS) == 0
+
+
+def test_spread_of_the_successful_requests():
+    requests = (ok_request(ttft=0.2, duration=1.2), ok_request(ttft=0.5, duration=1.0),
+                ok_request(ttft=0.3, duration=2.3), failed_request("timeout"))
+    result = result_of(*requests, module="concurrent")
+    text = render_single_probe(result)
+    labels = {"module": "concurrent"}
+    assert value(text, "llm_probe_ttft_min_seconds", **labels) == pytest.approx(0.2)
+    assert value(text, "llm_probe_ttft_max_seconds", **labels) == pytest.approx(0.5)
+    assert value(text, "llm_probe_tokens_per_second_min", **labels) == pytest.approx(25.0)
+    assert value(text, "llm_probe_tokens_per_second_max", **labels) == pytest.approx(100.0)
+    assert result.to_json()["spread"] == {"ttft_seconds": [0.2, 0.5],
+                                          "tokens_per_second": [pytest.approx(25.0), 100.0]}
+    # No successful request, no spread (absent, not 0).
+    failed = result_of(failed_request())
+    text = render_single_probe(failed)
+    for name in ("llm_probe_ttft_min_seconds", "llm_probe_ttft_max_seconds",
+                 "llm_probe_tokens_per_second_min", "llm_probe_tokens_per_second_max"):
+        assert value(text, name) is None, name
+    assert failed.to_json()["spread"] == {"ttft_seconds": None, "tokens_per_second": None}

@@ -21,9 +21,19 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from exporter.config import Config, Module, Performance, Provider, Secret, Target
+from exporter.config import (
+    Config,
+    Module,
+    Performance,
+    Provider,
+    Secret,
+    Target,
+    parse_config,
+)
+from exporter.metrics import render_single_probe
 from exporter.probe import create_session, run_probe
 from exporter.result import FAILURE_REASONS, ProbeResult
+from exporter.scheduler import spent_tokens
 
 pytestmark = pytest.mark.asyncio
 
@@ -507,6 +517,146 @@ async def test_external_session_with_and_without_trace_hook(server):
                             lambda: truth(server))
     assert any("t0 includes connection setup" in line for line in plain.log)
     assert not any("t0 includes connection setup" in line for line in traced.log)
+
+
+# Scenario, probe timeout, tokens the scripted server sent before the fault, and whether
+# the server counted them (only the complete "answer" stream carries usage).
+PARTIAL_TOKENS = [
+    ("stall", 0.3, 3, "estimate"),
+    ("cut", 5.0, 3, "estimate"),
+    ("malformed", 5.0, 2, "estimate"),
+    ("error", 5.0, 2, "estimate"),
+    ("answer", 5.0, 5, "usage"),
+]
+
+
+@pytest.mark.parametrize("protocol", ["o", "a"])
+@pytest.mark.parametrize(("scenario", "timeout", "tokens", "source"), PARTIAL_TOKENS)
+async def test_failed_requests_keep_the_tokens_they_received(
+    server, protocol, scenario, timeout, tokens, source
+):
+    module = replace(MODULE, expected_response=r"(?i)\bword\b")
+    result = await probe(server, f"{protocol}-{scenario}", module, timeout=timeout)
+    assert not result.success, result.log
+    request = result.requests[0]
+    assert request.output_tokens == tokens, result.log
+    assert request.token_count_source == source
+    # Paid for, so the budget and the token counter see them ...
+    assert spent_tokens(result) == tokens
+    text = render_single_probe(result)
+    labels = f'model="m",module="test",provider="{protocol}-{scenario}"'
+    assert f"llm_output_tokens_total{{{labels}}} {float(tokens)}" in text
+    # ... but a failed request is still no latency sample.
+    assert request.ttft_seconds is None and request.tokens_per_second is None
+    assert f"llm_ttft_seconds_count{{{labels}}} 0.0" in text
+    assert "llm_probe_output_tokens{" not in text  # the gauge is of successful requests
+    assert f"{tokens} output tokens received" in result.log[-2]
+
+
+
+@pytest.mark.parametrize("bad", [
+    "\u043a\u043b\u044e\u0447",  # Cyrillic look-alikes: not latin-1 at all
+    "\u00a0",  # a no-break space pasted along: latin-1, but aiohttp would send UTF-8
+    "\udcff",  # an undecodable byte of the environment (surrogate escape)
+    "\x7f",
+])
+async def test_unsendable_key_is_no_api_key_naming_the_variable(server, monkeypatch, bad):
+    key = KEY + bad + "tail"
+    monkeypatch.setenv("PERFGEN_TEST_KEY", key)
+    config = make_config(server.base, key="$PERFGEN_TEST_KEY")
+    result = await run_probe(config, Target("o-fast", "m"), MODULE)
+    assert result.failure_reason == "no_api_key"
+    assert "$PERFGEN_TEST_KEY" in result.failure_detail
+    assert server.requests == []  # nothing was sent
+    assert_no_secret(result)
+    assert key not in json.dumps(result.to_json(), ensure_ascii=False)
+    assert "\n".join(result.log).count("no_api_key") == 1
+
+
+async def test_unsendable_literal_key_names_where_it_is_configured(server):
+    config = parse_config(f"""
+[[providers]]
+name = "o-fast"
+api_base_url = "{server.base}/fast/v1"
+api_key = "{KEY}"
+models = ["m"]
+
+[performance.providers.o-fast]
+probe_api_key = "{KEY}\u00e9"
+""")
+    result = await run_probe(config, Target("o-fast", "m"), MODULE)
+    assert result.failure_reason == "no_api_key"
+    assert "[performance.providers.o-fast] probe_api_key" in result.failure_detail
+    assert server.requests == []
+    assert_no_secret(result)
+
+
+async def test_probe_api_key_override_is_the_key_sent(server, monkeypatch):
+    probe_key = "sk-probe-only-4242-abcdef"
+    monkeypatch.setenv("PERFGEN_TEST_PROD_KEY", KEY)
+    monkeypatch.setenv("PERFGEN_TEST_PROBE_KEY", probe_key)
+    config = parse_config(f"""
+[[providers]]
+name = "o-fast"
+api_base_url = "{server.base}/fast/v1"
+api_key = "$PERFGEN_TEST_PROD_KEY"
+models = ["m"]
+
+[[providers]]
+name = "a-http401"
+api_base_url = "{server.base}/http401"
+api_key = "$PERFGEN_TEST_PROD_KEY"
+models = ["m"]
+
+[performance.providers.o-fast]
+probe_api_key = "$PERFGEN_TEST_PROBE_KEY"
+
+[performance.providers.a-http401]
+protocol = "anthropic"
+probe_api_key = "$PERFGEN_TEST_PROBE_KEY"
+""")
+    ok = await run_probe(config, Target("o-fast", "m"), MODULE)
+    assert ok.success, ok.log
+    assert server.requests[-1]["headers"]["Authorization"] == f"Bearer {probe_key}"
+    # The scripted 401 echoes the key it got; the probe must scrub it.
+    refused = await run_probe(config, Target("a-http401", "m"), MODULE)
+    assert refused.failure_reason == "http_4xx"
+    assert server.requests[-1]["headers"]["x-api-key"] == probe_key
+    assert "<redacted>" in refused.failure_detail
+    for result in (ok, refused):
+        text = json.dumps(result.to_json()) + "\n".join(result.log) + repr(result)
+        assert probe_key not in text and probe_key[:-4] not in text
+        assert_no_secret(result)
+
+
+async def test_secrets_in_the_base_url_never_reach_the_result(server):
+    def provider(name: str, protocol: str, path: str) -> Provider:
+        return Provider(name, f"http://user:pw-IN-URL-1234@{server.base[7:]}/{path}"
+                        "?api_key=QUERY-SECRET-5678#frag", Secret(KEY), ("m",), protocol)
+
+    config = Config(path="<test>", performance=Performance(), router={}, providers={
+        "o": provider("o", "openai", "fast/v1"), "a": provider("a", "anthropic", "fast")})
+    # aiohttp cannot send URL credentials next to an Authorization header: a config
+    # error (connect), not a crash.
+    refused = await run_probe(config, Target("o", "m"), MODULE)
+    assert refused.failure_reason == "connect", refused.log
+    assert "cannot send the request" in refused.failure_detail
+    # x-api-key leaves Authorization to the URL's credentials: the request goes out.
+    sent = await run_probe(config, Target("a", "m"), MODULE)
+    assert sent.success, sent.log
+    assert server.requests[-1]["path"] == "/fast/v1/messages"
+    assert f"POST {server.base}/fast/v1/messages?... " in "\n".join(sent.log)
+    # An invalid port: aiohttp quotes the whole URL in its error.
+    config = Config(path="<test>", performance=Performance(), router={}, providers={
+        "o": Provider("o", "http://127.0.0.1:99999/v1?api_key=QUERY-SECRET-5678",
+                      Secret(KEY), ("m",), "openai")})
+    invalid = await run_probe(config, Target("o", "m"), MODULE)
+    assert invalid.failure_reason == "connect"
+    assert "http://127.0.0.1:99999/v1/chat/completions?..." in invalid.failure_detail
+    for result in (refused, sent, invalid):
+        text = json.dumps(result.to_json()) + "\n".join(result.log)
+        for secret in ("pw-IN-URL-1234", "QUERY-SECRET-5678", "frag"):
+            assert secret not in text
 
 
 def assert_no_secret(result: ProbeResult) -> None:

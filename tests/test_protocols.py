@@ -8,7 +8,7 @@ import pytest
 
 from exporter.config import BUILTIN_MODULES, Provider, Secret
 from exporter.protocols import CONTENT, END, TOKEN, StreamFailure, get_protocol
-from exporter.protocols.base import StreamFacts
+from exporter.protocols.base import StreamFacts, loggable_url
 from exporter.sse import Event, SSEDecoder
 
 
@@ -311,6 +311,34 @@ def test_anthropic_request():
     assert request.headers["anthropic-version"] == "2023-06-01"
     assert "Authorization" not in request.headers
     assert "sk-secret-value" not in repr(request)
+
+
+@pytest.mark.parametrize("protocol", ["openai", "anthropic"])
+def test_both_protocols_stream_one_message_uncompressed(protocol):
+    module = BUILTIN_MODULES["throughput"]
+    request = get_protocol(protocol).build_request(
+        _provider(protocol, "https://example.org/v1"), "m", module, "Hi", 7, "sk-secret-value")
+    body = json.loads(request.body)
+    assert body["messages"] == [{"role": "user", "content": "Hi"}]
+    assert body["temperature"] == module.temperature and body["max_tokens"] == 7
+    assert body["stream"] is True
+    assert request.headers["Accept"] == "text/event-stream"
+    assert request.headers["Accept-Encoding"] == "identity"
+    assert request.headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://api.groq.com/openai/v1", "https://api.groq.com/openai/v1"),
+        ("https://user:pw@host.example:8443/v1?key=abc#frag", "https://host.example:8443/v1?..."),
+        ("https://host.example/v1beta/openai?key=abc", "https://host.example/v1beta/openai?..."),
+        ("http://[::1]:11434/v1#x", "http://[::1]:11434/v1"),
+        ("http://[::1/v1?key=abc", "<unparsable URL>"),
+    ],
+)
+def test_loggable_url_drops_user_info_query_and_fragment(url, shown):
+    assert loggable_url(url) == shown
 
 
 def test_unknown_protocol():

@@ -61,6 +61,7 @@ CONTRACT_ALERTS = {
     "PerfgenProbeDataStale",
     "PerfgenExporterDown",
     "PerfgenProbeBudgetExhausted",
+    "PerfgenProbeMisconfigured",
     "PerfgenGeneratorNotSucceeding",
     "PerfgenRouteFlapping",
 }

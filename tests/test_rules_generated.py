@@ -332,6 +332,9 @@ def alerts_test(performance: Performance) -> dict[str, object]:
         ('up{job="perfgen_exporter",instance="127.0.0.1:9101"}', flip(1, 0)),
         # stale: measured once, at 0.
         (f'llm_probe_timestamp_seconds{{{labels},model="stale",module="latency"}}', steady(0)),
+        # The provider's probe key disappears at the onset.
+        (f'llm_probe_failed{{{labels},model="nokey",module="latency",reason="no_api_key"}}',
+         flip(0, 1)),
     ]
     minimum = thresholds.min_throughput_tokens_per_sec
     if minimum > 0:  # with no minimum, nothing is too slow
@@ -350,6 +353,7 @@ def alerts_test(performance: Performance) -> dict[str, object]:
         ("PerfgenThroughputLow", 'model="crawl"'): onset + seconds["probe_for"],
         ("PerfgenScoreDegraded", 'model="sinking"'): onset + int(t.window_seconds),
         ("PerfgenExporterDown", 'job="perfgen_exporter"'): onset + seconds["infra_for"],
+        ("PerfgenProbeMisconfigured", 'provider="gen"'): onset + seconds["infra_for"],
         ("PerfgenProbeDataStale", 'model="stale",cause="old"'): stale_active + seconds["infra_for"],
     }
     if minimum <= 0:

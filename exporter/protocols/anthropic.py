@@ -21,12 +21,12 @@ from exporter.protocols.base import (
     StreamFacts,
     StreamFailure,
     WireRequest,
-    encode_body,
     error_text,
     event_error_text,
     parse_json,
     replace_path,
     shorten,
+    streaming_request,
     url_path,
 )
 from exporter.sse import Event
@@ -138,22 +138,10 @@ class AnthropicProtocol:
         self, provider: Provider, model: str, module: Module, prompt: str, max_tokens: int,
         api_key: str,
     ) -> WireRequest:
-        body = {
-            "model": model,
-            "max_tokens": max_tokens,
-            "messages": [{"role": "user", "content": prompt}],
-            "temperature": module.temperature,
-            "stream": True,
-        }
-        headers = {
-            "x-api-key": api_key,
-            "anthropic-version": API_VERSION,
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream",
-            # A compressing server buffers the stream, which would distort every timing.
-            "Accept-Encoding": "identity",
-        }
-        return WireRequest(self.endpoint(provider.api_base_url), encode_body(body), headers)
+        return streaming_request(
+            self.endpoint(provider.api_base_url), model, module, prompt, max_tokens,
+            {"x-api-key": api_key, "anthropic-version": API_VERSION},
+        )
 
     def new_stream(self) -> AnthropicStream:
         return AnthropicStream()

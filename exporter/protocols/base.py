@@ -83,6 +83,49 @@ class WireProtocol(Protocol):
     def new_stream(self) -> StreamFacts: ...
 
 
+# Every probe request asks for an uncompressed event stream: a compressing server
+# buffers the stream, which would distort every timing.
+STREAM_HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "text/event-stream",
+    "Accept-Encoding": "identity",
+}
+
+
+def streaming_request(
+    url: str, model: str, module: Module, prompt: str, max_tokens: int,
+    auth_headers: dict[str, str], **extra_body: Any,
+) -> WireRequest:
+    """The part every wire format shares: one user message, streamed, no compression.
+
+    `auth_headers` carry the key (and any version header); `extra_body` adds
+    protocol-specific fields to the JSON body.
+    """
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": module.temperature,
+        "stream": True,
+        **extra_body,
+    }
+    return WireRequest(url, encode_body(body), {**auth_headers, **STREAM_HEADERS})
+
+
+def loggable_url(url: str) -> str:
+    """`url` fit for logs and pages: without user info, query and fragment.
+
+    Keys hide in all three (`https://user:KEY@host`, `?key=KEY`); scheme, host, port and
+    path stay, and a removed query leaves `?...` so that its presence is still visible.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", "")) + ("?..." if parts.query else "")
+
+
 def replace_path(url: str, path: str) -> str:
     """`url` with its path replaced; scheme, host, port and query are kept."""
     parts = urlsplit(url)

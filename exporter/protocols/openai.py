@@ -23,12 +23,12 @@ from exporter.protocols.base import (
     StreamFacts,
     StreamFailure,
     WireRequest,
-    encode_body,
     error_text,
     event_error_text,
     parse_json,
     replace_path,
     shorten,
+    streaming_request,
     url_path,
 )
 from exporter.sse import Event
@@ -137,23 +137,12 @@ class OpenAIProtocol:
         self, provider: Provider, model: str, module: Module, prompt: str, max_tokens: int,
         api_key: str,
     ) -> WireRequest:
-        body = {
-            "model": model,
-            "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": max_tokens,
-            "temperature": module.temperature,
-            "stream": True,
+        return streaming_request(
+            self.endpoint(provider.api_base_url), model, module, prompt, max_tokens,
+            {"Authorization": f"Bearer {api_key}"},
             # Without this OpenAI-style servers send no usage and tokens must be estimated.
-            "stream_options": {"include_usage": True},
-        }
-        headers = {
-            "Authorization": f"Bearer {api_key}",
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream",
-            # A compressing server buffers the stream, which would distort every timing.
-            "Accept-Encoding": "identity",
-        }
-        return WireRequest(self.endpoint(provider.api_base_url), encode_body(body), headers)
+            stream_options={"include_usage": True},
+        )
 
     def new_stream(self) -> OpenAIStream:
         return OpenAIStream()
