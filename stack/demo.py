@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import subprocess
-import sys
 import time
 import tomllib
 import urllib.parse
@@ -36,7 +34,8 @@ from stack.processes import (
     find_binary,
     free_port,
     http_get,
-    project_root,
+    perfgen_command,
+    perfgen_env,
     start_alertmanager,
     start_perfgen,
     start_prometheus,
@@ -441,14 +440,9 @@ class DemoStack:
 
 def run_perfgen(args: list[str], cwd: Path | None = None, timeout: float = 60.0) -> str:
     """Run one perfgen command to completion with this interpreter; its stdout."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(project_root()), env.get("PYTHONPATH", "")) if p
-    )
     result = subprocess.run(
-        [sys.executable, "-c", "from generator.cli import main; main(prog_name='perfgen')",
-         *args],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
+        perfgen_command(args),
+        capture_output=True, text=True, timeout=timeout, env=perfgen_env(), cwd=cwd,
     )
     if result.returncode != 0:
         raise ProcessFailed(
@@ -509,7 +503,7 @@ def run_story(
 ) -> StoryResult:
     """Rankings, a degraded primary, its alert, its demotion; raises StoryTimeout if stuck.
 
-    Each stage gets a generous timeout (the whole story usually takes about two minutes)
+    Each stage gets a generous timeout (the whole story usually takes about 75 s)
     capped by `time_left()`, the demo's --duration.
     """
     seconds: dict[str, float] = {}

@@ -22,6 +22,13 @@ from stack.demo import (
 )
 from stack.processes import INSTALL_HINT, BinaryMissing, ProcessFailed, find_binary
 
+# Grafana is not started here (the demo needs only Debian's Prometheus packages).
+GRAFANA_HINT = (
+    "    (No Grafana here: the dashboards are in grafana/; "
+    "`docker-compose --profile simulator up -d --build`\n"
+    "    runs them with the whole stack on http://127.0.0.1:3000.)"
+)
+
 
 class Narrator:
     """Timestamped lines relative to the demo's start; --quiet keeps only the outcome."""
@@ -50,7 +57,7 @@ def _print_urls(narrator: Narrator, stack: DemoStack, force: bool = False) -> No
     width = max(len(name) for name in stack.urls())
     show("Open while it runs:\n" + "\n".join(
         f"    {name.ljust(width)}  {url}" for name, url in stack.urls().items()
-    ))
+    ) + "\n" + GRAFANA_HINT)
 
 
 def _summary(narrator: Narrator, result: StoryResult) -> None:
@@ -94,10 +101,11 @@ def demo(workdir: Path | None, duration: float, keep_running: bool, quiet: bool)
     Starts, on free 127.0.0.1 ports: the simulator (3 providers, 7 models), the
     exporter, Prometheus with perfgen's rules, Alertmanager with a webhook receiver,
     and `perfgen generate` rewriting a copy of the demo proxy config every 10 s.
-    Then: rankings, a degraded primary, its alert, its demotion (about 2-3 minutes).
+    Then: rankings, a degraded primary, its alert, its demotion (about 75 s).
 
     Needs the prometheus and prometheus-alertmanager packages. Exit 0 when the story
-    completed, 1 on error or when --duration ran out first.
+    completed, 1 on error or when --duration ran out first, 130 on Ctrl-C before the
+    story finished.
     """
     narrator = Narrator(quiet)
     try:

@@ -26,12 +26,15 @@ from types import TracebackType
 
 __all__ = [
     "INSTALL_HINT",
+    "PERFGEN_MAIN",
     "BinaryMissing",
     "ManagedProcess",
     "ProcessFailed",
     "find_binary",
     "free_port",
     "http_get",
+    "perfgen_command",
+    "perfgen_env",
     "project_root",
     "start_alertmanager",
     "start_perfgen",
@@ -384,8 +387,29 @@ def start_alertmanager(
     return process
 
 
-_PERFGEN_MAIN = "from generator.cli import main; main(prog_name='perfgen')"
+# `perfgen` without its console script: works from a source checkout and in any venv.
+PERFGEN_MAIN = "from generator.cli import main; main(prog_name='perfgen')"
 _URL_RE = re.compile(r"https?://[^\s'\"]+")
+
+
+def perfgen_command(args: Sequence[str]) -> list[str]:
+    """argv of `perfgen ARGS` run with this interpreter."""
+    return [sys.executable, "-c", PERFGEN_MAIN, *args]
+
+
+def perfgen_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for a perfgen child, plus `env`.
+
+    Unbuffered, so a ready line reaches the log (or pipe) at once, and with the project
+    on PYTHONPATH, so it imports without `pip install -e .`.
+    """
+    child_env = dict(os.environ)
+    child_env["PYTHONUNBUFFERED"] = "1"
+    child_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(project_root()), child_env.get("PYTHONPATH", "")) if p
+    )
+    child_env.update(env or {})
+    return child_env
 
 
 def start_perfgen(
@@ -405,17 +429,10 @@ def start_perfgen(
     root = Path(workdir)
     root.mkdir(parents=True, exist_ok=True)
     name = name or (args[0] if args else "perfgen")
-    child_env = dict(os.environ)
-    # The log file is the ready signal: Python must not sit on a buffered line.
-    child_env["PYTHONUNBUFFERED"] = "1"
-    # Importable from a source checkout without `pip install -e .`.
-    child_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(project_root()), child_env.get("PYTHONPATH", "")) if p
-    )
-    child_env.update(env or {})
     log_path = root / f"{name}.log"
+    # The log file is the ready signal: perfgen_env() keeps Python from buffering it.
     process = ManagedProcess(
-        name, [sys.executable, "-c", _PERFGEN_MAIN, *args], log_path, env=child_env, cwd=root
+        name, perfgen_command(args), log_path, env=perfgen_env(env), cwd=root
     )
     try:
         line = process.wait_log_line(ready_prefix, timeout)

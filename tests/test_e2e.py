@@ -1,7 +1,7 @@
 """End to end: the demo's story, asserted (simulator → exporter → Prometheus → Alertmanager
 → receiver, and Prometheus → generator → the proxy config it writes).
 
-Uses the session's `demo_stack` (tests/conftest.py); about two to three minutes.
+Uses the session's `demo_stack` (tests/conftest.py); about 75 s, start-up included.
 """
 
 from __future__ import annotations

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
 import tomllib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +31,7 @@ from stack.demo import (
     router_diff,
 )
 from stack.demo_cli import demo
-from stack.processes import INSTALL_HINT
+from stack.processes import INSTALL_HINT, perfgen_command, perfgen_env
 from stack.webhook import WebhookReceiver
 
 
@@ -128,3 +135,183 @@ def test_demo_without_binaries_says_how_to_install(
     assert result.exit_code == 1
     assert INSTALL_HINT in result.output
     assert not (tmp_path / "w").exists()  # nothing was started
+
+
+def test_demo_duration_has_a_floor() -> None:
+    result = CliRunner().invoke(demo, ["--duration", "5"])
+    assert result.exit_code == 2
+    assert "--duration" in result.output
+
+
+# --------------------------------------------------------------------------- perfgen demo
+# The command itself, as a user runs it: a child process started the way the stack starts
+# every perfgen command, stopped by Ctrl-C or by --duration. A few seconds each, plus
+# start-up; the story proper is asserted by tests/test_e2e.py.
+
+# `[0:01] started exporter listening on http://127.0.0.1:46225`, ... (the webhook
+# receiver's line names its port too).
+_STARTED = re.compile(r"^\[\d+:\d\d\] started .*?http://127\.0\.0\.1:(\d+)")
+
+
+class DemoCommand:
+    """`perfgen demo ARGS` in a child process, its output collected line by line."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        self.lines: list[str] = []
+        self.popen = subprocess.Popen(
+            perfgen_command(["demo", *args]),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=perfgen_env(),
+            cwd=cwd,
+            # Started from a shell without job control, a child inherits an ignored
+            # SIGINT; this test is about what Ctrl-C does, so give it the default.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_line(self, needle: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if needle in line:
+                    return line
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.1)
+        pytest.fail(f"perfgen demo printed no line with {needle!r}:\n{self.output}")
+
+    def finish(self, timeout: float) -> int:
+        try:
+            code = self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"perfgen demo still running after {timeout:g}s:\n{self.output}")
+        self._reader.join(timeout=5)
+        return code
+
+    def ports(self) -> set[int]:
+        return {int(m.group(1)) for line in self.lines if (m := _STARTED.match(line))}
+
+    def kill(self) -> None:
+        """After a failed test: stop it (SIGTERM cleans up like Ctrl-C), then for sure."""
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+@pytest.fixture
+def run_demo(
+    prometheus_binaries: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., DemoCommand]]:
+    started: list[DemoCommand] = []
+
+    def run(*args: str) -> DemoCommand:
+        command = DemoCommand(list(args), cwd=tmp_path)
+        started.append(command)
+        return command
+
+    yield run
+    for command in started:
+        command.kill()
+
+
+def _listening_ports() -> set[int]:
+    """TCP ports something on this machine listens on, from /proc (no psutil)."""
+    ports: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def _processes_under(directory: Path) -> list[str]:
+    """`pid: command line` of every process running in, or naming, `directory`.
+
+    Every process the demo starts either runs there (the perfgen ones) or has its work
+    directory on its command line (Prometheus, Alertmanager).
+    """
+    root = str(directory)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace"
+            )
+        except OSError:
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            cwd = ""
+        if root in cmdline or cwd == root or cwd.startswith(root + os.sep):
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+def _assert_everything_stopped(command: DemoCommand, directory: Path) -> None:
+    ports = command.ports()
+    # The webhook receiver, simulator, exporter, Alertmanager, Prometheus, generator.
+    assert len(ports) == 6, command.output
+    assert not ports & _listening_ports(), command.output
+    assert _processes_under(directory) == [], command.output
+
+
+@pytest.mark.e2e
+@pytest.mark.integration
+def test_demo_ctrl_c_stops_every_process(run_demo: Callable[..., DemoCommand],
+                                         tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    command = run_demo("--workdir", str(workdir))
+    command.wait_for_line("Step 1/4:", timeout=60)
+    command.popen.send_signal(signal.SIGINT)
+    code = command.finish(timeout=40)
+    output = command.output
+    assert code == 130, output  # Ctrl-C before the story finished
+    assert "interrupted; stopping everything" in output
+    assert f"logs, configs and data kept in {workdir}" in output
+    assert command.lines[-1].endswith("] stopped"), output
+    assert "Traceback" not in output
+    _assert_everything_stopped(command, tmp_path)
+    assert (workdir / "prometheus" / "prometheus.log").is_file()
+
+
+@pytest.mark.e2e
+@pytest.mark.integration
+def test_demo_duration_runs_out_cleanly(run_demo: Callable[..., DemoCommand],
+                                        tmp_path: Path) -> None:
+    """The shortest --duration ends the story in step 1: exit 1, everything stopped."""
+    workdir = tmp_path / "demo"
+    command = run_demo("--workdir", str(workdir), "--duration", "10")
+    code = command.finish(timeout=60)
+    output = command.output
+    assert code == 1, output
+    assert "error: --duration 10s ran out before the story finished" in output
+    assert "gave up waiting for every model to be ranked" in output
+    assert f"logs, configs and data kept in {workdir}" in output
+    assert command.lines[-1].endswith("] stopped"), output
+    assert "Traceback" not in output
+    _assert_everything_stopped(command, tmp_path)
