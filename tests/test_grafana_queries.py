@@ -6,7 +6,7 @@ and the generator publishing its primary routes. Each query is sent the way Graf
 would send it (variables filled in, instant or range as the panel asks) and must
 succeed and find at least one series: an empty panel is a renamed metric or rule.
 
-Slow (the stack needs about a minute until rankings exist); shares the session's stack
+Slow (the stack needs 25-35 s until rankings exist); shares the session's stack
 with the other end-to-end tests.
 """
 
