@@ -290,26 +290,44 @@ def _sticky_order(
     policy: Policy,
     offset: int = 0,
 ) -> tuple[list[Route], list[str]]:
-    """Order by score, but let an incumbent keep its place until it is clearly beaten."""
+    """Order by score, but let an incumbent keep its place until it is clearly beaten.
+
+    At each position the incumbent is the route left with the lowest old index. The
+    challenger is the first route in score order that scores above the incumbent and
+    `holds_over` it; as `remaining` is in score order, the search stops at the first
+    route that does not score above the incumbent. Linear per position, and once no
+    incumbent is left the rest is plain score order.
+    """
     remaining = _score_order(members, stats, old_index)
+    incumbents = sorted((r for r in remaining if r in old_index), key=old_index.__getitem__)
     result: list[Route] = []
     notes: list[str] = []
     while remaining:
-        best = remaining[0]
-        incumbents = [r for r in remaining if r in old_index]
-        incumbent = min(incumbents, key=old_index.__getitem__) if incumbents else None
-        pick = best
-        if incumbent is not None and best != incumbent:
+        if not incumbents:
+            result.extend(remaining)  # nothing left to defend: plain score order
+            break
+        best, incumbent = remaining[0], incumbents[0]
+        index = 0
+        if best != incumbent:
             base = stats[incumbent]
-            winners = [r for r in remaining if r != incumbent
-                       and (stats[r].score or 0.0) > (base.score or 0.0)
-                       and holds_over(stats[r], base, policy.margin)]
-            pick = winners[0] if winners else incumbent
-            notes.append(
-                _hysteresis_note(offset + len(result), pick, best, incumbent, stats, policy)
-            )
+            floor = base.score or 0.0
+            found = None
+            for i, route in enumerate(remaining):
+                challenger = stats[route]
+                if not (challenger.score or 0.0) > floor:
+                    break  # in score order: nobody further down scores above the incumbent
+                if route != incumbent and holds_over(challenger, base, policy.margin):
+                    found = i
+                    break
+            index = remaining.index(incumbent) if found is None else found
+            notes.append(_hysteresis_note(offset + len(result), remaining[index], best,
+                                          incumbent, stats, policy))
+        pick = remaining.pop(index)
+        if pick == incumbent:
+            incumbents.pop(0)
+        elif pick in old_index:
+            incumbents.remove(pick)
         result.append(pick)
-        remaining.remove(pick)
     return result, notes
 
 

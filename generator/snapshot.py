@@ -1,25 +1,30 @@
 """perfgen's recording rules (docs/CONTRACTS.md), read into `ranking.ModelStats`.
 
 Which series the generator and `perfgen query` read, how they are queried (one instant
-query per role, one range query for the hysteresis history, all at one evaluation
-time), and how one provider+model's numbers become a ModelStats. Talking HTTP and
-turning failures into PromQLError is the client's job (`promql.py`); ranking the
-ModelStats is `ranking.py`'s.
+query per role at one evaluation time; for the hysteresis, one instant subquery per
+statistic over the hold time), and how one provider+model's numbers become a
+ModelStats. Talking HTTP and turning failures into PromQLError is the client's job
+(`promql.py`); ranking the ModelStats is `ranking.py`'s.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from exporter.config import Route
-from generator.promql import PromClient
+from generator.promql import PromClient, Sample
 from generator.ranking import ModelStats
 
 Key = tuple[str, str]  # (provider, model)
 
 PROBE_TIMESTAMP = "llm_probe_timestamp_seconds"
+
+# Queries in flight at once: Prometheus evaluates them in parallel while this process
+# decodes the answers that came back. Below requests' pool of 10 connections per host.
+QUERY_WORKERS = 4
 
 
 def rule_names(window: str) -> dict[str, str]:
@@ -53,6 +58,56 @@ def snapshot_queries(window: str, stale_after: str) -> dict[str, str]:
     return queries
 
 
+@dataclass(frozen=True)
+class HoldScores:
+    """One score series over the hold time."""
+
+    low: float | None  # lowest score at the hold time's steps; None: no score at any
+    high: float | None  # highest
+    covered: bool  # a (non-NaN) score at every step of the hold time
+
+
+@dataclass(frozen=True)
+class HoldQueries:
+    """The hysteresis statistics of every score series, one instant query each.
+
+    The steps are those a range query from `at - hold` to `at` would evaluate (`points`
+    of them, `step` seconds apart). A subquery's steps are multiples of its step since
+    the epoch, so the inner selector is shifted by `offset` (the distance from
+    `at - hold` up to the next multiple) and the subquery is evaluated at `time`, the
+    last shifted step: its steps minus the offset are exactly the range query's. Its
+    range reaches half a step before the first step, so the first step is inside
+    whether the server's ranges are left-closed (Prometheus 2) or left-open (3).
+
+    `max by` is applied after the function, not at each step: aggregating 7000 series
+    at each of 61 steps is what made the range query slow (a subquery over a plain
+    selector is cheap). With one series per provider, model and scenario this is the
+    same number; with duplicates (HA replicas) one of them must hold on its own.
+    """
+
+    time: float
+    step: float
+    points: int
+    queries: dict[str, str]
+
+
+def hold_queries(window: str, hold_seconds: float, at: float) -> HoldQueries:
+    """Lowest, highest, step count and sum (NaN when a step was NaN) over the hold time."""
+    step_ms = int(max(15.0, math.ceil(hold_seconds / 60)) * 1000)
+    at_ms, hold_ms = round(at * 1000), round(hold_seconds * 1000)
+    start_ms = at_ms - hold_ms
+    first_ms = -(-start_ms // step_ms) * step_ms  # first multiple of the step >= start
+    offset_ms = first_ms - start_ms
+    steps = hold_ms // step_ms
+    selector = rule_names(window)["score"] + (f" offset {offset_ms}ms" if offset_ms else "")
+    span = f"[{steps * step_ms + step_ms // 2}ms:{step_ms}ms]"
+    queries = {
+        name: f"max by (provider, model, scenario) ({name}_over_time(({selector}){span}))"
+        for name in ("min", "max", "count", "sum")
+    }
+    return HoldQueries((first_ms + steps * step_ms) / 1000, step_ms / 1000, steps + 1, queries)
+
+
 @dataclass
 class Snapshot:
     """Everything ranking needs, fetched at one evaluation time."""
@@ -66,7 +121,7 @@ class Snapshot:
     meets: dict[Key, dict[str, float]] = field(default_factory=dict)
     plain: dict[str, dict[Key, float]] = field(default_factory=dict)  # role -> key -> v
     last_probe: dict[Key, float] = field(default_factory=dict)
-    history: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)
+    hold: dict[tuple[str, str, str], HoldScores] = field(default_factory=dict)
     hold_points: int = 0
     warnings: list[str] = field(default_factory=list)
 
@@ -87,24 +142,30 @@ def fetch_snapshot(
     stale_after_seconds: float,
     at: float | None = None,
 ) -> Snapshot:
-    """Run the snapshot queries at one instant; any failed query fails the snapshot."""
+    """Run the snapshot queries at one instant; any failed query fails the snapshot.
+
+    The queries run concurrently (`QUERY_WORKERS`); their answers are read in query
+    order, so the error raised is the first failed query's, as if they ran one by one.
+    """
     at = time.time() if at is None else at
-    step = max(15.0, math.ceil(hold_seconds / 60))
-    snap = Snapshot(at, window, stale_after_seconds, hold_seconds, step)
+    hold = hold_queries(window, hold_seconds, at) if hold_seconds > 0 else None
+    snap = Snapshot(at, window, stale_after_seconds, hold_seconds,
+                    hold.step if hold else max(15.0, math.ceil(hold_seconds / 60)))
     queries = snapshot_queries(window, stale_after)
-    for role, query in queries.items():
-        samples = client.instant(query, at)
-        for sample in samples:
-            key = (sample.labels.get("provider", ""), sample.labels.get("model", ""))
-            if not all(key):
-                continue
-            if role in ("score", "meets"):
-                scenario = sample.labels.get("scenario", "default")
-                getattr(snap, role).setdefault(key, {})[scenario] = sample.value
-            elif role == "last_probe":
-                snap.last_probe[key] = sample.value
-            else:
-                snap.plain.setdefault(role, {})[key] = sample.value
+    jobs = [(query, at) for query in queries.values()]
+    if hold is not None:
+        # Sent with the others; their answers (and errors) count only if there are scores.
+        jobs += [(query, hold.time) for query in hold.queries.values()]
+    with ThreadPoolExecutor(min(QUERY_WORKERS, len(jobs))) as pool:
+        answers = [pool.submit(client.instant, query, when) for query, when in jobs]
+        try:
+            for role, answer in zip(queries, answers[:len(queries)], strict=True):
+                _add_samples(snap, role, answer.result())
+            if hold is not None and snap.score:
+                snap.hold_points = hold.points
+                snap.hold = _hold_scores(hold, [a.result() for a in answers[len(queries):]])
+        finally:
+            pool.shutdown(cancel_futures=True)  # after a failure, start no further query
     if not snap.score:
         snap.warnings.append(
             f"no {rule_names(window)['score']} series at all: are perfgen's recording rules "
@@ -117,16 +178,43 @@ def fetch_snapshot(
             f"no {PROBE_TIMESTAMP} in the last {stale_after}: every model counts as "
             "stale and routes are left as they are (is the exporter scraped?)"
         )
-    if hold_seconds > 0 and snap.score:
-        # Hysteresis: the score at every step of the hold time, from one range query.
-        start = at - hold_seconds
-        snap.hold_points = int(math.floor(hold_seconds / step + 1e-9)) + 1
-        for series in client.range(queries["score"], start, at, step):
-            labels = series.labels
-            key3 = (labels.get("provider", ""), labels.get("model", ""),
-                    labels.get("scenario", "default"))
-            snap.history[key3] = [v for _, v in series.points]
     return snap
+
+
+def _add_samples(snap: Snapshot, role: str, samples: list[Sample]) -> None:
+    for sample in samples:
+        key = (sample.labels.get("provider", ""), sample.labels.get("model", ""))
+        if not all(key):
+            continue
+        if role in ("score", "meets"):
+            scenario = sample.labels.get("scenario", "default")
+            getattr(snap, role).setdefault(key, {})[scenario] = sample.value
+        elif role == "last_probe":
+            snap.last_probe[key] = sample.value
+        else:
+            snap.plain.setdefault(role, {})[key] = sample.value
+
+
+def _hold_scores(
+    hold: HoldQueries, answers: list[list[Sample]]
+) -> dict[tuple[str, str, str], HoldScores]:
+    """Per score series: lowest, highest, and a score at every step (no NaN among them)."""
+    found = {
+        name: {(s.labels.get("provider", ""), s.labels.get("model", ""),
+                s.labels.get("scenario", "default")): s.value for s in samples}
+        for name, samples in zip(hold.queries, answers, strict=True)
+    }
+    nan = math.nan
+    out: dict[tuple[str, str, str], HoldScores] = {}
+    for key3, count in found["count"].items():
+        # min/max_over_time skip NaN (NaN only when every step was NaN);
+        # count_over_time counts NaN steps too, but one NaN step makes the sum NaN
+        # (as would +Inf and -Inf together, which no score is).
+        low, high = found["min"].get(key3, nan), found["max"].get(key3, nan)
+        covered = count >= hold.points and not math.isnan(found["sum"].get(key3, nan))
+        out[key3] = HoldScores(None if math.isnan(low) else low,
+                               None if math.isnan(high) else high, covered)
+    return out
 
 
 def model_stats(snap: Snapshot, scenario: str, route: Route) -> ModelStats:
@@ -155,11 +243,10 @@ def model_stats(snap: Snapshot, scenario: str, route: Route) -> ModelStats:
         hold_min = hold_max = score
         covered = score is not None
     else:
-        values = snap.history.get((route.provider, route.model, label), [])
-        finite = [v for v in values if not math.isnan(v)]
-        if finite:
-            hold_min, hold_max = min(finite), max(finite)
-        covered = len(finite) >= snap.hold_points > 0
+        held = snap.hold.get((route.provider, route.model, label))
+        if held is not None:
+            hold_min, hold_max = held.low, held.high
+            covered = held.covered and snap.hold_points > 0
     return ModelStats(
         route=route,
         score=score,

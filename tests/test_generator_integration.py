@@ -10,6 +10,7 @@ One Prometheus serves every case; each case has its own provider names.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -30,6 +31,7 @@ from generator.promql import PromClient
 from generator.proxy_schema import validate_text
 from generator.proxy_toml import only_routes_changed
 from generator.query_cli import query
+from generator.snapshot import hold_queries
 from stack.processes import (
     BinaryMissing,
     ManagedProcess,
@@ -68,6 +70,12 @@ DATA: dict[str, dict[str, dict[str, object]]] = {
     # five minutes ago, less than the 15 m hold time: no takeover either.
     "hyst": {"a": model(0.80), "b": model(0.85), "c": model(0.50),
              "d": model(lambda age: 0.99 if age < 300 else 0.40)},
+    # Far better now, but "b" has a score only for the last 10 minutes of the 15 m hold
+    # time and "n" was NaN once 5 minutes ago: neither takes over. "c" has had its score
+    # for 20 minutes and does.
+    "late": {"a": model(0.20), "b": model(lambda age: 0.35 if age < 600 else None),
+             "c": model(lambda age: 0.35 if age < 1200 else None),
+             "n": model(lambda age: math.nan if 300 <= age < 330 else 0.35)},
     # Stale: the last probe is four hours old, so its (still recorded) score is ignored.
     "stale": {"a": model(0.30), "b": model(0.95, probe_age=4 * 3600)},
     # The example config's own providers: deepseek-chat becomes the fastest.
@@ -89,7 +97,7 @@ def openmetrics() -> str:
         for t in range(int(NOW - HISTORY), int(NOW - 5), STEP):
             v = value(NOW - t)
             if v is not None:
-                lines.append(f"{name}{{{text}}} {v} {t}")
+                lines.append(f"{name}{{{text}}} {'NaN' if math.isnan(v) else v} {t}")
 
     for provider, models in DATA.items():
         for name, spec in models.items():
@@ -238,6 +246,21 @@ def test_challenger_inside_hysteresis_margin_does_not_take_over(prometheus, tmp_
     assert run_generate("--config", str(cfg), "--prometheus", prometheus)[0] == 3
     assert router(cfg) == {"default": "hyst,a|hyst,b", "think": "hyst,d|hyst,c",
                            "strategy": "FillFirst"}
+
+
+def test_challenger_needs_a_score_for_the_whole_hold_time(prometheus, tmp_path):
+    cfg = write_config(tmp_path, "late", ["a", "b", "c", "n"],
+                       {"default": "late,a|late,b", "think": "late,a|late,c",
+                        "background": "late,a|late,n"})
+    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus,
+                                  "--explain")
+    assert code == 3, err
+    assert router(cfg) == {"default": "late,a|late,b", "think": "late,c|late,a",
+                           "background": "late,a|late,n", "strategy": "FillFirst"}
+    for challenger in ("b", "n"):
+        assert (f"hysteresis holds primary: late,a stays (late,{challenger} lowest score "
+                "over 15m 0.350 (no score for the whole hold time)") in out, out
+    assert "hysteresis switches primary to late,c: beat late,a for 15m" in out, out
 
 
 def test_stale_model_keeps_its_place_after_fresh_ones(prometheus, tmp_path):
@@ -487,9 +510,11 @@ def test_query_prometheus_down_is_an_error():
 
 
 def test_metrics_endpoint_format_is_prometheus(prometheus):
-    # The generator's job scrapes /metrics; nothing else to check here than that the
-    # query API we use accepts our range step on this server version.
-    response = requests.get(f"{prometheus}/api/v1/query_range", params={
-        "query": "provider_model:llm_performance_score:ratio_1h", "start": NOW - 900,
-        "end": NOW, "step": "15"}, timeout=5)
-    assert response.json()["status"] == "success"
+    # The generator's job scrapes /metrics; nothing else to check here than that this
+    # server version accepts the hysteresis subqueries (millisecond offset and range).
+    held = hold_queries("1h", 900, NOW + 0.123)
+    for promql in held.queries.values():
+        response = requests.get(f"{prometheus}/api/v1/query", params={
+            "query": promql, "time": f"{held.time:.3f}"}, timeout=5)
+        assert response.json()["status"] == "success", response.text
+        assert response.json()["data"]["result"]

@@ -1,13 +1,15 @@
 """generator.generate_cli planning and `perfgen query`, against canned rule numbers.
 
 `FakeRules` stands in for the PromClient: it answers the snapshot's instant queries and
-the hysteresis range query from per-model numbers, so a whole run (config -> snapshot
+the hysteresis subqueries from per-model numbers, so a whole run (config -> snapshot
 -> decisions -> file) is tested without a Prometheus.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from generator.generate_cli import (
     generate_once,
     plan_routes,
 )
-from generator.promql import Sample, Series
+from generator.promql import QueryError, Sample
 from generator.proxy_toml import only_routes_changed
 from generator.query_cli import query
 
@@ -51,6 +53,15 @@ class FakeRules:
     def instant(self, query: str, at: float | None = None) -> list[Sample]:
         at = NOW if at is None else at
         role = next(field for needle, field in ROLES if needle in query)
+        hold = re.search(r"(\w+)_over_time\(\(\S+(?: offset \d+ms)?\)\[(\d+)ms:(\d+)ms\]\)",
+                         query)
+        if hold:  # the hysteresis subqueries: the score was the same at every step
+            fn, span, step = hold.group(1), int(hold.group(2)), int(hold.group(3))
+            end = round(at * 1000)
+            steps = len(range(-(-(end - span) // step) * step, end + 1, step))
+            return [Sample({"provider": p, "model": m, "scenario": "default"},
+                           float(steps if fn == "count" else spec["score"]), at)
+                    for (p, m), spec in self.models.items() if spec["score"] is not None]
         out = []
         for (provider, name), spec in self.models.items():
             labels = {"provider": provider, "model": name}
@@ -65,12 +76,6 @@ class FakeRules:
             if value is not None:
                 out.append(Sample(labels, float(value), at))
         return out
-
-    def range(self, query: str, start: float, end: float, step: float) -> list[Series]:
-        times = [start + i * step for i in range(int((end - start) / step + 1e-9) + 1)]
-        return [Series({"provider": p, "model": m, "scenario": "default"},
-                       tuple((t, float(spec["score"])) for t in times))
-                for (p, m), spec in self.models.items() if spec["score"] is not None]
 
 
 def write_config(path: Path, default: str, *, models: str = "abcdef", extra: str = "",
@@ -117,6 +122,39 @@ def test_no_probe_timestamps_at_all_leave_routes_untouched(tmp_path):
     assert any("every model counts as stale" in w for w in plan.warnings), plan.warnings
     # The same numbers with recent probes do reorder.
     assert plan_routes(cfg, FakeRules({"a": model(0.5), "b": model(0.9)}), at=NOW).changed
+
+
+# --------------------------------------------------------------------------- queries
+
+
+class FailingRules(FakeRules):
+    """FakeRules whose queries fail when they contain one of `failing`; the slowest first."""
+
+    def __init__(self, models: dict[str, dict[str, Any]], *failing: str) -> None:
+        super().__init__(models)
+        self.failing = failing
+
+    def instant(self, query: str, at: float | None = None) -> list[Sample]:
+        for i, needle in enumerate(self.failing):
+            if needle in query:
+                time.sleep(0.05 * (len(self.failing) - i))
+                raise QueryError(f"{needle} failed")
+        return super().instant(query, at)
+
+
+def test_queries_run_together_but_the_first_failed_one_in_order_is_the_error(tmp_path):
+    cfg = write_config(tmp_path / "config.toml", "p,a|p,b")
+    # The score query fails last in time but comes first: its error is the one raised.
+    rules = FailingRules({"a": model(0.5), "b": model(0.9)}, "llm_performance_score",
+                         "llm_probe_timestamp_seconds")
+    with pytest.raises(QueryError, match="llm_performance_score failed"):
+        plan_routes(cfg, rules, at=NOW)
+    # The hold-time queries count only when there are scores (as when they ran last).
+    empty = FailingRules({"a": model(None, samples=0)}, "_over_time((")
+    plan = plan_routes(cfg, empty, at=NOW)
+    assert not plan.changed and any("series at all" in w for w in plan.warnings)
+    with pytest.raises(QueryError, match="_over_time"):
+        plan_routes(cfg, FailingRules({"a": model(0.5)}, "_over_time(("), at=NOW)
 
 
 # --------------------------------------------------------------------------- --out

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
+
 from exporter.config import Route
 from generator.ranking import UNKNOWN, Policy, classify
-from generator.snapshot import Snapshot, model_stats, snapshot_queries
+from generator.snapshot import HoldScores, Snapshot, hold_queries, model_stats, snapshot_queries
 
 
 def snapshot(**kwargs: float) -> Snapshot:
@@ -22,7 +26,7 @@ def test_model_stats_prefers_scenario_series_and_drops_nan():
     snap.plain["samples"] = {key: 9.0}
     snap.plain["ttft_p95"] = {key: float("nan")}
     snap.last_probe[key] = 900.0
-    snap.history[("p", "m", "think")] = [0.6, 0.7, 0.8, 0.7, 0.7]
+    snap.hold[("p", "m", "think")] = HoldScores(0.6, 0.8, covered=True)
     think = model_stats(snap, "think", Route("p", "m"))
     assert (think.score, think.score_scenario, think.meets_thresholds) == (0.7, "think", True)
     assert think.ttft_p95_seconds is None and think.fresh
@@ -58,3 +62,32 @@ def test_last_probe_query_looks_back_stale_after():
     query = snapshot_queries("1h", "15m")["last_probe"]
     assert query == ("max by (provider, model) "
                      "(max_over_time(llm_probe_timestamp_seconds[15m]))")
+
+
+@pytest.mark.parametrize("at", [1000.0, 1_700_000_000.0, 1_700_000_007.123, 1_795_706_837.976])
+@pytest.mark.parametrize("hold", [20.0, 60.0, 61.5, 900.0, 3600.0, 5400.0])
+def test_hold_subqueries_evaluate_the_steps_of_a_range_query(at, hold):
+    # A range query from at - hold to at evaluates at start, start + step, ... <= at.
+    # The subqueries' steps are multiples of the step since the epoch: shifted back by
+    # their offset they must be exactly those, on Prometheus 2 (ranges closed on the
+    # left) and 3 (open on the left) alike.
+    held = hold_queries("1h", hold, at)
+    step_ms = round(held.step * 1000)
+    start_ms = round(at * 1000) - round(hold * 1000)
+    expected = list(range(start_ms, round(at * 1000) + 1, step_ms))
+    assert held.points == len(expected)
+    assert held.step == max(15.0, -(-hold // 60))
+    end_ms = round(held.time * 1000)
+    for name, query in held.queries.items():
+        found = re.fullmatch(
+            rf"max by \(provider, model, scenario\) \({name}_over_time\("
+            r"\(provider_model:llm_performance_score:ratio_1h(?: offset (\d+)ms)?\)"
+            r"\[(\d+)ms:(\d+)ms\]\)\)", query)
+        assert found, query
+        offset, span = int(found.group(1) or 0), int(found.group(2))
+        assert int(found.group(3)) == step_ms and 0 <= offset < step_ms
+        first = -(-(end_ms - span) // step_ms) * step_ms
+        closed = range(first, end_ms + 1, step_ms)
+        open_left = [t for t in closed if t > end_ms - span]
+        assert [t - offset for t in closed] == expected
+        assert [t - offset for t in open_left] == expected
