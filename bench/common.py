@@ -1,8 +1,11 @@
 """Shared helpers for the benchmarks: processes on 127.0.0.1, ground truth, statistics, tables.
 
-Every process a benchmark starts goes through `Proc`, which is a context manager: leaving
-the `with` block (normally, by an exception, or by Ctrl-C) terminates it and waits for it.
-All servers listen on 127.0.0.1 only.
+Processes are stack.processes' (`start_perfgen`, `ManagedProcess`: started in a session of
+their own, ready line awaited, SIGTERM then SIGKILL, log tail in every failure), each with
+its log in a temporary directory that goes when it stops. What is bench-only lives here:
+pinning to CPUs, CPU time and RSS read from /proc, the prober workers' line protocol. Every
+process is a context manager (leaving the `with` block, normally, by an exception or by
+Ctrl-C, stops it), and all servers listen on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import math
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +26,15 @@ from types import TracebackType
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from stack.processes import (  # noqa: E402
+    ManagedProcess,
+    perfgen_command,
+    perfgen_env,
+    start_perfgen,
+)
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -59,101 +70,82 @@ def print_machine() -> None:
 # --------------------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def perfgen_argv(*args: str) -> list[str]:
     """`perfgen ARGS` without needing the package installed (runs from the work tree)."""
-    return [sys.executable, "-c", "from generator.cli import main; main()", *args]
+    return perfgen_command(args)
 
 
 def repo_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
-                                     else "")
-    env.update(extra)
-    return env
+    """This environment with the work tree on PYTHONPATH, unbuffered, plus `extra`."""
+    return perfgen_env(extra)
 
 
-def pinned(argv: list[str], cpus: str | None) -> list[str]:
-    """Prefix argv with `taskset -c CPUS` when pinning is asked for and possible."""
-    if cpus is None or not Path("/usr/bin/taskset").exists():
-        return argv
-    return ["/usr/bin/taskset", "-c", cpus, *argv]
+def pin(pid: int, cpus: str | None) -> None:
+    """Pin every thread of a running process to CPUS ("0", "1", "0-1"); None: leave it.
+
+    Threads it starts later inherit the affinity of the thread that starts them."""
+    if cpus is None:
+        return
+    chosen: set[int] = set()
+    for part in cpus.split(","):
+        low, _, high = part.partition("-")
+        chosen.update(range(int(low), int(high or low) + 1))
+    for task in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(task), chosen)
 
 
-class Proc:
-    """A child process that is always stopped: `with Proc(argv) as p: ...`."""
+def cpu_seconds(pid: int) -> float:
+    """user+system CPU time of a process so far (from /proc, without its children)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
-    def __init__(
-        self,
-        argv: list[str],
-        *,
-        name: str,
-        env: dict[str, str] | None = None,
-        cwd: Path | None = None,
-        stdin: int | None = subprocess.DEVNULL,
-        stdout: int | None = None,
-    ) -> None:
-        self.name = name
-        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
-            prefix=f"bench-{name}-", suffix=".log", delete=False
-        )
-        self.popen = subprocess.Popen(
-            argv,
-            cwd=str(cwd or REPO),
-            env=env or repo_env(),
-            stdin=stdin,
-            stdout=stdout if stdout is not None else self.log,
-            stderr=self.log,
-            start_new_session=True,
-        )
+
+def rss_bytes(pid: int) -> int:
+    try:
+        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except OSError:
+        return 0
+    return pages * PAGE_SIZE
+
+
+class Served:
+    """`perfgen ARGS` serving on 127.0.0.1 (`--listen 127.0.0.1:0`: the kernel picks the
+    port, the ready line names it) with its files in a temporary directory, optionally
+    pinned to `cpus`: `with Served(...) as p: p.url ...`."""
+
+    def __init__(self, name: str, args: Sequence[str], ready_prefix: str,
+                 cpus: str | None = None, files: dict[str, str] | None = None) -> None:
+        self.dir = tempfile.TemporaryDirectory(prefix=f"bench-{name}-")
+        try:
+            for relative, text in (files or {}).items():
+                (Path(self.dir.name) / relative).write_text(text)
+            argv = [a.replace("{dir}", self.dir.name) for a in args]
+            self.process = start_perfgen([*argv, "--listen", "127.0.0.1:0"], ready_prefix,
+                                         self.dir.name, name=name)
+            try:
+                pin(self.process.pid, cpus)
+            except BaseException:
+                self.process.stop(grace=2.0)
+                raise
+        except BaseException:
+            self.dir.cleanup()
+            raise
+        assert self.process.url is not None, self.process.ready_line
+        self.url: str = self.process.url
+        self.port = int(self.url.rsplit(":", 1)[1])
 
     @property
     def pid(self) -> int:
-        return self.popen.pid
-
-    def cpu_seconds(self) -> float:
-        """user+system CPU time of the process so far (from /proc, without its children)."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return math.nan
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-    def rss_bytes(self) -> int:
-        try:
-            pages = int(Path(f"/proc/{self.pid}/statm").read_text().split()[1])
-        except OSError:
-            return 0
-        return pages * PAGE_SIZE
-
-    def output(self) -> str:
-        self.log.flush()
-        return Path(self.log.name).read_text(errors="replace")
+        return self.process.pid
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            try:
-                # Our own child, in its own session: signal only that process group.
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(5)
-        self.log.close()
-        try:
-            os.unlink(self.log.name)
-        except OSError:
-            pass
+        self.process.stop()
+        self.dir.cleanup()
 
-    def __enter__(self) -> Proc:
+    def __enter__(self) -> Served:
         return self
 
     def __exit__(
@@ -163,25 +155,6 @@ class Proc:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def wait_http(url: str, proc: Proc | None = None, timeout: float = 20.0) -> None:
-    """Poll url until it answers 2xx; fail early (with its log) if proc dies."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.popen.poll() is not None:
-            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n"
-                               f"{proc.output()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if 200 <= resp.status < 300:
-                    return
-        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
-            last = exc
-        time.sleep(0.05)
-    log = proc.output()[-3000:] if proc else ""
-    raise RuntimeError(f"{url} not ready after {timeout}s ({last})\n{log}")
 
 
 def http_json(url: str, method: str = "GET", body: Any = None, timeout: float = 30) -> Any:
@@ -216,48 +189,33 @@ def simulator_toml(models: Iterable[dict[str, Any]], provider: str = "sim",
     return "\n".join(lines) + "\n"
 
 
-class Simulator(Proc):
+class Simulator(Served):
     """`perfgen simulate` in its own process, optionally pinned to `cpus`."""
 
     def __init__(self, config_text: str, cpus: str | None = None) -> None:
-        self.dir = tempfile.TemporaryDirectory(prefix="bench-sim-")
-        config = Path(self.dir.name) / "sim.toml"
-        config.write_text(config_text)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        argv = perfgen_argv("simulate", "--config", str(config),
-                            "--listen", f"127.0.0.1:{self.port}")
-        super().__init__(pinned(argv, cpus), name="simulator")
-        try:
-            wait_http(self.url + "/-/healthy", self)
-        except BaseException:
-            self.stop()
-            raise
+        super().__init__("simulator", ["simulate", "--config", "{dir}/sim.toml"],
+                         "simulator listening on", cpus, files={"sim.toml": config_text})
 
     def records(self, limit: int = 10_000) -> dict[str, dict[str, Any]]:
         """Ground truth by request id: received, first_token_sent, last_token_sent, tokens_sent."""
         data = http_json(f"{self.url}/-/requests?limit={limit}")
         return {r["id"]: r for r in data["requests"]}
 
-    def stop(self) -> None:
-        super().stop()
-        self.dir.cleanup()
-
 
 class CpuMeter:
     """CPU share of a process over a window: `with CpuMeter(proc) as m: ...; m.share`."""
 
-    def __init__(self, proc: Proc) -> None:
-        self.proc = proc
+    def __init__(self, proc: Served | Worker) -> None:
+        self.pid = proc.pid
         self.share = math.nan
 
     def __enter__(self) -> CpuMeter:
-        self._cpu0, self._t0 = self.proc.cpu_seconds(), time.monotonic()
+        self._cpu0, self._t0 = cpu_seconds(self.pid), time.monotonic()
         return self
 
     def __exit__(self, *exc: object) -> None:
         wall = time.monotonic() - self._t0
-        self.share = (self.proc.cpu_seconds() - self._cpu0) / wall if wall > 0 else math.nan
+        self.share = (cpu_seconds(self.pid) - self._cpu0) / wall if wall > 0 else math.nan
 
 
 # --------------------------------------------------------------------------- statistics
@@ -308,16 +266,24 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
 # --------------------------------------------------------------------------- prober workers
 
 
-class Worker(Proc):
-    """One prober (`bench/probers.py KIND`) in its own process, driven by JSON lines."""
+class Worker:
+    """One prober (`bench/probers.py KIND`) in its own process, driven by JSON lines on its
+    stdin and stdout (a ManagedProcess with pipes; stderr goes to its log)."""
 
     def __init__(self, kind: str, base_url: str, cpu: int | None = None,
                  extra: Sequence[str] = ()) -> None:
         argv = [sys.executable, str(REPO / "bench" / "probers.py"), kind, "--base-url", base_url,
                 *(["--cpu", str(cpu)] if cpu is not None else []), *extra]
-        super().__init__(argv, name=f"prober-{kind}", stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE)
         self.kind = kind
+        self.name = f"prober-{kind}"
+        self.dir = tempfile.TemporaryDirectory(prefix=f"bench-{self.name}-")
+        try:
+            self.process = ManagedProcess(self.name, argv, Path(self.dir.name) / "prober.log",
+                                          env=repo_env(), cwd=REPO, pipes=True)
+        except BaseException:
+            self.dir.cleanup()
+            raise
+        self.popen = self.process.popen
         try:
             hello = self._read()
         except BaseException:
@@ -325,13 +291,20 @@ class Worker(Proc):
             raise
         assert hello.get("ready") == kind, hello
 
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        """Everything the prober wrote to stderr so far."""
+        return self.process.log_path.read_text(errors="replace")
+
     def _read(self) -> dict[str, Any]:
         assert self.popen.stdout is not None
         line = self.popen.stdout.readline()
         if not line:
             self.popen.wait(5)
-            raise RuntimeError(f"{self.name} exited ({self.popen.returncode}):\n"
-                               f"{self.output()[-4000:]}")
+            raise self.process.failure(f"exited ({self.popen.returncode})")
         return json.loads(line)
 
     def run(self, **command: Any) -> dict[str, Any]:
@@ -342,13 +315,26 @@ class Worker(Proc):
         return self._read()
 
     def stop(self) -> None:
+        # EOF on stdin ends the prober's command loop; stop() then waits, SIGTERM, SIGKILL.
         for pipe in (self.popen.stdin, self.popen.stdout):
             if pipe is not None:
                 try:
                     pipe.close()
                 except OSError:
                     pass
-        super().stop()
+        self.process.stop()
+        self.dir.cleanup()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 def match_truth(streams: list[dict[str, Any]], truth: dict[str, dict[str, Any]]

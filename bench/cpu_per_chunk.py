@@ -244,7 +244,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["parse", "cost", "ceiling", "all"], default="all")
-    parser.add_argument("--probers", default="perfgen,perfgen_shared,sdk,bare,raw")
+    parser.add_argument("--probers", default="perfgen,perfgen_shared,perfgen_exporter,sdk,bare,raw")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--long", type=int, default=100, help="tokens per stream (long runs)")
@@ -255,7 +255,8 @@ def main() -> None:
     parser.add_argument("--ceiling-seconds", type=float, default=3.0)
     parser.add_argument("--ceiling-runs", type=int, default=5)
     parser.add_argument("--ceiling-prober", default="perfgen",
-                        help="prober of the ceiling part (perfgen, perfgen_shared, bare, raw)")
+                        help="prober of the ceiling part (perfgen, perfgen_shared, "
+                        "perfgen_exporter, bare, raw)")
     parser.add_argument("--rt", action="store_true",
                         help="ceiling diagnostic: run prober and simulator SCHED_FIFO (root), "
                         "so that other processes on a shared machine cannot preempt them")

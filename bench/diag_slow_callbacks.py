@@ -47,7 +47,9 @@ _TOOK = re.compile(r"Executing <(\w+) (.{0,90}).*took ([0-9.]+) seconds")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--probers", default="perfgen,perfgen_shared,raw")
+    parser.add_argument("--probers", default="perfgen,perfgen_shared,raw",
+                        help="also perfgen_exporter (the exporter's session and GC settings; "
+                        "its --gc-modes `on` row is already tuned)")
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--runs", type=int, default=3)

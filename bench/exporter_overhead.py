@@ -33,19 +33,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     CpuMeter,
-    Proc,
     PySpy,
+    Served,
     Simulator,
     Summary,
-    free_port,
+    cpu_seconds,
+    http_get_bytes,
     http_json,
     percentile,
-    perfgen_argv,
-    pinned,
     print_machine,
     print_profile,
     print_table,
-    wait_http,
+    rss_bytes,
 )
 
 PROVIDERS = 10
@@ -104,6 +103,16 @@ def render_times(runs: int = 5, calls: int = 200) -> list[float]:
     return medians
 
 
+def gc_collections(metrics: bytes) -> list[int]:
+    """python_gc_collections_total per generation, from the exporter's /metrics."""
+    counts = {}
+    for line in metrics.decode().splitlines():
+        if line.startswith("python_gc_collections_total{"):
+            generation = line.split('generation="', 1)[1].split('"', 1)[0]
+            counts[int(generation)] = int(float(line.rsplit(" ", 1)[1]))
+    return [counts[g] for g in sorted(counts)]
+
+
 class Client:
     """One keep-alive HTTP/1.1 connection to the exporter; times each GET."""
 
@@ -142,94 +151,93 @@ def main() -> None:
           f"(simulator cpu {ncpu - 1 if pin else '-'}, exporter cpu {0 if pin else '-'})")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-exporter-") as tmp, \
-            Simulator(simulator_config(), cpus=str(ncpu - 1) if pin else None) as sim:
-        config = Path(tmp) / "config.toml"
-        config.write_text(exporter_config(sim.url))
-        port = free_port()
-        argv = perfgen_argv("exporter", "--config", str(config), "--listen", f"127.0.0.1:{port}")
-        with Proc(pinned(argv, "0" if pin else None), name="exporter") as exporter:
-            base = f"http://127.0.0.1:{port}"
-            wait_http(base + "/-/healthy", exporter)
-            rss_start = exporter.rss_bytes()
+            Simulator(simulator_config(), cpus=str(ncpu - 1) if pin else None) as sim, \
+            Served("exporter", ["exporter", "--config", "{dir}/config.toml"],
+                   "exporter listening on", "0" if pin else None,
+                   files={"config.toml": exporter_config(sim.url)}) as exporter:
+        port = exporter.port
+        rss_start = rss_bytes(exporter.pid)
+        gc_start = gc_collections(http_get_bytes(exporter.url + "/metrics"))
 
-            # 1. populate every target once.
-            targets = [(f"p{p}", model_name(m)) for p in range(PROVIDERS)
-                       for m in range(MODELS_PER_PROVIDER)]
+        # 1. populate every target once.
+        targets = [(f"p{p}", model_name(m)) for p in range(PROVIDERS)
+                   for m in range(MODELS_PER_PROVIDER)]
 
-            def scrape(target: tuple[str, str]) -> bool:
-                client = Client(port)
-                try:
-                    _, body = client.get(f"/probe?target={target[0]}:{target[1]}"
-                                         "&module=latency")
-                finally:
-                    client.close()
-                return b"llm_probe_success{" in body and b"} 1.0" in body
-
-            t0 = time.monotonic()
-            with ThreadPoolExecutor(50) as pool:
-                ok = sum(pool.map(scrape, targets))
-            populate_s = time.monotonic() - t0
-            rss_full = exporter.rss_bytes()
-
-            overhead50: list[float] = []
-            overhead99: list[float] = []
-            probe50: list[float] = []
-            metrics_t: list[float] = []
-            sd_t: list[float] = []
-            sizes: dict[str, int] = {}
-            exporter_share: list[float] = []
-            probe_cpu: list[float] = []
+        def scrape(target: tuple[str, str]) -> bool:
             client = Client(port)
             try:
-                for _ in range(args.runs):
-                    # 2. /probe overhead on one target, sequentially.
-                    overheads, walls = [], []
-                    cpu0 = exporter.cpu_seconds()
-                    for i in range(args.probes):
-                        provider, model = targets[i % len(targets)]
-                        wall, body = client.get(f"/probe?target={provider}:{model}"
-                                                "&module=latency")
-                        record = http_json(f"{sim.url}/-/requests?limit=1&provider={provider}"
-                                           f"&model={model}")["requests"][0]
-                        upstream = record["finished"] - record["received"]
-                        overheads.append(wall - upstream)
-                        walls.append(wall)
-                        sizes["probe"] = len(body)
-                        time.sleep(0.01)  # past test_interval_minutes: the next one is fresh
-                    probe_cpu.append((exporter.cpu_seconds() - cpu0) / args.probes)
-                    overhead50.append(percentile(overheads, 50))
-                    overhead99.append(percentile(overheads, 99))
-                    probe50.append(percentile(walls, 50))
-                    # 3. /metrics and /sd.
-                    with CpuMeter(exporter) as meter:
-                        times = []
-                        for _ in range(args.gets):
-                            elapsed, body = client.get("/metrics")
-                            times.append(elapsed)
-                            sizes["metrics"] = len(body)
-                    metrics_t.append(percentile(times, 50))
-                    exporter_share.append(meter.share)
-                    times = []
-                    for _ in range(args.gets):
-                        elapsed, body = client.get("/sd")
-                        times.append(elapsed)
-                        sizes["sd"] = len(body)
-                        sizes["sd_groups"] = len(json.loads(body))
-                    sd_t.append(percentile(times, 50))
+                _, body = client.get(f"/probe?target={target[0]}:{target[1]}"
+                                     "&module=latency")
             finally:
                 client.close()
-            rss_end = exporter.rss_bytes()
-            if args.profile:
-                spy = PySpy(exporter.pid, Path(tmp) / "exporter-probe.txt")
-                client = Client(port)
-                try:
-                    with spy:
-                        for i in range(100):
-                            provider, model = targets[i]
-                            client.get(f"/probe?target={provider}:{model}&module=latency")
-                finally:
-                    client.close()
-                print_profile(spy, "exporter during 100 sequential /probe scrapes", 25)
+            return b"llm_probe_success{" in body and b"} 1.0" in body
+
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(50) as pool:
+            ok = sum(pool.map(scrape, targets))
+        populate_s = time.monotonic() - t0
+        rss_full = rss_bytes(exporter.pid)
+
+        overhead50: list[float] = []
+        overhead99: list[float] = []
+        probe50: list[float] = []
+        metrics_t: list[float] = []
+        sd_t: list[float] = []
+        sizes: dict[str, int] = {}
+        exporter_share: list[float] = []
+        probe_cpu: list[float] = []
+        client = Client(port)
+        try:
+            for _ in range(args.runs):
+                # 2. /probe overhead on one target, sequentially.
+                overheads, walls = [], []
+                cpu0 = cpu_seconds(exporter.pid)
+                for i in range(args.probes):
+                    provider, model = targets[i % len(targets)]
+                    wall, body = client.get(f"/probe?target={provider}:{model}"
+                                            "&module=latency")
+                    record = http_json(f"{sim.url}/-/requests?limit=1&provider={provider}"
+                                       f"&model={model}")["requests"][0]
+                    upstream = record["finished"] - record["received"]
+                    overheads.append(wall - upstream)
+                    walls.append(wall)
+                    sizes["probe"] = len(body)
+                    time.sleep(0.01)  # past test_interval_minutes: the next one is fresh
+                probe_cpu.append((cpu_seconds(exporter.pid) - cpu0) / args.probes)
+                overhead50.append(percentile(overheads, 50))
+                overhead99.append(percentile(overheads, 99))
+                probe50.append(percentile(walls, 50))
+                # 3. /metrics and /sd.
+                with CpuMeter(exporter) as meter:
+                    times = []
+                    for _ in range(args.gets):
+                        elapsed, body = client.get("/metrics")
+                        times.append(elapsed)
+                        sizes["metrics"] = len(body)
+                metrics_t.append(percentile(times, 50))
+                exporter_share.append(meter.share)
+                times = []
+                for _ in range(args.gets):
+                    elapsed, body = client.get("/sd")
+                    times.append(elapsed)
+                    sizes["sd"] = len(body)
+                    sizes["sd_groups"] = len(json.loads(body))
+                sd_t.append(percentile(times, 50))
+        finally:
+            client.close()
+        rss_end = rss_bytes(exporter.pid)
+        gc_end = gc_collections(http_get_bytes(exporter.url + "/metrics"))
+        if args.profile:
+            spy = PySpy(exporter.pid, Path(tmp) / "exporter-probe.txt")
+            client = Client(port)
+            try:
+                with spy:
+                    for i in range(100):
+                        provider, model = targets[i]
+                        client.get(f"/probe?target={provider}:{model}&module=latency")
+            finally:
+                client.close()
+            print_profile(spy, "exporter during 100 sequential /probe scrapes", 25)
 
     ms = 1000.0
     print()
@@ -252,6 +260,8 @@ def main() -> None:
         ["exporter RSS at start (MiB)", f"{rss_start / 2**20:.1f}"],
         ["exporter RSS after 1000 targets probed (MiB)", f"{rss_full / 2**20:.1f}"],
         ["exporter RSS at the end (MiB)", f"{rss_end / 2**20:.1f}"],
+        ["exporter GC collections during the benchmark, gen 0 / 1 / 2",
+         " / ".join(str(e - s) for s, e in zip(gc_start, gc_end, strict=True))],
         ["exporter CPU share during /metrics GETs", Summary(exporter_share).fmt(1)],
     ])
     print(f"# wall {time.monotonic() - started:.0f} s")

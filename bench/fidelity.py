@@ -12,10 +12,10 @@ what the prober reports with the simulator's ground truth (`GET /-/requests`):
   decode error    = reported_tps / true_tps - 1, true_tps = (tokens_sent - 1) /
                     (last_token_sent - first_token_sent).
 
-Each cell is the median [min..max] over --runs runs of that run's percentile; perfgen and the
-SDK alternate run by run against the same simulator, so their ratio is from one run.
+Each cell is the median [min..max] over --runs runs of that run's percentile; the probers
+alternate run by run against the same simulator, so a ratio to the SDK is from one run.
 
-    python bench/fidelity.py            # about 1.5 minutes
+    python bench/fidelity.py            # about 2 minutes
 """
 
 from __future__ import annotations
@@ -67,9 +67,11 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--levels", default="1,50,200", help="concurrent streams per level")
-    parser.add_argument("--probers", default="perfgen,sdk,perfgen_shared,bare",
-                        help="perfgen (as the exporter calls it), perfgen_shared (one "
-                        "keep-alive session), sdk (openai SDK), bare (aiohttp + json.loads)")
+    parser.add_argument("--probers", default="perfgen,sdk,perfgen_shared,perfgen_exporter,bare",
+                        help="perfgen (own session per probe, as `perfgen probe`), "
+                        "perfgen_shared (the exporter's one keep-alive session), "
+                        "perfgen_exporter (that session and the exporter's GC settings), "
+                        "sdk (openai SDK), bare (aiohttp + json.loads)")
     parser.add_argument("--tokens", type=int, default=25, help="tokens per stream")
     parser.add_argument("--tps", type=float, default=50.0, help="tokens/s of every stream")
     parser.add_argument("--ttft-ms", type=float, default=100.0)
@@ -151,20 +153,23 @@ def main() -> None:
     print_table(["streams", "prober", "TTFT err p50 ms", "TTFT err p99 ms", "rep-true p50 ms",
                  "rep-true p99 ms", "transit p99 ms", "decode err p50 %", "|decode err| p99 %",
                  "preempted", "failed"], rows)
-    if "perfgen" in kinds and "sdk" in kinds:
+    mine = [k for k in kinds if k.startswith("perfgen")]
+    if mine and "sdk" in kinds:
         print()
         print("perfgen / sdk, per run pair (median [min..max])")
         ratio_rows = []
-        for level in levels:
-            pairs = list(zip(results[(level, "perfgen")], results[(level, "sdk")], strict=True))
+        for kind in mine:
+            for level in levels:
+                pairs = list(zip(results[(level, kind)], results[(level, "sdk")], strict=True))
 
-            def ratio(key: str, pairs: list[Any] = pairs) -> str:
-                return Summary(p[key] / s[key] if s[key] else math.nan
-                               for p, s in pairs).fmt(1)
+                def ratio(key: str, pairs: list[Any] = pairs) -> str:
+                    return Summary(p[key] / s[key] if s[key] else math.nan
+                                   for p, s in pairs).fmt(1)
 
-            ratio_rows.append([level, ratio("lag_p50"), ratio("lag_p99"), ratio("rep_p99")])
-        print_table(["streams", "TTFT err p50 ratio", "TTFT err p99 ratio", "rep-true p99 ratio"],
-                    ratio_rows)
+                ratio_rows.append([kind, level, ratio("lag_p50"), ratio("lag_p99"),
+                                   ratio("rep_p99")])
+        print_table(["prober", "streams", "TTFT err p50 ratio", "TTFT err p99 ratio",
+                     "rep-true p99 ratio"], ratio_rows)
     print()
     print_table(["streams", "simulator CPU share during runs (1.0 = one core)"],
                 [[level, Summary(sim_share[level]).fmt(1)] for level in levels])

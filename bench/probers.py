@@ -1,8 +1,12 @@
-"""The three probers under test, and a worker process that runs one of them on command.
+"""The probers under test, and a worker process that runs one of them on command.
 
 - `perfgen`: perfgen's own probe engine, `exporter.probe.run_probe`, one call per stream,
-  called as the exporter calls it (no session: run_probe makes and closes its own).
-- `perfgen_shared`: the same engine given one long-lived aiohttp session (keep-alive).
+  without a session (run_probe makes and closes its own): as `perfgen probe` calls it, and
+  as the exporter did until it kept one session.
+- `perfgen_shared`: the same engine given the exporter's long-lived session
+  (`exporter.app.create_probe_session`: keep-alive, no connection limit).
+- `perfgen_exporter`: as the exporter runs it: that session plus the exporter process's
+  GC settings (`exporter.cli.tune_gc`: gc.freeze() and a 20 000 gen-0 threshold).
 - `sdk`: what a user writes by hand with the official `openai` SDK (AsyncOpenAI,
   `perf_counter` before the request, first chunk with content, last chunk).
 - `bare`: the floor: an aiohttp line reader with `json.loads` per `data:` line.
@@ -270,9 +274,9 @@ timeout_seconds = 60
 class PerfgenProber:
     """perfgen's probe engine: `run_probe(config, target, module, session=...)` per stream.
 
-    shared_session=False (the default) calls run_probe as the exporter does, without a
-    session, so each probe makes and closes its own (create_session). True passes one
-    long-lived session (made like create_session, with an unlimited connector).
+    shared_session=False (the default) calls run_probe without a session, so each probe
+    makes and closes its own (create_session). True passes one long-lived session made as
+    the exporter makes its own (exporter.app.create_probe_session).
 
     One extra aiohttp TraceConfig, added next to perfgen's own, reads at on_request_end
     the response's x-sim-request-id and perfgen's own t0 (its trace_request_ctx), so the
@@ -296,11 +300,14 @@ class PerfgenProber:
             kwargs.setdefault("timeout", engine.NO_TIMEOUT)
             return aiohttp.ClientSession(trace_configs=[engine.TRACE, trace], **kwargs)
 
+        # Both run_probe (no session given) and the exporter's session factory call
+        # engine.create_session: this one adds the bench's trace next to perfgen's.
+        engine.create_session = create_session  # type: ignore[assignment]
         self.session: aiohttp.ClientSession | None = None
         if shared_session:
-            self.session = create_session(connector=aiohttp.TCPConnector(limit=0))
-        else:
-            engine.create_session = create_session  # type: ignore[assignment]
+            from exporter.app import create_probe_session
+
+            self.session = create_probe_session()
 
     @staticmethod
     async def _on_end(session: Any, ctx: Any, params: Any) -> None:
@@ -348,7 +355,18 @@ class PerfgenSharedProber(PerfgenProber):
         super().__init__(base_url, shared_session=True)
 
 
+class PerfgenExporterProber(PerfgenProber):
+    """perfgen's engine as the exporter runs it: its session and its GC settings."""
+
+    def __init__(self, base_url: str) -> None:
+        from exporter.cli import tune_gc
+
+        super().__init__(base_url, shared_session=True)
+        tune_gc()  # as `perfgen exporter` does once its app is built
+
+
 PROBERS = {"perfgen": PerfgenProber, "perfgen_shared": PerfgenSharedProber,
+           "perfgen_exporter": PerfgenExporterProber,
            "sdk": SdkProber, "bare": BareProber, "raw": RawProber}
 
 

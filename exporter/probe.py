@@ -12,7 +12,9 @@ Timing (definitions in the README, "What is measured"):
 
 A misbehaving provider never raises out of run_probe: every request ends as a
 RequestResult, failed ones with a result.FAILURE_REASONS word and a one-line detail
-from which every configured API key value has been removed.
+from which every configured API key value has been removed. With a shared session
+(the exporter's), a request that went out on a kept-alive connection the provider had
+just closed is sent once more on another connection, with its own t0 (`_post`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from exporter.protocols import (
     StreamFacts,
     StreamFailure,
     WireProtocol,
+    WireRequest,
     get_protocol,
 )
 from exporter.protocols.base import body_error_text, loggable_url, shorten
@@ -54,15 +57,20 @@ _STALL_SECONDS = 1.0
 # written. aiohttp refuses control characters with an error that quotes the header, and
 # sends anything else as UTF-8 bytes, which no provider would take for the key either.
 _UNSENDABLE = re.compile(r"[^\x20-\x7e]")
+# How a kept-alive connection that the provider closed as our request went out fails:
+# before any response, so the request never reached the model (aiohttp retries this
+# itself only for idempotent methods, and a probe is a POST).
+_STALE_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
 
 class _Timing:
     """Filled in by the trace hooks for one request (passed as trace_request_ctx)."""
 
-    __slots__ = ("connected", "t0")
+    __slots__ = ("connected", "reused", "t0")
 
     def __init__(self) -> None:
         self.connected: float | None = None
+        self.reused = False  # a kept-alive connection from the session's pool
         self.t0: float | None = None
 
 
@@ -72,6 +80,15 @@ async def _on_connection_ready(
     timing = context.trace_request_ctx
     if isinstance(timing, _Timing):
         timing.connected = time.perf_counter()
+
+
+async def _on_connection_reused(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: object
+) -> None:
+    timing = context.trace_request_ctx
+    if isinstance(timing, _Timing):
+        timing.connected = time.perf_counter()
+        timing.reused = True
 
 
 async def _on_headers_sent(
@@ -84,7 +101,7 @@ async def _on_headers_sent(
 
 TRACE = aiohttp.TraceConfig()
 TRACE.on_connection_create_end.append(_on_connection_ready)
-TRACE.on_connection_reuseconn.append(_on_connection_ready)
+TRACE.on_connection_reuseconn.append(_on_connection_reused)
 TRACE.on_request_headers_sent.append(_on_headers_sent)
 
 
@@ -267,11 +284,7 @@ async def _run_stream(probe: _Probe, label: str, prompt: str) -> RequestResult:
     facts = probe.protocol.new_stream()
     try:
         async with asyncio.timeout_at(probe.deadline):
-            stream.start = time.perf_counter()
-            async with probe.session.post(
-                request.url, data=request.body, headers=request.headers, timeout=NO_TIMEOUT,
-                allow_redirects=False, trace_request_ctx=stream.timing,
-            ) as response:
+            async with await _post(probe, request, stream) as response:
                 stream.headers_at = time.perf_counter()
                 stream.status = response.status
                 stream.content_type = response.headers.get("Content-Type", "")
@@ -307,6 +320,28 @@ async def _run_stream(probe: _Probe, label: str, prompt: str) -> RequestResult:
         return _fail(probe, stream, "connect",
                      f"cannot send the request: {_exception_text(exc, request.url)}")
     return _finish(probe, stream, facts)
+
+
+async def _post(probe: _Probe, request: WireRequest,
+                stream: _Stream) -> aiohttp.ClientResponse:
+    """POST the request; once more if it went out on a kept-alive connection that the
+    provider had just closed (its idle timeout and our request crossed), so that reusing
+    connections never shows up as a provider's `connect` failure."""
+    retried = False
+    while True:
+        stream.start = time.perf_counter()
+        try:
+            return await probe.session.post(
+                request.url, data=request.body, headers=request.headers, timeout=NO_TIMEOUT,
+                allow_redirects=False, trace_request_ctx=stream.timing,
+            )
+        except _STALE_CONNECTION as exc:
+            if retried or not stream.timing.reused:
+                raise
+            retried = True
+            probe.log(f"{stream.label}: the provider closed a kept-alive connection as the "
+                      f"request went out ({_exception_text(exc, request.url)}); sending it again")
+            stream.timing = _Timing()  # the retry's t0 is its own headers-sent time
 
 
 async def _read(content: aiohttp.StreamReader, on_event: Callable[[Event], int],

@@ -140,7 +140,11 @@ class ManagedProcess:
         url: str | None = None,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        pipes: bool = False,
     ) -> None:
+        """`pipes`: stdin and stdout are pipes (`popen.stdin`, `popen.stdout`) for a caller
+        that talks to the child line by line, and only stderr goes to the log; the caller
+        closes them. By default stdin is /dev/null and stdout and stderr go to the log."""
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
@@ -155,9 +159,9 @@ class ManagedProcess:
             # then stops the children in order (generator before Prometheus, ...).
             self.popen = subprocess.Popen(
                 self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
+                stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
+                stdout=subprocess.PIPE if pipes else self._log,
+                stderr=self._log if pipes else subprocess.STDOUT,
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
                 start_new_session=True,

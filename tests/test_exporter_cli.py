@@ -163,6 +163,9 @@ async def test_exporter_serves_reloads_on_sighup_and_stops_on_sigterm(config_fil
     records = [json.loads(line) for line in err.decode().splitlines()]
     assert {"exporter started", "probe finished", "config reloaded"} <= {r["msg"] for r in records}
     assert SIM_KEY not in err.decode()
+    # The exporter process (only it, not the library) tunes the cyclic GC: exporter/cli.py.
+    started = next(r for r in records if r["msg"] == "exporter started")
+    assert started["gc_threshold"] == "20000,20,100" and started["gc_frozen"] > 0
 
 
 @pytest.mark.asyncio
