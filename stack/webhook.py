@@ -4,11 +4,18 @@ Stands in for the pager in the demo and the tests: Alertmanager POSTs its webhoo
 (version 4: `status`, `groupLabels`, `alerts[]` with `labels` and `annotations`) here,
 and the caller reads or waits for what arrived. A thread, not asyncio, so it works the
 same from a synchronous pytest fixture and from the demo's main loop.
+
+`python -m stack.webhook --listen HOST:PORT` runs it on its own and prints one line per
+alert, so that docker-compose's Alertmanager has a receiver whose output `docker-compose
+logs alert-log` shows.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,8 +30,14 @@ Notification = dict[str, Any]
 class WebhookReceiver:
     """Records every JSON body POSTed to it; `wait_for_alert` blocks until one matches."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        on_notification: Callable[[Notification], None] | None = None,
+    ) -> None:
         self._notifications: list[Notification] = []
+        self._on_notification = on_notification
         self._changed = threading.Condition()
         receiver = self
 
@@ -55,7 +68,7 @@ class WebhookReceiver:
                 # Quiet: the demo narrates arrivals itself.
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -97,6 +110,8 @@ class WebhookReceiver:
         with self._changed:
             self._notifications.append(payload)
             self._changed.notify_all()
+        if self._on_notification is not None:
+            self._on_notification(payload)
 
     def notifications(self) -> list[Notification]:
         """Every body received so far, oldest first."""
@@ -146,3 +161,48 @@ class WebhookReceiver:
                     if status is None or alert.get("status") == status:
                         found.append(alert)
         return found
+
+
+def alert_line(alert: Alert) -> str:
+    """One line a person can read in a log: status, name, target, severity, summary."""
+    labels = alert.get("labels") or {}
+    annotations = alert.get("annotations") or {}
+    target = "/".join(labels[k] for k in ("provider", "model") if labels.get(k))
+    parts = [
+        str(alert.get("status", "?")).upper(),
+        labels.get("alertname", "?"),
+        target or "-",
+        f"severity={labels.get('severity', '-')}",
+        annotations.get("summary", ""),
+    ]
+    return " ".join(p for p in parts if p)
+
+
+def _print_alerts(notification: Notification) -> None:
+    alerts = notification.get("alerts") if isinstance(notification, dict) else None
+    for alert in alerts or []:
+        print(alert_line(alert), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m stack.webhook",
+        description="Receive Alertmanager webhooks and print one line per alert.",
+    )
+    parser.add_argument("--listen", default="127.0.0.1:5001", help="HOST:PORT to listen on")
+    args = parser.parse_args(argv)
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        parser.error(f"--listen {args.listen!r} is not HOST:PORT")
+    receiver = WebhookReceiver(int(port), host, on_notification=_print_alerts)
+    stopped = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopped.set())
+    with receiver:
+        print(f"webhook receiver listening on http://{args.listen}/alerts", flush=True)
+        stopped.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -33,7 +33,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
 SERVICES = {"config-init", "simulator", "exporter", "generator", "prometheus",
-            "alertmanager", "grafana"}
+            "alertmanager", "alert-log", "grafana"}
 # What the Prometheus config expects each perfgen service to listen on.
 EXPORTER_ADDRESS = "exporter:9470"
 GENERATOR_ADDRESS = "generator:9471"
@@ -198,21 +198,42 @@ def test_grafana_time_interval_is_the_probe_scrape_interval() -> None:
 # --------------------------------------------------------------------------- Alertmanager
 
 
-def test_alertmanager_config_passes_amtool(compose: dict[str, Any]) -> None:
+COMPOSE_ALERTMANAGER_CONFIG = ROOT / "deploy" / "compose" / "alertmanager.yml"
+
+
+@pytest.mark.parametrize("path", [ALERTMANAGER_CONFIG, COMPOSE_ALERTMANAGER_CONFIG],
+                         ids=["example", "compose"])
+def test_alertmanager_config_passes_amtool(path: Path) -> None:
     from stack.processes import BinaryMissing, find_binary
 
-    if not ALERTMANAGER_CONFIG.exists():
-        pytest.skip("deploy/alertmanager.yml is not written yet (rules engineer)")
     try:
         amtool = find_binary("amtool")
     except BinaryMissing as exc:
         pytest.skip(str(exc))
-    result = subprocess.run([amtool, "check-config", str(ALERTMANAGER_CONFIG)],
+    result = subprocess.run([amtool, "check-config", str(path)],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
     # Templates it names must be inside what the container mounts (the file itself).
-    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert not config.get("templates"), "mount the templates in docker-compose.yml too"
+
+
+def test_compose_alertmanager_reaches_the_alert_log_service(compose: dict[str, Any]) -> None:
+    """The same routing as the example, with receivers a container can reach."""
+    services = compose["services"]
+    command = " ".join(services["alertmanager"]["command"])
+    assert "/perfgen/deploy/compose/alertmanager.yml" in command
+    assert services["alert-log"]["entrypoint"] == ["python", "-m", "stack.webhook"]
+    assert "0.0.0.0:5001" in services["alert-log"]["command"]
+
+    example = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
+    ours = yaml.safe_load(COMPOSE_ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
+    urls = [hook["url"] for receiver in ours["receivers"]
+            for hook in receiver.get("webhook_configs", [])]
+    assert urls and all(url.startswith("http://alert-log:5001/") for url in urls)
+    for key in ("route", "inhibit_rules", "global"):
+        assert ours.get(key) == example.get(key), f"{key} differs from deploy/alertmanager.yml"
+    assert [r["name"] for r in ours["receivers"]] == [r["name"] for r in example["receivers"]]
 
 
 # --------------------------------------------------------------------------- configs

@@ -340,3 +340,40 @@ def test_webhook_receiver_records_and_waits() -> None:
         assert receiver.wait_for_alert(alertname="B", status=None, timeout=0.1) is not None
         status, body = http_get(receiver.url)
         assert status == 200 and json.loads(body) == [payload]
+
+
+def test_webhook_receiver_runs_alone_and_prints_each_alert() -> None:
+    """`python -m stack.webhook` is docker-compose's alert-log: one line per alert."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from stack.processes import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stack.webhook", "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("webhook receiver listening on")
+        body = {"status": "firing", "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": "PerfgenLatencyHigh", "provider": "groq",
+                       "model": "llama", "severity": "warning"},
+            "annotations": {"summary": "groq/llama is slow to the first token"},
+        }]}
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/alerts/warning", data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+        line = process.stdout.readline().strip()
+        assert line == ("FIRING PerfgenLatencyHigh groq/llama severity=warning "
+                        "groq/llama is slow to the first token")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
