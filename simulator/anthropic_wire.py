@@ -6,7 +6,7 @@ a `signature_delta`, then the answer's text block (index 1).
 
 `include_usage = false`: Anthropic always sends usage, so the closest a compatible
 provider can get to "no usage" is the one count that makes exact counting possible:
-`message_start` keeps its conventional placeholder `output_tokens: 1` (the SDK requires
+`message_start` keeps its conventional provisional `output_tokens: 1` (the SDK requires
 the field), and `message_delta.usage.output_tokens` is `null` (non-stream: `usage` has
 no `output_tokens`). A client must then estimate, which is the point.
 """

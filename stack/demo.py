@@ -101,7 +101,7 @@ def read_chain(config_path: Path, scenario: str = "default") -> list[Route]:
 
 
 def point_at_simulator(text: str, simulator_url: str) -> str:
-    """The proxy config with every api_base_url on the placeholder moved to the simulator.
+    """The proxy config with every api_base_url on the stand-in host moved to the simulator.
 
     tomlkit keeps comments and layout, so the demo's copy reads like the original.
     """

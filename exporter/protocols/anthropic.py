@@ -3,7 +3,7 @@
 Endpoint rule (the proxy's own): append `/v1/messages`, or only `/messages` when the base
 already ends in `/v1`; a base already ending in `/v1/messages` is used as is.
 
-Usage: `message_start` carries the input token counts and a placeholder output count
+Usage: `message_start` carries the input token counts and a provisional output count
 (0 or 1 before anything is generated), so output tokens come only from `message_delta`,
 whose count is cumulative. A compatible server that sends `output_tokens: null` there
 has not counted, and the probe estimates instead.
