@@ -3,7 +3,9 @@
 `/probe?target=PROVIDER:MODEL&module=NAME` answers one scrape (through cost control),
 `/sd` lists the targets for Prometheus http_sd, `/metrics` is the exporter's own health,
 `/-/reload` and `/-/healthy` are the management endpoints, `/` and `/debug/{id}` are for
-people. The probe itself, the metrics and the cost rules live in their own modules.
+people. The spec's management API (`/performance/*`, `/health/performance`) is in
+exporter/management.py. The probe itself, the metrics and the cost rules live in their
+own modules.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from exporter.config import (
     redact,
     secret_values,
 )
-from exporter.metrics import CumulativeStore, render_probe
+from exporter.metrics import CumulativeStore, Key, render_probe
 from exporter.probe import run_probe as default_run_probe
 from exporter.protocols.base import loggable_url
 from exporter.result import ProbeResult
@@ -112,10 +114,15 @@ class Exporter:
         # Opened when the app starts, closed when it stops (probe_session below); until
         # then, and for an Exporter used without the app, run_probe makes its own.
         self.session: aiohttp.ClientSession | None = None
+        self.clock = clock
         self.scheduler = Scheduler(CostSettings.from_performance(self.config.performance), clock)
-        self.store = CumulativeStore()
+        # One store per target+module, so that the management API can forget a target.
+        self.stores: dict[Key, CumulativeStore] = {}
         self.recent: deque[RecentProbe] = deque(maxlen=RECENT_PROBES)
         self._next_id = 1
+        self.started_at = time.time()
+        self.last_probe_at: float | None = None  # unix time the last paid probe finished
+        self.manual_tests: dict[Key, float] = {}  # clock time of the last manual test
         self.reload_successful = True
         self.reload_success_time = time.time()
         self.event_loop_lag = 0.0
@@ -129,7 +136,7 @@ class Exporter:
 
     def secrets(self) -> list[str]:
         # Keys of the previous config too: a probe started before a reload may still log.
-        return secret_values(self.config) + self._previous_secrets
+        return _secret_values(self.config) + self._previous_secrets
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
@@ -143,7 +150,7 @@ class Exporter:
             logs.event(self.logger, logging.ERROR, "config reload failed, running config kept",
                        file=exc.path, key=exc.key, error=exc.message)
             return exc
-        self._previous_secrets = secret_values(self.config)
+        self._previous_secrets = _secret_values(self.config)
         self.config = config
         self.scheduler.configure(CostSettings.from_performance(config.performance))
         logs.set_format(self.logger,
@@ -165,8 +172,7 @@ class Exporter:
         async def start(remaining: float) -> ProbeResult:
             return await self._paid_probe(config, target, module, provider, remaining)
 
-        cost = module.max_tokens * module.runs * module.concurrency
-        answer = await self.scheduler.probe(key, start, timeout=timeout, cost=cost)
+        answer = await self.scheduler.probe(key, start, timeout=timeout, cost=probe_cost(module))
         if answer.outcome == "fresh":
             self._budget_warned = False
             return answer
@@ -182,12 +188,53 @@ class Exporter:
                    budget_limit=self.scheduler.budget.limit)
         return answer
 
+    async def test_now(self, target: Target, module: Module, provider: Provider) -> Answer:
+        """A manual test: a probe now, past the interval, within concurrency and budget.
+
+        Its result feeds the store and becomes the last result like any paid probe.
+        """
+        key = (target.provider, target.model, module.name)
+        config = self.config
+        began = self.clock()
+
+        async def start(remaining: float) -> ProbeResult:
+            return await self._paid_probe(config, target, module, provider, remaining)
+
+        answer = await self.scheduler.probe(key, start, timeout=module.timeout_seconds,
+                                            cost=probe_cost(module), manual=True)
+        if answer.outcome == "fresh":
+            self.manual_tests[key] = began
+        return answer
+
+    def store_for(self, key: Key) -> CumulativeStore:
+        """The cumulative store of one target+module (an empty one before its first probe)."""
+        return self.stores.get(key) or CumulativeStore()
+
+    def forget(self, target: Target, module: str | None = None) -> dict[str, int]:
+        """Drop a target's cumulative data, last results and kept probes; counts per kind."""
+        def matches(provider: str, model: str, module_name: str) -> bool:
+            return (provider, model) == (target.provider, target.model) and (
+                module is None or module_name == module)
+
+        series = [key for key in self.stores if matches(*key)]
+        for key in series:
+            del self.stores[key]
+        results = self.scheduler.forget(target.provider, target.model, module)
+        kept = [p for p in self.recent
+                if not matches(p.result.provider, p.result.model, p.result.module)]
+        dropped = len(self.recent) - len(kept)
+        self.recent.clear()
+        self.recent.extend(kept)
+        return {"series": len(series), "last_results": results, "recent_probes": dropped}
+
     async def _paid_probe(self, config: Config, target: Target, module: Module,
                           provider: Provider, timeout: float) -> ProbeResult:
         # The probe engine rotates prompts per target+module on its own.
         result = await self._run_probe(config, target, module, timeout=timeout,
                                        session=self.session)
-        self.store.observe(result)
+        self.stores.setdefault(
+            (result.provider, result.model, result.module), CumulativeStore()).observe(result)
+        self.last_probe_at = time.time()
         fields = _result_fields(result)
         line = logs.probe_line("probe finished", timeout=round(timeout, 3), **fields)
         self.recent.append(RecentProbe(self._next_id, result, timeout, module, provider,
@@ -202,6 +249,21 @@ class Exporter:
 
     def recent_for(self, result: ProbeResult | None) -> RecentProbe | None:
         return next((p for p in reversed(self.recent) if p.result is result), None)
+
+
+def probe_cost(module: Module) -> int:
+    """The most output tokens one probe of `module` can spend (its budget reservation)."""
+    return module.max_tokens * module.runs * module.concurrency
+
+
+def _secret_values(config: Config) -> list[str]:
+    """Provider keys and the management token: every value logs and answers must not show."""
+    values = secret_values(config)
+    token = config.performance.exporter.management_token
+    if token is not None:
+        with contextlib.suppress(KeyError):
+            values.append(token.reveal())
+    return values
 
 
 def _result_fields(result: ProbeResult) -> dict[str, object]:
@@ -380,7 +442,7 @@ async def handle_probe(request: web.Request) -> web.Response:
                    module=module.name, error=f"{type(exc).__name__}: {exc}")
         return _text(exporter.redact(f"probe crashed: {type(exc).__name__}: {exc}"), 500)
     key = (target.provider, target.model, module.name)
-    body = render_probe(exporter.store, key, answer.result, cached=answer.cached)
+    body = render_probe(exporter.store_for(key), key, answer.result, cached=answer.cached)
     if request.query.get("debug", "").lower() in ("true", "1", "yes"):
         return _text(debug_text(exporter, answer, body, module, provider, timeout))
     return web.Response(body=body, headers={"Content-Type": EXPOSITION_CONTENT_TYPE})
@@ -397,7 +459,7 @@ async def handle_debug(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text=f"probe {probe_id} is no longer kept "
                                     f"(the last {RECENT_PROBES} are)\n")
     key = (recent.result.provider, recent.result.model, recent.result.module)
-    body = render_probe(exporter.store, key, recent.result, cached=False)
+    body = render_probe(exporter.store_for(key), key, recent.result, cached=False)
     answer = Answer(recent.result, "fresh")
     return _text(debug_text(exporter, answer, body, recent.module, recent.provider,
                             recent.timeout))
@@ -475,6 +537,8 @@ tr:nth-child(even){{background:#f4f4f4}}</style></head>
 <body><h1>perfgen exporter</h1>
 <p>Config <code>{esc(config.path)}</code>.
 <a href="/metrics">Metrics</a> · <a href="/sd">Service discovery</a> ·
+<a href="/performance/metrics">Performance (JSON)</a> ·
+<a href="/health/performance">Health</a> ·
 probe interval {performance.test_interval_minutes:g} min, budget
 {exporter.scheduler.budget.used()}/{performance.max_output_tokens_per_hour or '∞'}
 output tokens per hour.</p>
@@ -536,6 +600,9 @@ def _probe_session(exporter: Exporter) -> Callable[[web.Application], AsyncItera
 
 
 def build_app(exporter: Exporter) -> web.Application:
+    # Imported here: the management handlers import this module's helpers.
+    from exporter.management import add_management_routes
+
     app = web.Application()
     app[EXPORTER] = exporter
     app.router.add_get("/", handle_index)
@@ -543,8 +610,10 @@ def build_app(exporter: Exporter) -> web.Application:
     app.router.add_get("/debug/{id}", handle_debug)
     app.router.add_get("/sd", handle_sd)
     app.router.add_get("/metrics", handle_metrics)
+    app.router.add_get("/metrics/performance", handle_metrics)  # the spec's name for it
     app.router.add_post("/-/reload", handle_reload)
     app.router.add_get("/-/healthy", handle_healthy)
+    add_management_routes(app)
     app.cleanup_ctx.append(_probe_session(exporter))
     app.cleanup_ctx.append(_background(exporter))
     return app

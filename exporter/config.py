@@ -233,6 +233,8 @@ class ExporterSettings:
     scrape_timeout_offset_seconds: float = 0.5
     log_format: str = "logfmt"
     backoff_initial_seconds: float = 30.0
+    # Bearer token of the management API's POST/DELETE, always `$ENV_NAME`; None: disabled.
+    management_token: Secret | None = None
 
 
 @dataclass(frozen=True)
@@ -656,6 +658,15 @@ def _parse_exporter(perf: _Reader) -> ExporterSettings:
     log_format = reader.get("log_format", str, base.log_format)
     if log_format not in ("logfmt", "json"):
         raise reader.error("log_format", "must be \"logfmt\" or \"json\"")
+    token = reader.get("management_token", str)
+    # Only a reference: this file is the proxy's config, often committed or shared, and a
+    # token written into it would be readable by everyone who can read the file.
+    if token is not None and not re.match(r"^\$[A-Za-z_][A-Za-z0-9_]*$", token):
+        raise reader.error(
+            "management_token",
+            "must be \"$ENV_NAME\", the environment variable holding the token "
+            "(a literal token in the file is refused)",
+        )
     settings = ExporterSettings(
         scrape_timeout_offset_seconds=reader.number(
             "scrape_timeout_offset_seconds", base.scrape_timeout_offset_seconds, minimum=0
@@ -665,6 +676,7 @@ def _parse_exporter(perf: _Reader) -> ExporterSettings:
             "backoff_initial_seconds", base.backoff_initial_seconds, minimum=0,
             exclusive_min=True,
         ),
+        management_token=Secret(token) if token is not None else None,
     )
     reader.reject_unknown()
     return settings

@@ -14,6 +14,11 @@ the rules are conservative:
   hammering a provider that answers 429 only makes it worse; a Retry-After the provider
   sent lengthens the wait (never beyond the interval).
 
+A manual test (the management API's `POST /performance/test`) is an explicit request, so
+it skips the interval and backoff check, but nothing else: it shares an in-flight probe,
+waits for a concurrency slot and pays from the same budget. It is not a scrape and is not
+counted in `scrapes`.
+
 The clock is injected so tests can move time instead of sleeping. No HTTP here.
 """
 
@@ -30,6 +35,9 @@ from exporter.config import Performance
 from exporter.result import ProbeResult
 
 OUTCOMES = ("fresh", "cached", "budget_exhausted", "backoff")
+# A manual test: ran now, joined a probe already in flight, refused by the budget, or found
+# no concurrency slot within half its timeout.
+MANUAL_OUTCOMES = ("fresh", "shared", "budget_exhausted", "no_slot")
 BUDGET_WINDOW_SECONDS = 3600.0
 
 ProbeKey = tuple[str, str, str]  # provider, model, module
@@ -119,6 +127,10 @@ class _KeyState:
         self.task: asyncio.Task[ProbeResult | None] | None = None
 
 
+def _matches(key: ProbeKey, provider: str, model: str, module: str | None) -> bool:
+    return key[0] == provider and key[1] == model and (module is None or key[2] == module)
+
+
 def retry_after(result: ProbeResult) -> float:
     """The longest Retry-After among the probe's requests (0 when none was sent)."""
     return max((r.retry_after_seconds or 0.0 for r in result.requests), default=0.0)
@@ -150,6 +162,31 @@ class Scheduler:
         state = self._states.get(key)
         return state.last if state else None
 
+    def provider_wait(self, key: ProbeKey) -> float:
+        """Seconds left of a Retry-After the provider sent with the last probe of `key`."""
+        state = self._states.get(key)
+        if state is None or state.finished_at is None or not state.retry_after:
+            return 0.0
+        return max(0.0, state.finished_at + state.retry_after - self._clock())
+
+    def busy(self, provider: str, model: str, module: str | None = None) -> bool:
+        """True while a probe of this target (of one module, or of any) is in flight."""
+        return any(state.task is not None for key, state in self._states.items()
+                   if _matches(key, provider, model, module))
+
+    def forget(self, provider: str, model: str, module: str | None = None) -> int:
+        """Drop the last results of a target (one module, or all); returns how many.
+
+        The schedule (when each key is due, its backoff) is kept: forgetting data must not
+        double as a way to make the next scrape pay for a probe.
+        """
+        forgotten = 0
+        for key, state in self._states.items():
+            if _matches(key, provider, model, module) and state.last is not None:
+                state.last = None
+                forgotten += 1
+        return forgotten
+
     def due_at(self, key: ProbeKey) -> float:
         """Clock time from which a scrape of `key` may pay for a new probe."""
         state = self._states.get(key)
@@ -164,22 +201,27 @@ class Scheduler:
         return state.finished_at + wait
 
     async def probe(
-        self, key: ProbeKey, start: StartProbe, *, timeout: float, cost: int
+        self, key: ProbeKey, start: StartProbe, *, timeout: float, cost: int,
+        manual: bool = False,
     ) -> Answer:
         """Answer one scrape of `key`, running `start(timeout)` only if cost control allows.
 
         `cost` is the most output tokens the probe can spend (reserved from the budget).
         An exception from `start` propagates to every scrape waiting on that probe.
+        `manual`: a manual test, not a scrape (outcomes in MANUAL_OUTCOMES, see above).
         """
         state = self._states.setdefault(key, _KeyState())
         if state.task is not None:
             result = await asyncio.shield(state.task)
+            if manual:
+                return Answer(result if result is not None else state.last,
+                              "shared" if result is not None else "no_slot")
             return self._answer(key, result if result is not None else state.last, "cached")
-        if self._clock() < self.due_at(key):
+        if not manual and self._clock() < self.due_at(key):
             outcome = "backoff" if state.failures else "cached"
             return self._answer(key, state.last, outcome)
         if not self.budget.try_reserve(cost):
-            return self._answer(key, state.last, "budget_exhausted")
+            return self._answer(key, state.last, "budget_exhausted", manual)
         self.in_flight += 1  # counted from here so a scrape can never see a gap
         task = asyncio.create_task(self._run(state, start, timeout, cost))
         # If every waiting scrape is cancelled, nobody reads a crash: mark it retrieved.
@@ -187,8 +229,8 @@ class Scheduler:
         state.task = task
         result = await asyncio.shield(task)
         if result is None:  # no concurrency slot in time: not a failure of the target
-            return self._answer(key, state.last, "cached")
-        return self._answer(key, result, "fresh")
+            return self._answer(key, state.last, "no_slot" if manual else "cached", manual)
+        return self._answer(key, result, "fresh", manual)
 
     async def _run(
         self, state: _KeyState, start: StartProbe, timeout: float, cost: int
@@ -227,8 +269,10 @@ class Scheduler:
             self.in_flight -= 1
             state.task = None
 
-    def _answer(self, key: ProbeKey, result: ProbeResult | None, outcome: str) -> Answer:
-        self.scrapes[(key[2], outcome)] += 1
+    def _answer(self, key: ProbeKey, result: ProbeResult | None, outcome: str,
+                manual: bool = False) -> Answer:
+        if not manual:
+            self.scrapes[(key[2], outcome)] += 1
         return Answer(result, outcome)
 
     async def close(self) -> None:

@@ -217,3 +217,21 @@ def test_redact_removes_a_key_that_contains_another_whole() -> None:
     text = "keys sk-test-12345678 and sk-test-1234"
     cleaned = redact(text, lambda: ["sk-test-1234", "sk-test-12345678"])
     assert cleaned == "keys <redacted> and <redacted>"
+
+
+def test_management_token_is_an_env_reference() -> None:
+    assert load().performance.exporter.management_token is None
+    config = load('[performance.exporter]\nmanagement_token = "$PERFGEN_MGMT_TOKEN"\n')
+    token = config.performance.exporter.management_token
+    assert isinstance(token, Secret) and token.env_var == "PERFGEN_MGMT_TOKEN"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['"literal-token-in-the-file"', '""', '"$"', '"$1ABC"', '"$MY-TOKEN"', '"$A B"', "42",
+     "true", '["$A"]'],
+)
+def test_bad_management_token_names_the_key(value: str) -> None:
+    error = error_of(f"[performance.exporter]\nmanagement_token = {value}\n")
+    assert error.key == "performance.exporter.management_token"
+    assert "literal-token-in-the-file" not in str(error)
