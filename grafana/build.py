@@ -543,8 +543,8 @@ def model_drill_down() -> Json:
              decimals=1, steps=RATIO_STEPS,
              description="Share of successful probe requests over the window."),
         stat("Samples", f"{SAMPLES}{{{MODEL_SELECTOR}}}", decimals=0,
-             description="Probe requests in the window; below min_test_count the model "
-                         "is not ranked."),
+             description="Baseline-module probe requests in the window (short prompts, "
+                         "one stream); below min_test_count the model is not ranked."),
         timeseries(
             "Score components",
             [target(f"{COMPONENT}{{{MODEL_SELECTOR}}}", "{{component}}"),

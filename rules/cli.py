@@ -8,6 +8,7 @@ from exporter.config import ConfigError, load_config
 from rules.render import (
     DEFAULT_RUNBOOK_BASE_URL,
     DEFAULT_SCORE_DROP,
+    RuleError,
     render_rules,
     render_warnings,
     write_rules,
@@ -51,9 +52,15 @@ def render(config_path: str, out_dir: str, runbook_base_url: str, score_drop: fl
     except ConfigError as exc:
         # ClickException exits 1: a bad config is an error, not a usage mistake.
         raise click.ClickException(str(exc)) from None
-    for warning in render_warnings(performance):
+    try:
+        files = render_rules(
+            performance, runbook_base_url=runbook_base_url, score_drop=score_drop
+        )
+        warnings = render_warnings(performance)
+    except RuleError as exc:
+        raise click.ClickException(f"{config_path}: {exc}") from None
+    for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
-    files = render_rules(performance, runbook_base_url=runbook_base_url, score_drop=score_drop)
     try:
         written = write_rules(files, out_dir)
     except OSError as exc:

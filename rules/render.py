@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from exporter.config import Performance, Thresholds, Weights, duration_seconds
+from exporter.config import Module, Performance, Thresholds, Weights, duration_seconds
 
 RULES_DIR = Path(__file__).resolve().parent
 RENDERED_DIR = RULES_DIR / "rendered"
@@ -109,6 +110,38 @@ def human_seconds(seconds: float) -> str:
 
 def human_percent(ratio: float) -> str:
     return f"{prom_number(ratio * 100)}%"
+
+
+# --------------------------------------------------------------------------- modules
+
+
+class RuleError(ValueError):
+    """A [performance] table the rules cannot be rendered from (the message names the key)."""
+
+
+def is_baseline(module: Module) -> bool:
+    """A module that measures the model under no extra load: one stream at a time, the
+    prompt as written. Only these feed the score's latency and throughput figures."""
+    return module.input_tokens == 0 and module.concurrency == 1
+
+
+def baseline_modules(performance: Performance) -> tuple[str, ...]:
+    """The baseline modules of `performance.modules`, sorted (built-ins: health, latency,
+    throughput; long_context pads the prompt, concurrent runs parallel streams)."""
+    names = tuple(sorted(name for name, module in performance.modules.items()
+                         if is_baseline(module)))
+    if not names:
+        raise RuleError(
+            "performance.modules: no module qualifies as a baseline module (input_tokens = 0 "
+            "and concurrency = 1), so the score would have no latency or throughput figures; "
+            "keep at least one such module (the built-in latency module is one)"
+        )
+    return names
+
+
+def module_regex(names: tuple[str, ...]) -> str:
+    """A PromQL `=~` pattern matching exactly these module names: `health|latency`."""
+    return "|".join(re.escape(name) for name in names)
 
 
 # --------------------------------------------------------------------------- parameters
@@ -216,10 +249,16 @@ class RuleParams:
     targets: list[tuple[str, str, str]]  # (provider, model, module) the exporter's /sd lists
     runbook_base_url: str
     score_drop: float
+    baseline_modules: tuple[str, ...]  # modules whose requests the score's figures use
 
     @property
     def default(self) -> ScenarioParams:
         return self.scenarios[0]
+
+    @property
+    def baseline_matcher(self) -> str:
+        """The label matcher selecting the baseline modules: `module=~"health|latency"`."""
+        return f"module=~{prom_string(module_regex(self.baseline_modules))}"
 
     @property
     def flap_max_changes(self) -> int:
@@ -251,6 +290,7 @@ def rule_params(
         targets=targets,
         runbook_base_url=runbook_base_url,
         score_drop=score_drop,
+        baseline_modules=baseline_modules(performance),
     )
 
 
@@ -285,7 +325,10 @@ def render_rules(
     runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL,
     score_drop: float = DEFAULT_SCORE_DROP,
 ) -> dict[str, str]:
-    """Render the rule files: filename (`recording.yml`, `alerts.yml`) -> YAML text."""
+    """Render the rule files: filename (`recording.yml`, `alerts.yml`) -> YAML text.
+
+    Raises RuleError when `performance.modules` has no baseline module.
+    """
     params = rule_params(performance, runbook_base_url=runbook_base_url, score_drop=score_drop)
     env = _environment()
     files: dict[str, str] = {}
@@ -319,20 +362,28 @@ def write_rules(files: Mapping[str, str], out_dir: str | Path) -> list[Path]:
 def render_warnings(performance: Performance) -> list[str]:
     """Configurations that render valid rules that can never produce a score."""
     warnings = []
+    baseline = set(baseline_modules(performance))
+    probed = [name for name in performance.sd_modules if name in baseline]
+    if not probed:
+        warnings.append(
+            f"performance.test_models.modules ({', '.join(performance.sd_modules)}) has no "
+            f"baseline module ({', '.join(sorted(baseline))}): the score's figures and "
+            "sample count come only from those, so no model will get a score; add one "
+            "(such as latency)"
+        )
+        return warnings
     window_s = duration_seconds(performance.window)
     interval_s = performance.test_interval_minutes * 60.0
-    # Requests one target makes per window: probes of each /sd module x its requests.
+    # Samples one target gets per window: probes of each baseline /sd module x its
+    # requests (a baseline module runs one stream per round). Other modules' requests
+    # count towards the success ratio, not towards min_test_count.
     probes = math.floor(window_s / interval_s)
-    per_window = sum(
-        probes * module.runs * module.concurrency
-        for name in performance.sd_modules
-        if (module := performance.modules.get(name)) is not None
-    )
+    per_window = sum(probes * performance.modules[name].runs for name in probed)
     if per_window < performance.min_test_count:
         warnings.append(
             f"performance.window {performance.window} holds about {per_window} requests per "
-            f"target (one probe per {prom_duration(interval_s)} per module), fewer than "
-            f"min_test_count {performance.min_test_count}: no model will get a score; "
+            f"target (one probe per {prom_duration(interval_s)} per baseline module), fewer "
+            f"than min_test_count {performance.min_test_count}: no model will get a score; "
             "lengthen the window or shorten test_interval_minutes"
         )
     return warnings

@@ -16,15 +16,24 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from exporter.config import GeneratorSettings, Performance, load_config, parse_config
+from exporter.config import (
+    BUILTIN_MODULES,
+    GeneratorSettings,
+    Performance,
+    load_config,
+    parse_config,
+)
 from generator.cli import main
 from rules.render import (
     RENDERED_DIR,
     TEMPLATES,
+    RuleError,
+    baseline_modules,
     prom_duration,
     prom_number,
     render_rules,
     render_warnings,
+    rule_params,
     timings,
     write_rules,
 )
@@ -135,6 +144,100 @@ def test_every_selector_of_exporter_data_names_its_job() -> None:
                 assert matchers.startswith('job="'), (metric, rule["expr"])
                 checked += 1
     assert checked > 20
+
+
+# --------------------------------------------------------------------------- baseline modules
+
+BASELINE = 'job="llm_probe",module=~"health|latency|throughput"'
+
+
+def test_baseline_modules_are_those_without_load_or_padding() -> None:
+    # Built-ins: long_context pads the prompt, concurrent runs 4 streams.
+    assert baseline_modules(example_performance()) == ("health", "latency", "throughput")
+    assert rule_params(example_performance()).baseline_matcher == (
+        'module=~"health|latency|throughput"'
+    )
+    # Data-driven: a module of one's own with no padding and one stream joins them; a
+    # built-in given parallel streams or a padded prompt leaves them.
+    config = parse_config(
+        '[[providers]]\nname = "groq"\napi_base_url = "https://api.groq.com/openai/v1"\n'
+        'api_key = "k"\nmodels = ["m"]\n\n'
+        "[performance.modules.coding]\nprompts = [\"Write a function.\"]\n\n"
+        "[performance.modules.health]\nconcurrency = 2\n\n"
+        "[performance.modules.throughput]\ninput_tokens = 1000\n"
+    )
+    assert baseline_modules(config.performance) == ("coding", "latency")
+    assert 'module=~"coding|latency"' in render_rules(config.performance)["recording.yml"]
+
+
+def test_baseline_matcher_is_regex_escaped(tmp_path: Path) -> None:
+    modules = {"a.b": replace(BUILTIN_MODULES["latency"], name="a.b"),
+               "long_context": BUILTIN_MODULES["long_context"]}
+    performance = replace(example_performance(), modules=modules, sd_modules=("a.b",))
+    # The regex a\.b as a PromQL string literal.
+    assert rule_params(performance).baseline_matcher == 'module=~"a\\\\.b"'
+    if PROMTOOL is not None:
+        write_rules(render_rules(performance), tmp_path)
+        result = promtool("check", "rules", *(str(tmp_path / name) for name in TEMPLATES))
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_baseline_module_is_refused() -> None:
+    modules = {name: module for name, module in BUILTIN_MODULES.items()
+               if name in ("concurrent", "long_context")}
+    performance = replace(example_performance(), modules=modules,
+                          sd_modules=("concurrent", "long_context"))
+    with pytest.raises(RuleError, match=r"performance\.modules.*input_tokens = 0"):
+        render_rules(performance)
+
+
+def test_score_figures_read_only_the_baseline_modules() -> None:
+    rendered = render_rules(example_performance())
+    recording = {rule["record"]: rule["expr"] for rule in rules_of(rendered["recording.yml"])}
+    for name in ("provider_model:llm_ttft_seconds:p50_1h", "provider_model:llm_ttft_seconds:p95_1h",
+                 "provider_model:llm_ttft_seconds:p99_1h",
+                 "provider_model:llm_first_content_seconds:p95_1h",
+                 "provider_model:llm_request_duration_seconds:p95_1h",
+                 "provider_model:llm_decode_tokens_per_second:mean_1h",
+                 "provider_model:llm_requests:increase_1h"):
+        selectors = re.findall(r"\b(llm_\w+)\{([^}]*)\}", recording[name])
+        assert selectors and all(matchers == BASELINE for _, matchers in selectors), name
+    # The per-module p95 and the success ratio read every module.
+    for name in ("provider_model_module:llm_ttft_seconds:p95_1h",
+                 "provider_model:llm_request_success:ratio_1h"):
+        assert "module=~" not in recording[name] and 'job="llm_probe"' in recording[name]
+    alerts = {rule["alert"]: rule["expr"] for rule in rules_of(rendered["alerts.yml"])}
+    assert f"llm_probe_ttft_seconds{{{BASELINE}}}" in alerts["PerfgenLatencyHigh"]
+    assert f"llm_probe_tokens_per_second{{{BASELINE}}}" in alerts["PerfgenThroughputLow"]
+    assert "module=~" not in alerts["PerfgenProbeFailing"]
+
+
+def test_warns_when_no_baseline_module_is_probed() -> None:
+    performance = replace(example_performance(), sd_modules=("long_context", "concurrent"))
+    warnings = render_warnings(performance)
+    assert len(warnings) == 1
+    assert "no baseline module" in warnings[0] and "no model will get a score" in warnings[0]
+    # Only baseline modules count towards min_test_count: 4 probes of latency per window.
+    performance = replace(example_performance(), sd_modules=("latency", "concurrent"))
+    assert "holds about 4 requests" in render_warnings(performance)[0]
+
+
+def test_cli_refuses_a_config_without_baseline_module(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[[providers]]\nname = "groq"\napi_base_url = "https://api.groq.com/openai/v1"\n'
+        'api_key = "$GROQ_API_KEY"\nmodels = ["llama-3.1-8b-instant"]\n\n'
+        "[performance.modules.latency]\nconcurrency = 2\n\n"
+        "[performance.modules.throughput]\nconcurrency = 2\n\n"
+        "[performance.modules.health]\ninput_tokens = 100\n"
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["rules", "render", "--config", str(config), "--out", str(out)]
+    )
+    assert result.exit_code == 1, result.output
+    assert str(config) in result.stderr and "performance.modules" in result.stderr
+    assert not out.exists()
 
 
 # --------------------------------------------------------------------------- derivations

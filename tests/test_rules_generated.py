@@ -23,6 +23,7 @@ import yaml
 from exporter.config import Performance, duration_seconds, load_config, parse_config
 from rules.render import (
     TEMPLATES,
+    is_baseline,
     meets_thresholds,
     performance_score,
     prom_duration,
@@ -140,20 +141,45 @@ def number(value: float) -> str:
     return repr(float(value)) if value != int(value) else str(int(value))
 
 
+# Each family worsens one figure, from better to worse, down to an extreme: a first token
+# 10000 times the threshold, 0 tokens/s, (almost) every request failing.
+FAMILY_STEPS = 6
+HUGE_LATENCY_FACTOR = 1e4
+NOISE = 1e-9  # float noise of PromQL arithmetic on the generated counters
+
+
+def requests_per_case(performance: Performance) -> int:
+    return 4 * max(performance.min_test_count, 10)
+
+
+def good_figures(performance: Performance) -> dict[str, float]:
+    """Well inside every global threshold."""
+    thresholds = performance.thresholds
+    latency = thresholds.max_latency_ms / 1000
+    throughput = max(thresholds.min_throughput_tokens_per_sec, 10.0)
+    return {"p95": latency / 2, "decode": 2 * throughput, "success": 1.0,
+            "requests": requests_per_case(performance)}
+
+
 def cases(performance: Performance) -> list[Case]:
     """Models around the global thresholds; each family varies one figure only."""
     thresholds = performance.thresholds
     latency = thresholds.max_latency_ms / 1000
     throughput = max(thresholds.min_throughput_tokens_per_sec, 10.0)
     failure = max(1 - thresholds.min_success_rate, 0.05)
-    n = 4 * max(performance.min_test_count, 10)
-    good = {"p95": latency / 2, "decode": 2 * throughput, "success": 1.0, "requests": n}
+    n = requests_per_case(performance)
+    good = good_figures(performance)
     result = [Case("ref", **good)]
-    for index, factor in enumerate((0.25, 0.5, 1.5, 3, 6)):
-        result.append(Case(f"lat-{index}", **{**good, "p95": factor * latency}))
-        result.append(Case(f"thr-{index}", **{**good, "decode": throughput * 2 / factor}))
-    for index, fraction in enumerate((0.0, 0.25, 0.5, 1.5, 3)):
-        result.append(Case(f"rel-{index}", **{**good, "success": 1 - min(1.0, fraction * failure)}))
+    latencies = (0.25, 0.5, 1.5, 3, 6, HUGE_LATENCY_FACTOR)
+    decodes = (8, 4, 4 / 3, 2 / 3, 1 / 3, 0)
+    # The last: one request of n succeeds (with none, there is no TTFT: see allfail).
+    failures = (0.0, 0.25 * failure, 0.5 * failure, 1.5 * failure, 3 * failure, 1 - 1 / n)
+    assert len(latencies) == len(decodes) == len(failures) == FAMILY_STEPS
+    for index in range(FAMILY_STEPS):
+        result.append(Case(f"lat-{index}", **{**good, "p95": latencies[index] * latency}))
+        result.append(Case(f"thr-{index}", **{**good, "decode": decodes[index] * throughput}))
+        result.append(Case(f"rel-{index}", **{**good, "success": 1 - min(1.0, failures[index])}))
+    # Every request failed: no TTFT, no decode rate, success 0, the worst of every figure.
     result.append(Case("allfail", None, None, 0.0, n))
     result.append(Case("few", **{**good, "requests": performance.min_test_count - 1}))
     return result
@@ -167,16 +193,28 @@ def series_values(per_window: float) -> str:
     return f"0+{number(step)}x8 {number(8 * step)}x8"
 
 
-def input_series(case: Case) -> list[dict[str, str]]:
-    base = (f'job="llm_probe",instance="exporter:9101",provider="gen",'
-            f'model="{case.model}",module="latency"')
-    successes = case.requests * case.success
+def bucket_of(case: Case) -> float:
     # All successful observations in one bucket (0, b]: histogram_quantile returns 0.95 b.
-    bucket = case.p95 / 0.95 if case.p95 is not None else 1.0
+    return case.p95 / 0.95 if case.p95 is not None else 1.0
+
+
+def input_series(
+    case: Case, module: str = "latency", bounds: tuple[float, ...] = ()
+) -> list[dict[str, str]]:
+    """The exporter's series of one module of a model. `bounds`: further bucket bounds,
+    so that series of one model summed over modules share every `le`, as real ones do."""
+    base = (f'job="llm_probe",instance="exporter:9101",provider="gen",'
+            f'model="{case.model}",module="{module}"')
+    successes = case.requests * case.success
+    bucket = bucket_of(case)
     observed = successes if case.p95 is not None else 0.0
     decode_count = successes if case.decode is not None else 0.0
+    buckets = {
+        f'llm_ttft_seconds_bucket{{{base},le="{number(le)}"}}': observed if le >= bucket else 0.0
+        for le in sorted({bucket, *bounds})
+    }
     series = {
-        f'llm_ttft_seconds_bucket{{{base},le="{number(bucket)}"}}': observed,
+        **buckets,
         f'llm_ttft_seconds_bucket{{{base},le="+Inf"}}': observed,
         f"llm_decode_tokens_per_second_sum{{{base}}}": (case.decode or 0.0) * decode_count,
         f"llm_decode_tokens_per_second_count{{{base}}}": decode_count,
@@ -245,12 +283,17 @@ def recording_test(performance: Performance) -> dict[str, object]:
         {"expr": f"{score} or {meets}", "eval_time": prom_duration(4 * t.window_seconds),
          "exp_samples": []},
     ]
-    # Monotonic: a worse figure never raises the score and strictly lowers its component.
+    # Monotonic: a worse figure never raises the score and strictly lowers its component:
+    # a slower first token, a lower decode rate, a lower success ratio, each down to its
+    # extreme; and a model whose every request failed scores no higher than any of them.
+    # ("No higher" up to float noise: the inputs are counters whose ratios may differ in
+    # the last bit where a weight of 0 leaves two scores equal.)
     for family, name in (("lat", "latency"), ("thr", "throughput"), ("rel", "reliability")):
-        for index in range(4):
+        for index in range(FAMILY_STEPS - 1):
             better, worse = f"{family}-{index}", f"{family}-{index + 1}"
             checks.append({
-                "expr": f'{score}{{model="{worse}"}} > on (scenario) {score}{{model="{better}"}}',
+                "expr": f'{score}{{model="{worse}"}} > on (scenario) {score}{{model="{better}"}}'
+                        f" + {NOISE}",
                 "eval_time": at, "exp_samples": [],
             })
             checks.append({
@@ -258,6 +301,19 @@ def recording_test(performance: Performance) -> dict[str, object]:
                         f' >= on () {component}{{model="{better}",component="{name}"}}',
                 "eval_time": at, "exp_samples": [],
             })
+        worst = f"{family}-{FAMILY_STEPS - 1}"
+        checks.append({
+            "expr": f'{score}{{model="allfail"}} > on (scenario) {score}{{model="{worst}"}}'
+                    f" + {NOISE}",
+            "eval_time": at, "exp_samples": [],
+        })
+    # The extremes themselves, each scored (present) and within [0, 1] (checked above).
+    extremes = [*(f"{family}-{FAMILY_STEPS - 1}" for family in ("lat", "thr", "rel")), "allfail"]
+    checks.append({
+        "expr": f'count by (model) ({score}{{scenario="default",model=~"{"|".join(extremes)}"}})',
+        "eval_time": at,
+        "exp_samples": [sample(f'{{model="{model}"}}', 1) for model in extremes],
+    })
     alone = [case for case in all_cases if case.model in ("ref", "lat-3")]
     _, alone_scores, _ = expected(alone)
     return {
@@ -272,7 +328,7 @@ def recording_test(performance: Performance) -> dict[str, object]:
                 "promql_expr_test": checks,
             },
             {
-                # The same two models alone score exactly what they scored among 22.
+                # The same two models alone score exactly what they scored among the others.
                 "name": "generated: a score does not depend on the other models",
                 "interval": step,
                 "input_series": [s for case in alone for s in input_series(case)],
@@ -281,6 +337,122 @@ def recording_test(performance: Performance) -> dict[str, object]:
                      "exp_samples": alone_scores},
                 ],
             },
+            baseline_modules_test(performance),
+        ],
+    }
+
+
+def quantile_of_two(low: Case, high: Case, q: float) -> float:
+    """histogram_quantile(q) of low's and high's observations summed: each model puts all
+    its observations in one bucket, (0, b_low] and (b_low, b_high]; equal counts."""
+    assert low.p95 is not None and high.p95 is not None
+    b_low, b_high = bucket_of(low), bucket_of(high)
+    assert low.requests == high.requests and b_low < b_high and q > 0.5
+    rank = q * (low.requests + high.requests)
+    return b_low + (b_high - b_low) * (rank - low.requests) / high.requests
+
+
+def baseline_modules_test(performance: Performance) -> dict[str, object]:
+    """Only the baseline modules (input_tokens 0, concurrency 1) feed the score's latency
+    and throughput figures and the sample count; every module's failures count.
+
+    Every model has the same good requests in module `throughput`; on top of them:
+      plain    nothing
+      padded   as many slow requests in `long_context` (prompt padded)
+      crowded  as many slow requests in `concurrent` (parallel streams)
+      slowed   the same slow requests in `latency`: a baseline module, so they count
+      strained as many `long_context` requests, every one failing
+    """
+    modules = performance.modules
+    for name in ("latency", "throughput"):
+        assert is_baseline(modules[name]), name
+    for name in ("long_context", "concurrent"):
+        assert not is_baseline(modules[name]), name
+    t = timings(performance)
+    w = t.window
+    at = prom_duration(2 * t.window_seconds)
+    thresholds = performance.thresholds
+    latency = thresholds.max_latency_ms / 1000
+    good = good_figures(performance)
+    slow = {**good, "p95": 6 * latency, "decode": good["decode"] / 6}
+    bounds = (bucket_of(Case("", **good)), bucket_of(Case("", **slow)))
+
+    def series(model: str, module: str, figures: dict) -> list[dict[str, str]]:
+        return input_series(Case(model, **figures), module, bounds)
+
+    inputs = [s for model in ("plain", "padded", "crowded", "slowed", "strained")
+              for s in series(model, "throughput", good)]
+    inputs += series("padded", "long_context", slow)
+    inputs += series("crowded", "concurrent", slow)
+    inputs += series("slowed", "latency", slow)
+    inputs += series("strained", "long_context",
+                     {**slow, "p95": None, "decode": None, "success": 0.0})
+    n = good["requests"]
+    slowed_p95 = quantile_of_two(Case("", **good), Case("", **slow), 0.95)
+    figures = {  # p95, decode, success, samples
+        "plain": (good["p95"], good["decode"], 1.0, n),
+        "padded": (good["p95"], good["decode"], 1.0, n),
+        "crowded": (good["p95"], good["decode"], 1.0, n),
+        "slowed": (slowed_p95, (good["decode"] + slow["decode"]) / 2, 1.0, 2 * n),
+        "strained": (good["p95"], good["decode"], 0.5, n),
+    }
+    score = f"provider_model:llm_performance_score:ratio_{w}"
+    scores = [
+        sample(f'{{provider="gen",model="{model}",scenario="{scenario.name}"}}',
+               round4(performance_score(
+                   score_components(p95, decode, success, scenario.thresholds),
+                   scenario.weights)))
+        for model, (p95, decode, success, _) in figures.items()
+        for scenario in scenario_params(performance)
+    ]
+
+    def per_model(rule: str, index: int) -> dict[str, object]:
+        return {"expr": f"round({rule}, 0.0001)", "eval_time": at, "exp_samples": [
+            sample(f'{{provider="gen",model="{model}"}}', round4(values[index]))
+            for model, values in figures.items()
+        ]}
+
+    # Slow requests of other modules leave every figure exactly as plain's.
+    same = " or ".join(
+        f'{rule}{{model=~"padded|crowded"}} != ignoring (model) group_left {rule}{{model="plain"}}'
+        for rule in (f"provider_model:llm_ttft_seconds:p50_{w}",
+                     f"provider_model:llm_ttft_seconds:p95_{w}",
+                     f"provider_model:llm_ttft_seconds:p99_{w}",
+                     f"provider_model:llm_decode_tokens_per_second:mean_{w}",
+                     f"provider_model:llm_requests:increase_{w}",
+                     f"provider_model:llm_request_success:ratio_{w}",
+                     f"provider_model:llm_score_component:ratio_{w}",
+                     score,
+                     f"provider_model:llm_meets_thresholds:bool_{w}")
+    )
+    # ... while the same slow requests in a baseline module lower every score that
+    # weighs latency or throughput.
+    weighed = [scenario.name for scenario in scenario_params(performance)
+               if scenario.weights.latency + scenario.weights.throughput > 0]
+    lower = (f'{score}{{model="slowed",scenario=~"{"|".join(weighed)}"}}'
+             f' < ignoring (model) {score}{{model="plain"}}')
+    return {
+        "name": "generated: only the baseline modules feed the score's figures",
+        "interval": prom_duration(t.window_seconds / 4),
+        "input_series": inputs,
+        "promql_expr_test": [
+            {"expr": f"round({score}, 0.0001)", "eval_time": at, "exp_samples": scores},
+            per_model(f"provider_model:llm_ttft_seconds:p95_{w}", 0),
+            per_model(f"provider_model:llm_decode_tokens_per_second:mean_{w}", 1),
+            per_model(f"provider_model:llm_request_success:ratio_{w}", 2),
+            per_model(f"provider_model:llm_requests:increase_{w}", 3),
+            {"expr": same, "eval_time": at, "exp_samples": []},
+            {"expr": f"count({lower})", "eval_time": at,
+             "exp_samples": [sample("{}", len(weighed))]},
+            # The per-module p95 keeps every module, for the dashboards (the slow requests
+            # are in the bucket (b_good, b_slow]: their p95 interpolates from b_good).
+            {"expr": f'round(provider_model_module:llm_ttft_seconds:p95_{w}{{model="padded"}}'
+                     ", 0.0001)",
+             "eval_time": at, "exp_samples": [
+                 sample(f'{{provider="gen",model="padded",module="{module}"}}', round4(p95))
+                 for module, p95 in (("throughput", good["p95"]),
+                                     ("long_context", bounds[0] + 0.95 * (bounds[1] - bounds[0])))
+             ]},
         ],
     }
 
@@ -325,6 +497,17 @@ def alerts_test(performance: Performance) -> dict[str, object]:
          steady(performance.min_test_count)),
         (f'llm_probe_ttft_seconds{{{labels},model="slow",module="latency"}}',
          flip(latency / 2, 2 * latency)),
+        # padded: as slow, but only its probes of modules outside the baseline turn slow.
+        (f'provider_model:llm_ttft_seconds:p95_{w}{{provider="gen",model="padded"}}',
+         steady(2 * latency)),
+        (f'provider_model:llm_requests:increase_{w}{{provider="gen",model="padded"}}',
+         steady(performance.min_test_count)),
+        (f'llm_probe_ttft_seconds{{{labels},model="padded",module="latency"}}',
+         steady(latency / 2)),
+        (f'llm_probe_ttft_seconds{{{labels},model="padded",module="long_context"}}',
+         flip(latency / 2, 2 * latency)),
+        (f'llm_probe_ttft_seconds{{{labels},model="padded",module="concurrent"}}',
+         flip(latency / 2, 2 * latency)),
         # sinking: the score halves at the onset.
         (f'provider_model:llm_performance_score:ratio_{w}{{provider="gen",model="sinking",'
          'scenario="default"}', flip(0.8, 0.4)),
@@ -346,6 +529,17 @@ def alerts_test(performance: Performance) -> dict[str, object]:
              steady(performance.min_test_count)),
             (f'llm_probe_tokens_per_second{{{labels},model="crawl",module="latency"}}',
              flip(2 * minimum, minimum / 2)),
+            # crowded: as crawl, but only its probes outside the baseline turn slow.
+            (f'provider_model:llm_decode_tokens_per_second:mean_{w}'
+             '{provider="gen",model="crowded"}', steady(minimum / 2)),
+            (f'provider_model:llm_requests:increase_{w}{{provider="gen",model="crowded"}}',
+             steady(performance.min_test_count)),
+            (f'llm_probe_tokens_per_second{{{labels},model="crowded",module="latency"}}',
+             steady(2 * minimum)),
+            (f'llm_probe_tokens_per_second{{{labels},model="crowded",module="concurrent"}}',
+             flip(2 * minimum, minimum / 2)),
+            (f'llm_probe_tokens_per_second{{{labels},model="crowded",module="long_context"}}',
+             flip(2 * minimum, minimum / 2)),
         ]
     firing = {
         ("PerfgenProbeFailing", 'model="failing",severity="warning"'): onset + seconds["probe_for"],
@@ -365,6 +559,10 @@ def alerts_test(performance: Performance) -> dict[str, object]:
                        "exp_samples": [sample('{alertstate="pending"}', 1)]})
         checks.append({"expr": expr, "eval_time": prom_duration(when),
                        "exp_samples": [sample('{alertstate="firing"}', 1)]})
+    # Slow probes of modules outside the baseline confirm nothing: never pending either.
+    for when in (onset + step, onset + seconds["probe_for"], end - step):
+        checks.append({"expr": 'ALERTS{model=~"padded|crowded"}',
+                       "eval_time": prom_duration(when), "exp_samples": []})
     return {
         "rule_files": ["alerts.yml"],
         "evaluation_interval": prom_duration(step),
@@ -477,17 +675,55 @@ def test_reference_score_properties() -> None:
                 assert at_threshold["throughput"] == pytest.approx(0.5)
             if thresholds.min_success_rate <= 0.999:
                 assert at_threshold["reliability"] == pytest.approx(0.5)
-            previous = 2.0
-            for p95 in (0.0, 0.1, 1.0, 5.0, 30.0, 1e6, None):
-                for decode in (1e6, 100.0, 10.0, 0.0, None):
-                    for success in (1.0, 0.99, 0.9, 0.5, 0.0):
-                        value = performance_score(
-                            score_components(p95, decode, success, thresholds),
-                            scenario.weights,
-                        )
-                        assert 0.0 <= value <= 1.0
-            # Monotonic along a worsening latency.
-            for p95 in (0.0, 0.1, 1.0, 5.0, 30.0, None):
-                value = score_components(p95, 10.0, 1.0, thresholds)["latency"]
-                assert value < previous
-                previous = value
+
+
+# Figures from best to worst, down to the extremes: a first token after 11 days, 0 tokens/s
+# (None: no decode sample at all), 100 % failures.
+P95S = (0.0, 0.1, 1.0, 5.0, 30.0, 1e6, None)
+DECODES = (1e6, 100.0, 10.0, 1.0, 0.1, 0.0, None)
+SUCCESSES = (1.0, 0.999, 0.99, 0.9, 0.5, 0.01, 0.0)
+
+
+def scenarios_of_every_config() -> list:
+    return [scenario for performance in (example(), second(), demo())
+            for scenario in scenario_params(performance)]
+
+
+def test_reference_score_is_within_0_and_1_for_extreme_inputs() -> None:
+    for scenario in scenarios_of_every_config():
+        for p95 in P95S:
+            for decode in DECODES:
+                for success in SUCCESSES:
+                    components = score_components(p95, decode, success, scenario.thresholds)
+                    assert all(0.0 <= value <= 1.0 for value in components.values())
+                    value = performance_score(components, scenario.weights)
+                    assert 0.0 <= value <= 1.0 + 1e-12, (p95, decode, success, value)
+
+
+@pytest.mark.parametrize("figure", ["p95", "decode", "success"])
+def test_reference_score_is_monotonic_in_each_figure(figure: str) -> None:
+    """A worse figure never raises the score, whatever the other two figures and the
+    scenario's weights, and strictly lowers its own component (except between "no decode
+    sample" and 0 tokens/s, which score the same: 0)."""
+    name, worsening = {
+        "p95": ("latency", P95S),
+        "decode": ("throughput", DECODES),
+        "success": ("reliability", SUCCESSES),
+    }[figure]
+    figures = {"p95": P95S, "decode": DECODES, "success": SUCCESSES}
+    others = [key for key in figures if key != figure]
+    for scenario in scenarios_of_every_config():
+        for first in figures[others[0]]:
+            for second_value in figures[others[1]]:
+                previous_score, previous_component = math.inf, math.inf
+                for value in worsening:
+                    args = {figure: value, others[0]: first, others[1]: second_value}
+                    components = score_components(args["p95"], args["decode"],
+                                                  args["success"], scenario.thresholds)
+                    score = performance_score(components, scenario.weights)
+                    assert score <= previous_score + 1e-12, (scenario.name, args)
+                    if figure == "decode" and value is None:
+                        assert components[name] == previous_component == 0.0
+                    else:
+                        assert components[name] < previous_component, (scenario.name, args)
+                    previous_score, previous_component = score, components[name]
