@@ -31,6 +31,11 @@ _package_present() {
         prometheus) _have prometheus && _have promtool ;;
         # Debian renames alertmanager to prometheus-alertmanager.
         prometheus-alertmanager) { _have alertmanager || _have prometheus-alertmanager; } && _have amtool ;;
+        # The scale-out backend: the single-node server and the rule checker (upstream
+        # tarballs name them victoria-metrics-prod and vmalert-prod).
+        victoria-metrics)
+            { _have victoria-metrics || _have victoria-metrics-prod; } \
+                && { _have vmalert || _have vmalert-prod; } ;;
         docker-compose) _have docker-compose ;;
         python3) _have python3 ;;
         # Debian splits venv (ensurepip) out of python3; not needed once .venv works.

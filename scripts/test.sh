@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
-ensure_debian_packages prometheus prometheus-alertmanager docker-compose python3 python3-venv
+ensure_debian_packages prometheus prometheus-alertmanager victoria-metrics docker-compose python3 \
+    python3-venv
 ensure_venv test
 
 .venv/bin/ruff check .

@@ -1,4 +1,5 @@
-"""Start and stop the stack's local processes: Prometheus, Alertmanager and perfgen commands.
+"""Start and stop the stack's local processes: Prometheus, Alertmanager, VictoriaMetrics
+and perfgen commands.
 
 Used by the demo, the integration and end-to-end tests. Every server listens on 127.0.0.1
 only, keeps its files (config, data, log) in a work directory the caller owns, and is
@@ -26,6 +27,7 @@ from types import TracebackType
 
 __all__ = [
     "INSTALL_HINT",
+    "VICTORIAMETRICS_INSTALL_HINT",
     "PERFGEN_MAIN",
     "BinaryMissing",
     "ManagedProcess",
@@ -39,9 +41,13 @@ __all__ = [
     "start_alertmanager",
     "start_perfgen",
     "start_prometheus",
+    "start_victoriametrics",
 ]
 
 INSTALL_HINT = "apt-get update && apt-get install -y prometheus prometheus-alertmanager"
+# The optional scale-out backend (tests/test_victoriametrics.py); its own hint, so a
+# missing VictoriaMetrics does not tell the user to install Prometheus.
+VICTORIAMETRICS_INSTALL_HINT = "apt-get update && apt-get install -y victoria-metrics"
 
 # Upstream names first; Debian renames alertmanager to avoid a clash with other packages.
 _CANDIDATES: dict[str, tuple[str, ...]] = {
@@ -49,6 +55,9 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
     "promtool": ("promtool",),
     "alertmanager": ("alertmanager", "prometheus-alertmanager"),
     "amtool": ("amtool",),
+    # Debian's victoria-metrics package: the single-node server and the rule evaluator.
+    "victoria-metrics": ("victoria-metrics", "victoria-metrics-prod"),
+    "vmalert": ("vmalert", "vmalert-prod"),
 }
 # Debian installs into /usr/bin, but a PATH trimmed by sudo or a CI runner may miss
 # /usr/sbin or /usr/local/bin; look there too before telling the user to install.
@@ -71,30 +80,34 @@ def free_port() -> int:
 
 
 def find_binary(name: str) -> str:
-    """Absolute path of `prometheus`, `promtool`, `alertmanager` or `amtool`.
+    """Absolute path of `prometheus`, `promtool`, `alertmanager`, `amtool`,
+    `victoria-metrics` or `vmalert`.
 
-    `PERFGEN_<NAME>_BINARY` (e.g. PERFGEN_PROMETHEUS_BINARY) overrides the lookup, for
-    users with an upstream tarball somewhere outside PATH.
+    `PERFGEN_<NAME>_BINARY` (e.g. PERFGEN_PROMETHEUS_BINARY, PERFGEN_VICTORIA_METRICS_BINARY)
+    overrides the lookup, for users with an upstream tarball somewhere outside PATH.
     """
     if name not in _CANDIDATES:
         raise ValueError(f"unknown binary {name!r} (known: {', '.join(_CANDIDATES)})")
-    override = os.environ.get(f"PERFGEN_{name.upper()}_BINARY")
+    variable = f"PERFGEN_{name.upper().replace('-', '_')}_BINARY"
+    override = os.environ.get(variable)
     if override:
         if os.path.isfile(override) and os.access(override, os.X_OK):
             return override
-        raise BinaryMissing(
-            f"PERFGEN_{name.upper()}_BINARY={override} is not an executable file"
-        )
+        raise BinaryMissing(f"{variable}={override} is not an executable file")
     search_path = os.pathsep.join([os.environ.get("PATH", ""), *_EXTRA_DIRS])
     for candidate in _CANDIDATES[name]:
         found = shutil.which(candidate, path=search_path)
         if found:
             return found
     names = " or ".join(_CANDIDATES[name])
+    if name in ("victoria-metrics", "vmalert"):
+        what, hint = "VictoriaMetrics", VICTORIAMETRICS_INSTALL_HINT
+    else:
+        what, hint = "Prometheus and Alertmanager", INSTALL_HINT
     raise BinaryMissing(
-        f"{names} not found on PATH. Install Prometheus and Alertmanager with:\n"
-        f"    {INSTALL_HINT}\n"
-        f"(or point PERFGEN_{name.upper()}_BINARY at the binary)"
+        f"{names} not found on PATH. Install {what} with:\n"
+        f"    {hint}\n"
+        f"(or point {variable} at the binary)"
     )
 
 
@@ -389,6 +402,40 @@ def start_alertmanager(
     process = _start_http_server("alertmanager", root, argv, port, "/-/ready", timeout)
     process.config_path = root / "alertmanager.yml"
     return process
+
+
+def start_victoriametrics(
+    workdir: str | os.PathLike[str],
+    *,
+    port: int | None = None,
+    retention: str = "100y",
+    extra_args: Iterable[str] = (),
+    timeout: float = 30.0,
+) -> ManagedProcess:
+    """Run single-node VictoriaMetrics; data goes to workdir/victoria-metrics-data.
+
+    Its Prometheus-compatible API is at `url` (`/api/v1/query`, ...) and it takes samples
+    at `/api/v1/import/prometheus`. Tuned for tests and demos, where samples are read
+    right after they are written: no response cache, and no 30 s latency offset that
+    would hide the newest samples from an instant query at "now".
+    """
+    root = Path(workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    binary = find_binary("victoria-metrics")
+    extra = list(extra_args)
+
+    def argv(chosen: int) -> list[str]:
+        return [
+            binary,
+            f"-storageDataPath={root / 'victoria-metrics-data'}",
+            f"-retentionPeriod={retention}",
+            f"-httpListenAddr=127.0.0.1:{chosen}",
+            "-search.disableCache",
+            "-search.latencyOffset=0s",
+            *extra,
+        ]
+
+    return _start_http_server("victoria-metrics", root, argv, port, "/health", timeout)
 
 
 # `perfgen` without its console script: works from a source checkout and in any venv.

@@ -90,6 +90,18 @@ def test_missing_binary_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> 
     assert "prometheus-alertmanager" in str(caught.value)
 
 
+def test_missing_victoriametrics_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(processes, "_EXTRA_DIRS", ())
+    monkeypatch.delenv("PERFGEN_VICTORIA_METRICS_BINARY", raising=False)
+    with pytest.raises(BinaryMissing) as caught:
+        find_binary("victoria-metrics")
+    assert processes.VICTORIAMETRICS_INSTALL_HINT in str(caught.value)
+    assert "PERFGEN_VICTORIA_METRICS_BINARY" in str(caught.value)
+    monkeypatch.setenv("PERFGEN_VMALERT_BINARY", sys.executable)
+    assert find_binary("vmalert") == sys.executable
+
+
 def test_binary_override_must_be_executable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PERFGEN_PROMTOOL_BINARY", "/nonexistent/promtool")
     with pytest.raises(BinaryMissing, match="PERFGEN_PROMTOOL_BINARY"):
