@@ -46,6 +46,8 @@ pytestmark = pytest.mark.integration
 
 ROOT = project_root()
 EXAMPLE = (ROOT / "examples" / "config.example.toml").read_text()
+# The data's "now": set again when a fixture loads the series, so that however late in a
+# long test run a backend starts, the series end seconds before the queries.
 NOW = time.time()
 HISTORY = 2 * 3600  # seconds of backfilled history
 STEP = 30
@@ -85,6 +87,11 @@ DATA: dict[str, dict[str, dict[str, object]]] = {
                    "deepseek/deepseek-r1": model(0.3, meets=0, success=0.5)},
     "ollama": {"qwen2.5-coder:latest": model(0.4, scenarios=("default", "background"))},
 }
+
+
+def reset_now() -> None:
+    global NOW
+    NOW = time.time()
 
 
 def openmetrics() -> str:
@@ -136,6 +143,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip(str(exc))
     workdir = tmp_path_factory.mktemp("generator-prometheus")
     source = workdir / "series.om"
+    reset_now()
     source.write_text(openmetrics())
     subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(source),
                     str(workdir / "prometheus-data")], check=True, capture_output=True)

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 import requests
+import test_generator_integration as prometheus_test
 from conftest import require_binaries
 from test_generator_integration import (
-    NOW,
     openmetrics,
     router,
     run_generate,
@@ -60,6 +60,7 @@ def victoriametrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process: ManagedProcess = start_victoriametrics(tmp_path_factory.mktemp("vm"))
     try:
         url = process.url or ""
+        prometheus_test.reset_now()
         response = requests.post(f"{url}/api/v1/import/prometheus", data=prometheus_text(),
                                  timeout=30)
         assert response.status_code == 204, response.text
@@ -105,7 +106,7 @@ def test_imported_series_reach_now(victoriametrics):
     samples = PromClient(victoriametrics).instant(
         'provider_model:llm_performance_score:ratio_1h{provider="fast",model="b"}')
     assert samples and samples[0].value == 0.9
-    assert NOW - samples[0].timestamp < 120
+    assert prometheus_test.NOW - samples[0].timestamp < 120
 
 
 def test_faster_model_moves_to_front(victoriametrics, tmp_path):
@@ -169,7 +170,7 @@ def test_challenger_needs_a_score_for_the_whole_hold_time(victoriametrics, tmp_p
 def test_nan_score_is_a_gap_not_a_nan_sum(victoriametrics):
     # The one MetricsQL difference the hysteresis queries meet (see the module docstring):
     # late,n's NaN sample is skipped, so one step is missing and the sum stays a number.
-    held = hold_queries("1h", 900, NOW + 0.123)
+    held = hold_queries("1h", 900, prometheus_test.NOW + 0.123)
     found = {}
     for name, promql in held.queries.items():
         response = requests.get(f"{victoriametrics}/api/v1/query", params={
