@@ -28,7 +28,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from stack.processes import (  # noqa: E402
+from perfgen.stack.processes import (  # noqa: E402
     ManagedProcess,
     perfgen_command,
     perfgen_env,
@@ -63,8 +63,10 @@ def machine() -> dict[str, str]:
 
 def print_machine() -> None:
     m = machine()
-    print(f"# machine: nproc={m['nproc']} cpu={m['cpu']!r} python={m['python']} "
-          f"loadavg={m['loadavg']}")
+    print(
+        f"# machine: nproc={m['nproc']} cpu={m['cpu']!r} python={m['python']} "
+        f"loadavg={m['loadavg']}"
+    )
 
 
 # --------------------------------------------------------------------------- processes
@@ -116,15 +118,22 @@ class Served:
     port, the ready line names it) with its files in a temporary directory, optionally
     pinned to `cpus`: `with Served(...) as p: p.url ...`."""
 
-    def __init__(self, name: str, args: Sequence[str], ready_prefix: str,
-                 cpus: str | None = None, files: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: Sequence[str],
+        ready_prefix: str,
+        cpus: str | None = None,
+        files: dict[str, str] | None = None,
+    ) -> None:
         self.dir = tempfile.TemporaryDirectory(prefix=f"bench-{name}-")
         try:
             for relative, text in (files or {}).items():
                 (Path(self.dir.name) / relative).write_text(text)
             argv = [a.replace("{dir}", self.dir.name) for a in args]
-            self.process = start_perfgen([*argv, "--listen", "127.0.0.1:0"], ready_prefix,
-                                         self.dir.name, name=name)
+            self.process = start_perfgen(
+                [*argv, "--listen", "127.0.0.1:0"], ready_prefix, self.dir.name, name=name
+            )
             try:
                 pin(self.process.pid, cpus)
             except BaseException:
@@ -159,8 +168,9 @@ class Served:
 
 def http_json(url: str, method: str = "GET", body: Any = None, timeout: float = 30) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=timeout) as resp:
         return json.loads(resp.read())
 
@@ -173,8 +183,9 @@ def http_get_bytes(url: str, timeout: float = 30) -> bytes:
 # --------------------------------------------------------------------------- simulator
 
 
-def simulator_toml(models: Iterable[dict[str, Any]], provider: str = "sim",
-                   protocol: str = "openai") -> str:
+def simulator_toml(
+    models: Iterable[dict[str, Any]], provider: str = "sim", protocol: str = "openai"
+) -> str:
     """A one-provider simulator config; each model is a dict of profile keys plus `name`."""
     lines = ["seed = 1", "", "[[providers]]", f'name = "{provider}"', f'protocol = "{protocol}"']
     for model in models:
@@ -193,8 +204,13 @@ class Simulator(Served):
     """`perfgen simulate` in its own process, optionally pinned to `cpus`."""
 
     def __init__(self, config_text: str, cpus: str | None = None) -> None:
-        super().__init__("simulator", ["simulate", "--config", "{dir}/sim.toml"],
-                         "simulator listening on", cpus, files={"sim.toml": config_text})
+        super().__init__(
+            "simulator",
+            ["simulate", "--config", "{dir}/sim.toml"],
+            "simulator listening on",
+            cpus,
+            files={"sim.toml": config_text},
+        )
 
     def records(self, limit: int = 10_000) -> dict[str, dict[str, Any]]:
         """Ground truth by request id: received, first_token_sent, last_token_sent, tokens_sent."""
@@ -247,15 +263,18 @@ class Summary:
     def fmt(self, scale: float = 1.0, digits: int = 2) -> str:
         if not self.values:
             return "n/a"
-        return (f"{self.median * scale:.{digits}f} "
-                f"[{self.min * scale:.{digits}f}..{self.max * scale:.{digits}f}]")
+        return (
+            f"{self.median * scale:.{digits}f} "
+            f"[{self.min * scale:.{digits}f}..{self.max * scale:.{digits}f}]"
+        )
 
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """A Markdown table (pastes straight into docs/benchmarks.md)."""
     rows = [[str(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
@@ -270,16 +289,30 @@ class Worker:
     """One prober (`bench/probers.py KIND`) in its own process, driven by JSON lines on its
     stdin and stdout (a ManagedProcess with pipes; stderr goes to its log)."""
 
-    def __init__(self, kind: str, base_url: str, cpu: int | None = None,
-                 extra: Sequence[str] = ()) -> None:
-        argv = [sys.executable, str(REPO / "bench" / "probers.py"), kind, "--base-url", base_url,
-                *(["--cpu", str(cpu)] if cpu is not None else []), *extra]
+    def __init__(
+        self, kind: str, base_url: str, cpu: int | None = None, extra: Sequence[str] = ()
+    ) -> None:
+        argv = [
+            sys.executable,
+            str(REPO / "bench" / "probers.py"),
+            kind,
+            "--base-url",
+            base_url,
+            *(["--cpu", str(cpu)] if cpu is not None else []),
+            *extra,
+        ]
         self.kind = kind
         self.name = f"prober-{kind}"
         self.dir = tempfile.TemporaryDirectory(prefix=f"bench-{self.name}-")
         try:
-            self.process = ManagedProcess(self.name, argv, Path(self.dir.name) / "prober.log",
-                                          env=repo_env(), cwd=REPO, pipes=True)
+            self.process = ManagedProcess(
+                self.name,
+                argv,
+                Path(self.dir.name) / "prober.log",
+                env=repo_env(),
+                cwd=REPO,
+                pipes=True,
+            )
         except BaseException:
             self.dir.cleanup()
             raise
@@ -337,8 +370,9 @@ class Worker:
         self.stop()
 
 
-def match_truth(streams: list[dict[str, Any]], truth: dict[str, dict[str, Any]]
-                ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def match_truth(
+    streams: list[dict[str, Any]], truth: dict[str, dict[str, Any]]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """Pair each successful client stream with the simulator's record of it."""
     pairs = []
     for stream in streams:
@@ -373,9 +407,23 @@ class PySpy:
 
     def __enter__(self) -> PySpy:
         self.proc = subprocess.Popen(
-            ["py-spy", "record", "--pid", str(self.pid), "--rate", str(self.rate), "--format",
-             "raw", "--nonblocking", "-o", str(self.out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                "py-spy",
+                "record",
+                "--pid",
+                str(self.pid),
+                "--rate",
+                str(self.rate),
+                "--format",
+                "raw",
+                "--nonblocking",
+                "-o",
+                str(self.out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         time.sleep(0.3)
         return self
 
@@ -410,7 +458,7 @@ class PySpy:
 def print_profile(spy: PySpy, title: str, n: int = 15) -> None:
     print()
     print(f"py-spy profile: {title} (share of samples outside epoll_wait)")
-    print_table(["self %", "function (file:line)"],
-                [[f"{p:.1f}", f] for p, f in spy.top(n)])
-    print_table(["incl %", "function (file:line)"],
-                [[f"{p:.1f}", f] for p, f in spy.top(n, inclusive=True)])
+    print_table(["self %", "function (file:line)"], [[f"{p:.1f}", f] for p, f in spy.top(n)])
+    print_table(
+        ["incl %", "function (file:line)"], [[f"{p:.1f}", f] for p, f in spy.top(n, inclusive=True)]
+    )

@@ -61,8 +61,9 @@ def cost(sim: Simulator, kinds: list[str], args: argparse.Namespace, cpu: int | 
                 measured = {}
                 for tokens in (args.long, args.short):
                     with CpuMeter(sim) as meter:
-                        answer = workers[kind].run(mode="burst", concurrency=args.streams,
-                                                   max_tokens=tokens)
+                        answer = workers[kind].run(
+                            mode="burst", concurrency=args.streams, max_tokens=tokens
+                        )
                     ok = [s for s in answer["streams"] if s.get("ok")]
                     chunks = sum(s["tokens"] or 0 for s in ok)
                     measured[tokens] = (answer["cpu"], chunks, len(ok), answer["wall"])
@@ -80,25 +81,40 @@ def cost(sim: Simulator, kinds: list[str], args: argparse.Namespace, cpu: int | 
             worker.stop()
 
     print()
-    print(f"CPU of the prober process: {args.streams} concurrent streams x {args.long} tokens "
-          f"at 50 tok/s ({args.streams * 50} chunks/s); median [min..max] over {args.runs} runs")
+    print(
+        f"CPU of the prober process: {args.streams} concurrent streams x {args.long} tokens "
+        f"at 50 tok/s ({args.streams * 50} chunks/s); median [min..max] over {args.runs} runs"
+    )
     rows = []
     for kind in kinds:
-        rows.append([kind, Summary(per_chunk[kind]).fmt(US, 1), Summary(slope[kind]).fmt(US, 1),
-                     Summary(intercept[kind]).fmt(US, 0), Summary(share[kind]).fmt(1, 2)])
-    print_table(["prober", "all-in µs/chunk", "marginal µs/chunk", "µs/request",
-                 "prober CPU share"], rows)
+        rows.append(
+            [
+                kind,
+                Summary(per_chunk[kind]).fmt(US, 1),
+                Summary(slope[kind]).fmt(US, 1),
+                Summary(intercept[kind]).fmt(US, 0),
+                Summary(share[kind]).fmt(1, 2),
+            ]
+        )
+    print_table(
+        ["prober", "all-in µs/chunk", "marginal µs/chunk", "µs/request", "prober CPU share"], rows
+    )
     if "perfgen" in kinds:
         ratio_rows = []
         for other in kinds:
             if other.startswith("perfgen"):
                 continue
-            ratio_rows.append([f"perfgen / {other}",
-                               Summary(p / o for p, o in zip(per_chunk["perfgen"],
-                                                             per_chunk[other],
-                                                             strict=True)).fmt(1),
-                               Summary(p / o for p, o in zip(slope["perfgen"], slope[other],
-                                                             strict=True)).fmt(1)])
+            ratio_rows.append(
+                [
+                    f"perfgen / {other}",
+                    Summary(
+                        p / o for p, o in zip(per_chunk["perfgen"], per_chunk[other], strict=True)
+                    ).fmt(1),
+                    Summary(p / o for p, o in zip(slope["perfgen"], slope[other], strict=True)).fmt(
+                        1
+                    ),
+                ]
+            )
         print()
         print_table(["ratio (same run)", "all-in per chunk", "marginal per chunk"], ratio_rows)
     print(f"simulator CPU share during the long runs: {Summary(sim_share).fmt(1)}")
@@ -107,18 +123,35 @@ def cost(sim: Simulator, kinds: list[str], args: argparse.Namespace, cpu: int | 
 def sample_stream(tokens: int = 100) -> list[bytes]:
     """The simulator's own bytes for one OpenAI stream, one read per SSE event."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from simulator.openai_wire import OpenAIStream
-    from simulator.plan import RequestPlan
-    from simulator.wire import ChatRequest
+    from perfgen.simulator.openai_wire import OpenAIStream
+    from perfgen.simulator.plan import RequestPlan
+    from perfgen.simulator.wire import ChatRequest
 
-    request = ChatRequest(model="m", stream=True, max_tokens=tokens, wants_usage=True,
-                          prompt_tokens=12, reply_with=None)
-    plan = RequestPlan(ttft_seconds=0.1, tokens_per_second=50.0, fault=None,
-                       reasoning_tokens=0, answer_tokens=tokens, truncated=False,
-                       tokens_per_chunk=1, include_usage=True, retry_after_seconds=0)
+    request = ChatRequest(
+        model="m",
+        stream=True,
+        max_tokens=tokens,
+        wants_usage=True,
+        prompt_tokens=12,
+        reply_with=None,
+    )
+    plan = RequestPlan(
+        ttft_seconds=0.1,
+        tokens_per_second=50.0,
+        fault=None,
+        reasoning_tokens=0,
+        answer_tokens=tokens,
+        truncated=False,
+        tokens_per_chunk=1,
+        include_usage=True,
+        retry_after_seconds=0,
+    )
     encoder = OpenAIStream(1, request, plan)
-    return [encoder.preamble(), *(encoder.answer([" word"]) for _ in range(tokens)),
-            encoder.finish()]
+    return [
+        encoder.preamble(),
+        *(encoder.answer([" word"]) for _ in range(tokens)),
+        encoder.finish(),
+    ]
 
 
 def parse_only(runs: int) -> None:
@@ -127,8 +160,8 @@ def parse_only(runs: int) -> None:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-    from exporter.protocols import get_protocol
-    from exporter.sse import SSEDecoder
+    from perfgen.exporter.protocols import get_protocol
+    from perfgen.exporter.sse import SSEDecoder
 
     chunks = sample_stream()
     tokens = len(chunks) - 2
@@ -172,8 +205,10 @@ def parse_only(runs: int) -> None:
             per_run.append((time.process_time() - t0) / (50 * tokens))
         rows.append([name, Summary(per_run).fmt(US, 2)])
     print()
-    print(f"parse only, in-process, no I/O: one {tokens}-token stream as the simulator sends it, "
-          f"one read per event; median [min..max] over {runs} runs")
+    print(
+        f"parse only, in-process, no I/O: one {tokens}-token stream as the simulator sends it, "
+        f"one read per event; median [min..max] over {runs} runs"
+    )
     print_table(["parsing path", "µs/chunk"], rows)
 
 
@@ -197,17 +232,23 @@ def ceiling(sim: Simulator, args: argparse.Namespace, cpu: int | None) -> None:
             failed = 0
             for _ in range(args.ceiling_runs):
                 with CpuMeter(sim) as meter:
-                    answer = worker.run(mode="sustained", streams=streams,
-                                        seconds=args.ceiling_seconds,
-                                        max_tokens=args.ceiling_tokens,
-                                        stream_seconds=stream_seconds)
+                    answer = worker.run(
+                        mode="sustained",
+                        streams=streams,
+                        seconds=args.ceiling_seconds,
+                        max_tokens=args.ceiling_tokens,
+                        stream_seconds=stream_seconds,
+                    )
                 truth = sim.records(limit=10_000)
                 pairs = match_truth(answer["streams"], truth)
                 failed += len(answer["streams"]) - len(pairs)
                 start = min(s["t0"] for s, _ in pairs) if pairs else 0.0
                 # Only streams started once every lane is running: the sustained state.
-                steady = [s["first"] - r["first_token_sent"] for s, r in pairs
-                          if s["t0"] - start >= stream_seconds]
+                steady = [
+                    s["first"] - r["first_token_sent"]
+                    for s, r in pairs
+                    if s["t0"] - start >= stream_seconds
+                ]
                 p99s.append(percentile(steady, 99))
                 rates.append(sum(s["tokens"] or 0 for s, _ in pairs) / answer["wall"])
                 shares.append(answer["cpu"] / answer["wall"])
@@ -215,9 +256,18 @@ def ceiling(sim: Simulator, args: argparse.Namespace, cpu: int | None) -> None:
                 preempted.append(answer.get("preempted", 0))
             p99 = Summary(p99s)
             per_chunk = Summary(sh / r for sh, r in zip(shares, rates, strict=True) if r)
-            rows.append([streams, Summary(rates).fmt(1, 0), p99.fmt(1000), per_chunk.fmt(US, 1),
-                         Summary(shares).fmt(1),
-                         Summary(sim_shares).fmt(1), Summary(preempted).fmt(1, 0), failed])
+            rows.append(
+                [
+                    streams,
+                    Summary(rates).fmt(1, 0),
+                    p99.fmt(1000),
+                    per_chunk.fmt(US, 1),
+                    Summary(shares).fmt(1),
+                    Summary(sim_shares).fmt(1),
+                    Summary(preempted).fmt(1, 0),
+                    failed,
+                ]
+            )
             if p99.median <= 0.001:
                 best = Summary(rates).median
             else:
@@ -229,20 +279,38 @@ def ceiling(sim: Simulator, args: argparse.Namespace, cpu: int | None) -> None:
                 print("# simulator near one core: stopping the ramp", file=sys.stderr)
                 break
     print()
-    print(f"{args.ceiling_prober} under sustained load (streams of {args.ceiling_tokens} tokens "
-          f"at 50 tok/s, {args.ceiling_seconds:g} s per run, {args.ceiling_runs} runs per step), "
-          f"prober on one core, {'SCHED_FIFO' if args.rt else 'normal priority'}")
-    print_table(["streams", "chunks/s", "TTFT err p99 ms", "µs CPU/chunk", "prober CPU share",
-                 "simulator CPU share", "preempted", "failed"], rows)
-    print("preempted = involuntary context switches of the prober per run (CPU taken by "
-          "another process: the machine is shared)")
-    print(f"highest sustained aggregate rate with TTFT err p99 <= 1 ms: "
-          f"{'none of the steps' if best is None else f'{best:.0f} chunks/s'}")
+    print(
+        f"{args.ceiling_prober} under sustained load (streams of {args.ceiling_tokens} tokens "
+        f"at 50 tok/s, {args.ceiling_seconds:g} s per run, {args.ceiling_runs} runs per step), "
+        f"prober on one core, {'SCHED_FIFO' if args.rt else 'normal priority'}"
+    )
+    print_table(
+        [
+            "streams",
+            "chunks/s",
+            "TTFT err p99 ms",
+            "µs CPU/chunk",
+            "prober CPU share",
+            "simulator CPU share",
+            "preempted",
+            "failed",
+        ],
+        rows,
+    )
+    print(
+        "preempted = involuntary context switches of the prober per run (CPU taken by "
+        "another process: the machine is shared)"
+    )
+    print(
+        f"highest sustained aggregate rate with TTFT err p99 <= 1 ms: "
+        f"{'none of the steps' if best is None else f'{best:.0f} chunks/s'}"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--part", choices=["parse", "cost", "ceiling", "all"], default="all")
     parser.add_argument("--probers", default="perfgen,perfgen_shared,perfgen_exporter,sdk,bare,raw")
     parser.add_argument("--runs", type=int, default=5)
@@ -254,28 +322,51 @@ def main() -> None:
     parser.add_argument("--ceiling-tokens", type=int, default=50)
     parser.add_argument("--ceiling-seconds", type=float, default=3.0)
     parser.add_argument("--ceiling-runs", type=int, default=5)
-    parser.add_argument("--ceiling-prober", default="perfgen",
-                        help="prober of the ceiling part (perfgen, perfgen_shared, "
-                        "perfgen_exporter, bare, raw)")
-    parser.add_argument("--rt", action="store_true",
-                        help="ceiling diagnostic: run prober and simulator SCHED_FIFO (root), "
-                        "so that other processes on a shared machine cannot preempt them")
-    parser.add_argument("--budget-seconds", type=float, default=150.0,
-                        help="no further ceiling step starts after this much time")
+    parser.add_argument(
+        "--ceiling-prober",
+        default="perfgen",
+        help="prober of the ceiling part (perfgen, perfgen_shared, perfgen_exporter, bare, raw)",
+    )
+    parser.add_argument(
+        "--rt",
+        action="store_true",
+        help="ceiling diagnostic: run prober and simulator SCHED_FIFO (root), "
+        "so that other processes on a shared machine cannot preempt them",
+    )
+    parser.add_argument(
+        "--budget-seconds",
+        type=float,
+        default=150.0,
+        help="no further ceiling step starts after this much time",
+    )
     parser.add_argument("--no-pin", action="store_true")
-    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
-                        help="event loop of the cost part's probers (uvloop: an experiment, "
-                        "`pip install uvloop` first)")
+    parser.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="event loop of the cost part's probers (uvloop: an experiment, "
+        "`pip install uvloop` first)",
+    )
     args = parser.parse_args()
     args.steps = [int(x) for x in args.steps.split(",")]
     args.started = time.monotonic()
     ncpu = os.cpu_count() or 1
     pin = not args.no_pin and ncpu >= 2
     print_machine()
-    print(f"# cpu_per_chunk: pinned={pin} (simulator cpu {ncpu - 1 if pin else '-'}, "
-          f"prober cpu {0 if pin else '-'}), cost part event loop: {args.loop}")
-    config = simulator_toml([{"name": "m", "ttft_ms": args.ttft_ms, "tokens_per_second": 50,
-                              "output_tokens": max(args.long, args.ceiling_tokens)}])
+    print(
+        f"# cpu_per_chunk: pinned={pin} (simulator cpu {ncpu - 1 if pin else '-'}, "
+        f"prober cpu {0 if pin else '-'}), cost part event loop: {args.loop}"
+    )
+    config = simulator_toml(
+        [
+            {
+                "name": "m",
+                "ttft_ms": args.ttft_ms,
+                "tokens_per_second": 50,
+                "output_tokens": max(args.long, args.ceiling_tokens),
+            }
+        ]
+    )
     started = time.monotonic()
     if args.part in ("parse", "all"):
         parse_only(args.runs)

@@ -45,26 +45,34 @@ _TOOK = re.compile(r"Executing <(\w+) (.{0,90}).*took ([0-9.]+) seconds")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--probers", default="perfgen,perfgen_shared,raw",
-                        help="also perfgen_exporter (the exporter's session and GC settings; "
-                        "its --gc-modes `on` row is already tuned)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--probers",
+        default="perfgen,perfgen_shared,raw",
+        help="also perfgen_exporter (the exporter's session and GC settings; "
+        "its --gc-modes `on` row is already tuned)",
+    )
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rt", action="store_true")
-    parser.add_argument("--gc-modes", default="on,off",
-                        help="on, off (gc.disable), freeze (gc.freeze after set-up), big0 "
-                        "(freeze + gc.set_threshold(20_000, 20, 100))")
+    parser.add_argument(
+        "--gc-modes",
+        default="on,off",
+        help="on, off (gc.disable), freeze (gc.freeze after set-up), big0 "
+        "(freeze + gc.set_threshold(20_000, 20, 100))",
+    )
     parser.add_argument("--slow-callbacks", action="store_true")
     parser.add_argument("--threshold-ms", type=float, default=1.5)
     args = parser.parse_args()
     ncpu = os.cpu_count() or 1
     pin = ncpu >= 2
     print_machine()
-    config = simulator_toml([{"name": "m", "ttft_ms": 50, "tokens_per_second": 50,
-                              "output_tokens": 100}])
+    config = simulator_toml(
+        [{"name": "m", "ttft_ms": 50, "tokens_per_second": 50, "output_tokens": 100}]
+    )
     rows = []
     slow_rows = []
     with Simulator(config, cpus=str(ncpu - 1) if pin else None) as sim:
@@ -81,22 +89,35 @@ def main() -> None:
                     p99s, counts, totals, longest, preempted = [], [], [], [], []
                     before = len(_TOOK.findall(worker.output()))
                     for _ in range(args.runs):
-                        answer = worker.run(mode="sustained", streams=args.streams,
-                                            seconds=args.seconds, max_tokens=50,
-                                            stream_seconds=1.05)
+                        answer = worker.run(
+                            mode="sustained",
+                            streams=args.streams,
+                            seconds=args.seconds,
+                            max_tokens=50,
+                            stream_seconds=1.05,
+                        )
                         pairs = match_truth(answer["streams"], sim.records())
-                        p99s.append(percentile(
-                            [s["first"] - r["first_token_sent"] for s, r in pairs], 99))
+                        p99s.append(
+                            percentile([s["first"] - r["first_token_sent"] for s, r in pairs], 99)
+                        )
                         gcs = answer["gc"].values()
                         counts.append(sum(g[0] for g in gcs))
                         totals.append(sum(g[1] for g in gcs) / answer["wall"])
                         longest.append(max((g[2] for g in gcs), default=0.0))
                         preempted.append(answer["preempted"])
                     gen2 = answer["gc"].get("2", [0, 0.0, 0.0])
-                    rows.append([kind, gc_mode, Summary(counts).fmt(1, 0),
-                                 f"{int(gen2[0])} / {gen2[2] * 1000:.1f}",
-                                 Summary(longest).fmt(1000, 1), Summary(totals).fmt(100, 2),
-                                 Summary(p99s).fmt(1000, 2), Summary(preempted).fmt(1, 0)])
+                    rows.append(
+                        [
+                            kind,
+                            gc_mode,
+                            Summary(counts).fmt(1, 0),
+                            f"{int(gen2[0])} / {gen2[2] * 1000:.1f}",
+                            Summary(longest).fmt(1000, 1),
+                            Summary(totals).fmt(100, 2),
+                            Summary(p99s).fmt(1000, 2),
+                            Summary(preempted).fmt(1, 0),
+                        ]
+                    )
                     if args.slow_callbacks:
                         slow = _TOOK.findall(worker.output())[before:]
                         took = sorted(float(t) * 1000 for _, _, t in slow)
@@ -104,14 +125,33 @@ def main() -> None:
                         for what, detail, _ in slow:
                             name = detail.split(" ")[0] if what == "Handle" else "Task step"
                             kinds[name] = kinds.get(name, 0) + 1
-                        slow_rows.append([kind, gc_mode, len(slow),
-                                          f"{took[-1]:.0f}" if took else "-",
-                                          ", ".join(f"{k} x{v}" for k, v in kinds.items())])
+                        slow_rows.append(
+                            [
+                                kind,
+                                gc_mode,
+                                len(slow),
+                                f"{took[-1]:.0f}" if took else "-",
+                                ", ".join(f"{k} x{v}" for k, v in kinds.items()),
+                            ]
+                        )
     print()
-    print(f"{args.streams} sustained streams, {args.seconds:g} s per run, {args.runs} runs, "
-          f"{'SCHED_FIFO' if args.rt else 'normal priority'}; median [min..max] over runs")
-    print_table(["prober", "gc", "collections/run", "gen2 in last run: n / longest ms",
-                 "longest pause ms", "GC share of wall %", "TTFT err p99 ms", "preempted"], rows)
+    print(
+        f"{args.streams} sustained streams, {args.seconds:g} s per run, {args.runs} runs, "
+        f"{'SCHED_FIFO' if args.rt else 'normal priority'}; median [min..max] over runs"
+    )
+    print_table(
+        [
+            "prober",
+            "gc",
+            "collections/run",
+            "gen2 in last run: n / longest ms",
+            "longest pause ms",
+            "GC share of wall %",
+            "TTFT err p99 ms",
+            "preempted",
+        ],
+        rows,
+    )
     if slow_rows:
         print()
         print(f"callbacks slower than {args.threshold_ms:g} ms (asyncio debug mode, all runs)")

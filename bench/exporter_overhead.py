@@ -60,8 +60,13 @@ def simulator_config() -> str:
     for p in range(PROVIDERS):
         lines += ["", "[[providers]]", f'name = "p{p}"', 'protocol = "openai"']
         for m in range(MODELS_PER_PROVIDER):
-            lines += ["[[providers.models]]", f'name = "{model_name(m)}"', "ttft_ms = 20",
-                      "tokens_per_second = 1000", "output_tokens = 16"]
+            lines += [
+                "[[providers.models]]",
+                f'name = "{model_name(m)}"',
+                "ttft_ms = 20",
+                "tokens_per_second = 1000",
+                "output_tokens = 16",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -69,11 +74,24 @@ def exporter_config(sim_url: str) -> str:
     lines = []
     models = ", ".join(f'"{model_name(m)}"' for m in range(MODELS_PER_PROVIDER))
     for p in range(PROVIDERS):
-        lines += ["[[providers]]", f'name = "p{p}"', f'api_base_url = "{sim_url}/p{p}/v1"',
-                  'api_key = "sk-bench"', f"models = [{models}]", ""]
-    lines += ["[performance]", "test_interval_minutes = 0.0001", "max_concurrent_tests = 64",
-              "test_timeout_seconds = 30", "", "[performance.budget]",
-              "max_output_tokens_per_hour = 0", ""]
+        lines += [
+            "[[providers]]",
+            f'name = "p{p}"',
+            f'api_base_url = "{sim_url}/p{p}/v1"',
+            'api_key = "sk-bench"',
+            f"models = [{models}]",
+            "",
+        ]
+    lines += [
+        "[performance]",
+        "test_interval_minutes = 0.0001",
+        "max_concurrent_tests = 64",
+        "test_timeout_seconds = 30",
+        "",
+        "[performance.budget]",
+        "max_output_tokens_per_hour = 0",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -81,13 +99,20 @@ def render_times(runs: int = 5, calls: int = 200) -> list[float]:
     """Per run, the median time of exporter.metrics.render_probe for a 1-request result
     with its cumulative histograms: the body of every /probe answer."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from exporter.metrics import CumulativeStore, render_probe
-    from exporter.result import ProbeResult, RequestResult
+    from perfgen.exporter.metrics import CumulativeStore, render_probe
+    from perfgen.exporter.result import ProbeResult, RequestResult
 
-    request = RequestResult(success=True, http_status=200, ttft_seconds=0.02,
-                            first_content_seconds=0.02, duration_seconds=0.035,
-                            output_tokens=16, input_tokens=12, tokens_per_second=1000.0,
-                            token_count_source="usage")
+    request = RequestResult(
+        success=True,
+        http_status=200,
+        ttft_seconds=0.02,
+        first_content_seconds=0.02,
+        duration_seconds=0.035,
+        output_tokens=16,
+        input_tokens=12,
+        tokens_per_second=1000.0,
+        token_count_source="usage",
+    )
     result = ProbeResult("p0", "model-000", "latency", time.time(), 0.04, (request,))
     store = CumulativeStore()
     store.observe(result)
@@ -134,40 +159,52 @@ class Client:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--probes", type=int, default=20, help="sequential /probe per run")
     parser.add_argument("--gets", type=int, default=20, help="GETs of /metrics and /sd per run")
     parser.add_argument("--no-pin", action="store_true")
-    parser.add_argument("--profile", action="store_true",
-                        help="afterwards, profile the exporter with py-spy over sequential "
-                        "/probe scrapes and print where its CPU goes")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="afterwards, profile the exporter with py-spy over sequential "
+        "/probe scrapes and print where its CPU goes",
+    )
     args = parser.parse_args()
     ncpu = os.cpu_count() or 1
     pin = not args.no_pin and ncpu >= 2
     print_machine()
-    print(f"# exporter_overhead: {PROVIDERS * MODELS_PER_PROVIDER} targets, pinned={pin} "
-          f"(simulator cpu {ncpu - 1 if pin else '-'}, exporter cpu {0 if pin else '-'})")
+    print(
+        f"# exporter_overhead: {PROVIDERS * MODELS_PER_PROVIDER} targets, pinned={pin} "
+        f"(simulator cpu {ncpu - 1 if pin else '-'}, exporter cpu {0 if pin else '-'})"
+    )
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="bench-exporter-") as tmp, \
-            Simulator(simulator_config(), cpus=str(ncpu - 1) if pin else None) as sim, \
-            Served("exporter", ["exporter", "--config", "{dir}/config.toml"],
-                   "exporter listening on", "0" if pin else None,
-                   files={"config.toml": exporter_config(sim.url)}) as exporter:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-exporter-") as tmp,
+        Simulator(simulator_config(), cpus=str(ncpu - 1) if pin else None) as sim,
+        Served(
+            "exporter",
+            ["exporter", "--config", "{dir}/config.toml"],
+            "exporter listening on",
+            "0" if pin else None,
+            files={"config.toml": exporter_config(sim.url)},
+        ) as exporter,
+    ):
         port = exporter.port
         rss_start = rss_bytes(exporter.pid)
         gc_start = gc_collections(http_get_bytes(exporter.url + "/metrics"))
 
         # 1. populate every target once.
-        targets = [(f"p{p}", model_name(m)) for p in range(PROVIDERS)
-                   for m in range(MODELS_PER_PROVIDER)]
+        targets = [
+            (f"p{p}", model_name(m)) for p in range(PROVIDERS) for m in range(MODELS_PER_PROVIDER)
+        ]
 
         def scrape(target: tuple[str, str]) -> bool:
             client = Client(port)
             try:
-                _, body = client.get(f"/probe?target={target[0]}:{target[1]}"
-                                     "&module=latency")
+                _, body = client.get(f"/probe?target={target[0]}:{target[1]}&module=latency")
             finally:
                 client.close()
             return b"llm_probe_success{" in body and b"} 1.0" in body
@@ -194,10 +231,10 @@ def main() -> None:
                 cpu0 = cpu_seconds(exporter.pid)
                 for i in range(args.probes):
                     provider, model = targets[i % len(targets)]
-                    wall, body = client.get(f"/probe?target={provider}:{model}"
-                                            "&module=latency")
-                    record = http_json(f"{sim.url}/-/requests?limit=1&provider={provider}"
-                                       f"&model={model}")["requests"][0]
+                    wall, body = client.get(f"/probe?target={provider}:{model}&module=latency")
+                    record = http_json(
+                        f"{sim.url}/-/requests?limit=1&provider={provider}&model={model}"
+                    )["requests"][0]
                     upstream = record["finished"] - record["received"]
                     overheads.append(wall - upstream)
                     walls.append(wall)
@@ -241,29 +278,39 @@ def main() -> None:
 
     ms = 1000.0
     print()
-    print(f"populate: {ok}/{len(targets)} targets probed successfully in {populate_s:.1f} s "
-          "(50 concurrent scrapes)")
-    print_table(["figure", "median [min..max] over runs", "goal"], [
-        ["/probe overhead p50 (ms)", Summary(overhead50).fmt(ms), "-"],
-        ["/probe overhead p99 (ms)", Summary(overhead99).fmt(ms), "-"],
-        ["/probe wall p50 (ms)", Summary(probe50).fmt(ms), "-"],
-        ["exporter CPU per /probe scrape (ms)", Summary(probe_cpu).fmt(ms), "-"],
-        ["render_probe in-process p50 (ms)", Summary(render_times()).fmt(ms), "-"],
-        ["/metrics p50 (ms), 1000 targets", Summary(metrics_t).fmt(ms), "< 100 ms"],
-        ["/sd p50 (ms), 1000 targets", Summary(sd_t).fmt(ms), "-"],
-    ])
+    print(
+        f"populate: {ok}/{len(targets)} targets probed successfully in {populate_s:.1f} s "
+        "(50 concurrent scrapes)"
+    )
+    print_table(
+        ["figure", "median [min..max] over runs", "goal"],
+        [
+            ["/probe overhead p50 (ms)", Summary(overhead50).fmt(ms), "-"],
+            ["/probe overhead p99 (ms)", Summary(overhead99).fmt(ms), "-"],
+            ["/probe wall p50 (ms)", Summary(probe50).fmt(ms), "-"],
+            ["exporter CPU per /probe scrape (ms)", Summary(probe_cpu).fmt(ms), "-"],
+            ["render_probe in-process p50 (ms)", Summary(render_times()).fmt(ms), "-"],
+            ["/metrics p50 (ms), 1000 targets", Summary(metrics_t).fmt(ms), "< 100 ms"],
+            ["/sd p50 (ms), 1000 targets", Summary(sd_t).fmt(ms), "-"],
+        ],
+    )
     print()
-    print_table(["figure", "value"], [
-        ["/probe body (bytes)", sizes.get("probe")],
-        ["/metrics body (bytes)", sizes.get("metrics")],
-        ["/sd body (bytes), groups", f"{sizes.get('sd')}, {sizes.get('sd_groups')}"],
-        ["exporter RSS at start (MiB)", f"{rss_start / 2**20:.1f}"],
-        ["exporter RSS after 1000 targets probed (MiB)", f"{rss_full / 2**20:.1f}"],
-        ["exporter RSS at the end (MiB)", f"{rss_end / 2**20:.1f}"],
-        ["exporter GC collections during the benchmark, gen 0 / 1 / 2",
-         " / ".join(str(e - s) for s, e in zip(gc_start, gc_end, strict=True))],
-        ["exporter CPU share during /metrics GETs", Summary(exporter_share).fmt(1)],
-    ])
+    print_table(
+        ["figure", "value"],
+        [
+            ["/probe body (bytes)", sizes.get("probe")],
+            ["/metrics body (bytes)", sizes.get("metrics")],
+            ["/sd body (bytes), groups", f"{sizes.get('sd')}, {sizes.get('sd_groups')}"],
+            ["exporter RSS at start (MiB)", f"{rss_start / 2**20:.1f}"],
+            ["exporter RSS after 1000 targets probed (MiB)", f"{rss_full / 2**20:.1f}"],
+            ["exporter RSS at the end (MiB)", f"{rss_end / 2**20:.1f}"],
+            [
+                "exporter GC collections during the benchmark, gen 0 / 1 / 2",
+                " / ".join(str(e - s) for s, e in zip(gc_start, gc_end, strict=True)),
+            ],
+            ["exporter CPU share during /metrics GETs", Summary(exporter_share).fmt(1)],
+        ],
+    )
     print(f"# wall {time.monotonic() - started:.0f} s")
 
 

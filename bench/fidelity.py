@@ -46,40 +46,54 @@ from common import (  # noqa: E402
 )
 
 
-def run_metrics(streams: list[dict[str, Any]], truth: dict[str, dict[str, Any]]
-                ) -> dict[str, float]:
+def run_metrics(
+    streams: list[dict[str, Any]], truth: dict[str, dict[str, Any]]
+) -> dict[str, float]:
     pairs = match_truth(streams, truth)
     lag = [s["first"] - r["first_token_sent"] for s, r in pairs if s.get("first") is not None]
     rep = [s["ttft"] - true_ttft(r) for s, r in pairs]
     transit = [r["received"] - s["t0"] for s, r in pairs if s.get("t0") is not None]
     tps = [s["tps"] / true_tps(r) - 1 for s, r in pairs if s.get("tps")]
     return {
-        "lag_p50": percentile(lag, 50), "lag_p99": percentile(lag, 99),
-        "rep_p50": percentile(rep, 50), "rep_p99": percentile(rep, 99),
-        "transit_p50": percentile(transit, 50), "transit_p99": percentile(transit, 99),
-        "tps_p50": percentile(tps, 50), "tps_p99": percentile([abs(v) for v in tps], 99),
+        "lag_p50": percentile(lag, 50),
+        "lag_p99": percentile(lag, 99),
+        "rep_p50": percentile(rep, 50),
+        "rep_p99": percentile(rep, 99),
+        "transit_p50": percentile(transit, 50),
+        "transit_p99": percentile(transit, 99),
+        "tps_p50": percentile(tps, 50),
+        "tps_p99": percentile([abs(v) for v in tps], 99),
         "failed": float(len(streams) - len(pairs)),
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--levels", default="1,50,200", help="concurrent streams per level")
-    parser.add_argument("--probers", default="perfgen,sdk,perfgen_shared,perfgen_exporter,bare",
-                        help="perfgen (own session per probe, as `perfgen probe`), "
-                        "perfgen_shared (the exporter's one keep-alive session), "
-                        "perfgen_exporter (that session and the exporter's GC settings), "
-                        "sdk (openai SDK), bare (aiohttp + json.loads)")
+    parser.add_argument(
+        "--probers",
+        default="perfgen,sdk,perfgen_shared,perfgen_exporter,bare",
+        help="perfgen (own session per probe, as `perfgen probe`), "
+        "perfgen_shared (the exporter's one keep-alive session), "
+        "perfgen_exporter (that session and the exporter's GC settings), "
+        "sdk (openai SDK), bare (aiohttp + json.loads)",
+    )
     parser.add_argument("--tokens", type=int, default=25, help="tokens per stream")
     parser.add_argument("--tps", type=float, default=50.0, help="tokens/s of every stream")
     parser.add_argument("--ttft-ms", type=float, default=100.0)
-    parser.add_argument("--sequential", type=int, default=5,
-                        help="streams one after another per run at concurrency 1")
+    parser.add_argument(
+        "--sequential",
+        type=int,
+        default=5,
+        help="streams one after another per run at concurrency 1",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
-    parser.add_argument("--rt", action="store_true",
-                        help="diagnostic: run probers and simulator SCHED_FIFO (root)")
+    parser.add_argument(
+        "--rt", action="store_true", help="diagnostic: run probers and simulator SCHED_FIFO (root)"
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     kinds = args.probers.split(",")
@@ -89,11 +103,21 @@ def main() -> None:
     prober_cpu = 0 if pin else None
 
     print_machine()
-    print(f"# fidelity: {args.tokens} tokens at {args.tps:g} tok/s per stream, ttft "
-          f"{args.ttft_ms:g} ms, runs={args.runs}, pinned={pin} (simulator cpu {sim_cpus}, "
-          f"probers cpu {prober_cpu}), {'SCHED_FIFO' if args.rt else 'normal priority'}")
-    config = simulator_toml([{"name": "m", "ttft_ms": args.ttft_ms,
-                              "tokens_per_second": args.tps, "output_tokens": args.tokens}])
+    print(
+        f"# fidelity: {args.tokens} tokens at {args.tps:g} tok/s per stream, ttft "
+        f"{args.ttft_ms:g} ms, runs={args.runs}, pinned={pin} (simulator cpu {sim_cpus}, "
+        f"probers cpu {prober_cpu}), {'SCHED_FIFO' if args.rt else 'normal priority'}"
+    )
+    config = simulator_toml(
+        [
+            {
+                "name": "m",
+                "ttft_ms": args.ttft_ms,
+                "tokens_per_second": args.tps,
+                "output_tokens": args.tokens,
+            }
+        ]
+    )
     started = time.monotonic()
     results: dict[tuple[int, str], list[dict[str, float]]] = {}
     sim_share: dict[int, list[float]] = {}
@@ -116,9 +140,12 @@ def main() -> None:
                     order = kinds if rep % 2 == 0 else kinds[::-1]
                     for kind in order:
                         with CpuMeter(sim) as meter:
-                            answer = workers[kind].run(mode="burst", concurrency=level,
-                                                       sequential=sequential,
-                                                       max_tokens=args.tokens)
+                            answer = workers[kind].run(
+                                mode="burst",
+                                concurrency=level,
+                                sequential=sequential,
+                                max_tokens=args.tokens,
+                            )
                         sim_share.setdefault(level, []).append(meter.share)
                         truth = sim.records(limit=4 * level * sequential + 100)
                         metrics = run_metrics(answer["streams"], truth)
@@ -126,8 +153,11 @@ def main() -> None:
                         results.setdefault((level, kind), []).append(metrics)
                         failed = [s for s in answer["streams"] if not s.get("ok")]
                         if failed:
-                            print(f"# {kind} c={level}: {len(failed)} failed, e.g. "
-                                  f"{failed[0].get('error')}", file=sys.stderr)
+                            print(
+                                f"# {kind} c={level}: {len(failed)} failed, e.g. "
+                                f"{failed[0].get('error')}",
+                                file=sys.stderr,
+                            )
         finally:
             for worker in workers.values():
                 worker.stop()
@@ -138,21 +168,48 @@ def main() -> None:
         for kind in kinds:
             runs = results[(level, kind)]
 
-            def cell(key: str, scale: float = ms, digits: int = 2,
-                     runs: list[dict[str, float]] = runs) -> str:
+            def cell(
+                key: str, scale: float = ms, digits: int = 2, runs: list[dict[str, float]] = runs
+            ) -> str:
                 return Summary(r[key] for r in runs).fmt(scale, digits)
 
-            rows.append([level, kind, cell("lag_p50"), cell("lag_p99"), cell("rep_p50"),
-                         cell("rep_p99"), cell("transit_p99"), cell("tps_p50", 100),
-                         cell("tps_p99", 100), cell("preempted", 1, 0),
-                         int(sum(r["failed"] for r in runs))])
+            rows.append(
+                [
+                    level,
+                    kind,
+                    cell("lag_p50"),
+                    cell("lag_p99"),
+                    cell("rep_p50"),
+                    cell("rep_p99"),
+                    cell("transit_p99"),
+                    cell("tps_p50", 100),
+                    cell("tps_p99", 100),
+                    cell("preempted", 1, 0),
+                    int(sum(r["failed"] for r in runs)),
+                ]
+            )
     print()
-    print("TTFT error = client first token seen - server first_token_sent (ms); "
-          "reported-true = reported TTFT - server TTFT (ms); "
-          "decode error = reported/true tok/s - 1 (%); median [min..max] over runs")
-    print_table(["streams", "prober", "TTFT err p50 ms", "TTFT err p99 ms", "rep-true p50 ms",
-                 "rep-true p99 ms", "transit p99 ms", "decode err p50 %", "|decode err| p99 %",
-                 "preempted", "failed"], rows)
+    print(
+        "TTFT error = client first token seen - server first_token_sent (ms); "
+        "reported-true = reported TTFT - server TTFT (ms); "
+        "decode error = reported/true tok/s - 1 (%); median [min..max] over runs"
+    )
+    print_table(
+        [
+            "streams",
+            "prober",
+            "TTFT err p50 ms",
+            "TTFT err p99 ms",
+            "rep-true p50 ms",
+            "rep-true p99 ms",
+            "transit p99 ms",
+            "decode err p50 %",
+            "|decode err| p99 %",
+            "preempted",
+            "failed",
+        ],
+        rows,
+    )
     mine = [k for k in kinds if k.startswith("perfgen")]
     if mine and "sdk" in kinds:
         print()
@@ -163,18 +220,24 @@ def main() -> None:
                 pairs = list(zip(results[(level, kind)], results[(level, "sdk")], strict=True))
 
                 def ratio(key: str, pairs: list[Any] = pairs) -> str:
-                    return Summary(p[key] / s[key] if s[key] else math.nan
-                                   for p, s in pairs).fmt(1)
+                    return Summary(p[key] / s[key] if s[key] else math.nan for p, s in pairs).fmt(1)
 
-                ratio_rows.append([kind, level, ratio("lag_p50"), ratio("lag_p99"),
-                                   ratio("rep_p99")])
-        print_table(["prober", "streams", "TTFT err p50 ratio", "TTFT err p99 ratio",
-                     "rep-true p99 ratio"], ratio_rows)
+                ratio_rows.append(
+                    [kind, level, ratio("lag_p50"), ratio("lag_p99"), ratio("rep_p99")]
+                )
+        print_table(
+            ["prober", "streams", "TTFT err p50 ratio", "TTFT err p99 ratio", "rep-true p99 ratio"],
+            ratio_rows,
+        )
     print()
-    print_table(["streams", "simulator CPU share during runs (1.0 = one core)"],
-                [[level, Summary(sim_share[level]).fmt(1)] for level in levels])
-    print("preempted = involuntary context switches of the prober process during a run: "
-          "another process took its CPU (the machine is shared)")
+    print_table(
+        ["streams", "simulator CPU share during runs (1.0 = one core)"],
+        [[level, Summary(sim_share[level]).fmt(1)] for level in levels],
+    )
+    print(
+        "preempted = involuntary context switches of the prober process during a run: "
+        "another process took its CPU (the machine is shared)"
+    )
     print(f"# wall {time.monotonic() - started:.0f} s")
 
 

@@ -8,7 +8,7 @@ the last --history minutes (enough for the 15 min hysteresis range query), then
 Prometheus (/usr/bin/prometheus, 127.0.0.1, temp storage; stack.processes.start_prometheus)
 serves them. Every scenario's candidates are all 1000 models.
 
-Each command runs as a user runs it: a fresh `python -c 'from generator.cli import main;
+Each command runs as a user runs it: a fresh `python -c 'from perfgen.cli import main;
 main()'` process; wall time includes interpreter start and imports (shown separately as
 `perfgen --help`). Figures: median [min..max] over --runs runs.
 
@@ -39,30 +39,43 @@ from common import (  # noqa: E402
     repo_env,
 )
 
-SCENARIOS = ("default", "background", "think", "plan_implementation", "long_context",
-             "web_search", "image")
+SCENARIOS = (
+    "default",
+    "background",
+    "think",
+    "plan_implementation",
+    "long_context",
+    "web_search",
+    "image",
+)
 PROVIDERS = 10
 MODELS_PER_PROVIDER = 100
 WINDOW = "1h"
 
 
 def models() -> list[tuple[str, str]]:
-    return [(f"p{p}", f"model-{m:03d}") for p in range(PROVIDERS)
-            for m in range(MODELS_PER_PROVIDER)]
+    return [
+        (f"p{p}", f"model-{m:03d}") for p in range(PROVIDERS) for m in range(MODELS_PER_PROVIDER)
+    ]
 
 
 def proxy_config() -> str:
     every = models()
-    lines = ['[proxy]', 'host = "127.0.0.1"', "port = 3456", 'api_key = "sk-proxy"', "",
-             "[router]"]
+    lines = ["[proxy]", 'host = "127.0.0.1"', "port = 3456", 'api_key = "sk-proxy"', "", "[router]"]
     for i, scenario in enumerate(SCENARIOS):
-        chain = "|".join(f"{p},{m}" for p, m in every[i * 3:i * 3 + 3])
+        chain = "|".join(f"{p},{m}" for p, m in every[i * 3 : i * 3 + 3])
         lines.append(f'{scenario} = "{chain}"')
     lines.append("")
     names = ", ".join(f'"model-{m:03d}"' for m in range(MODELS_PER_PROVIDER))
     for p in range(PROVIDERS):
-        lines += ["[[providers]]", f'name = "p{p}"', f'api_base_url = "http://127.0.0.1:9/p{p}/v1"',
-                  'api_key = "sk-bench"', f"models = [{names}]", ""]
+        lines += [
+            "[[providers]]",
+            f'name = "p{p}"',
+            f'api_base_url = "http://127.0.0.1:9/p{p}/v1"',
+            'api_key = "sk-bench"',
+            f"models = [{names}]",
+            "",
+        ]
     lines += ["[performance]", f'window = "{WINDOW}"', ""]
     candidates = ", ".join(f'"{p},{m}"' for p, m in every)
     for scenario in SCENARIOS:
@@ -88,8 +101,9 @@ def openmetrics(history_minutes: int, now: float) -> str:
         for t in times:
             for scenario, score in scores.items():
                 labels = f'{{{base},scenario="{scenario}"}}'
-                out.append(f"provider_model:llm_performance_score:ratio_{WINDOW}{labels} "
-                           f"{score:.4f} {t}")
+                out.append(
+                    f"provider_model:llm_performance_score:ratio_{WINDOW}{labels} {score:.4f} {t}"
+                )
                 out.append(f"provider_model:llm_meets_thresholds:bool_{WINDOW}{labels} 1 {t}")
             for name, value in plain.items():
                 out.append(f"{name}{{{base}}} {value:.4f} {t}")
@@ -108,15 +122,18 @@ def timed(argv: list[str], ok_codes: tuple[int, ...] = (0,)) -> tuple[float, str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--history", type=int, default=20, help="minutes of backfilled samples")
-    parser.add_argument("--profile", action="store_true",
-                        help="afterwards, run generate once under py-spy and print where "
-                        "its time goes")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="afterwards, run generate once under py-spy and print where its time goes",
+    )
     args = parser.parse_args()
-    from stack.processes import find_binary, start_prometheus
+    from perfgen.stack.processes import find_binary, start_prometheus
 
     print_machine()
     started = time.monotonic()
@@ -130,51 +147,88 @@ def main() -> None:
         om = root / "series.om"
         t0 = time.monotonic()
         om.write_text(openmetrics(args.history, time.time()))
-        subprocess.run([find_binary("promtool"), "tsdb", "create-blocks-from", "openmetrics",
-                        str(om), str(data)], check=True, capture_output=True, timeout=170)
+        subprocess.run(
+            [
+                find_binary("promtool"),
+                "tsdb",
+                "create-blocks-from",
+                "openmetrics",
+                str(om),
+                str(data),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=170,
+        )
         backfill_s = time.monotonic() - t0
         om.unlink()
-        prometheus = start_prometheus(root / "prometheus", "global:\n  scrape_interval: 1m\n",
-                                      retention="1d")
+        prometheus = start_prometheus(
+            root / "prometheus", "global:\n  scrape_interval: 1m\n", retention="1d"
+        )
         try:
             url = prometheus.url
             assert url, "start_prometheus gave no URL"
-            count = http_json(f"{url}/api/v1/query?query=count("
-                              f"provider_model:llm_performance_score:ratio_{WINDOW})")
+            count = http_json(
+                f"{url}/api/v1/query?query=count("
+                f"provider_model:llm_performance_score:ratio_{WINDOW})"
+            )
             series = count["data"]["result"][0]["value"][1] if count["data"]["result"] else "0"
-            print(f"# {len(models())} models x {len(SCENARIOS)} scenarios; {series} score "
-                  f"series in Prometheus; backfill {backfill_s:.1f} s")
+            print(
+                f"# {len(models())} models x {len(SCENARIOS)} scenarios; {series} score "
+                f"series in Prometheus; backfill {backfill_s:.1f} s"
+            )
             help_t: list[float] = []
             gen_t: list[float] = []
             query_t: list[float] = []
             last_gen = last_query = ""
             for _ in range(args.runs):
                 help_t.append(timed(perfgen_argv("--help"))[0])
-                elapsed, last_gen = timed(perfgen_argv("generate", "--config", str(config),
-                                                       "--prometheus", url, "--dry-run"),
-                                          ok_codes=(0, 3))
+                elapsed, last_gen = timed(
+                    perfgen_argv(
+                        "generate", "--config", str(config), "--prometheus", url, "--dry-run"
+                    ),
+                    ok_codes=(0, 3),
+                )
                 gen_t.append(elapsed)
-                elapsed, last_query = timed(perfgen_argv("query", "--prometheus", url,
-                                                         "--config", str(config)))
+                elapsed, last_query = timed(
+                    perfgen_argv("query", "--prometheus", url, "--config", str(config))
+                )
                 query_t.append(elapsed)
             if args.profile:
                 out = root / "generate.txt"
-                subprocess.run(["py-spy", "record", "--rate", "250", "--format", "raw", "-o",
-                                str(out), "--", *perfgen_argv(
-                                    "generate", "--config", str(config), "--prometheus", url,
-                                    "--dry-run")],
-                               env=repo_env(), capture_output=True, timeout=170)
+                subprocess.run(
+                    [
+                        "py-spy",
+                        "record",
+                        "--rate",
+                        "250",
+                        "--format",
+                        "raw",
+                        "-o",
+                        str(out),
+                        "--",
+                        *perfgen_argv(
+                            "generate", "--config", str(config), "--prometheus", url, "--dry-run"
+                        ),
+                    ],
+                    env=repo_env(),
+                    capture_output=True,
+                    timeout=170,
+                )
                 spy = PySpy(0, out)
         finally:
             prometheus.stop()
         if spy is not None:
             print_profile(spy, "perfgen generate --dry-run (whole process)", 25)
     print()
-    print_table(["command (1000 models, 7 scenarios)", "wall s, median [min..max]", "goal"], [
-        ["perfgen --help (interpreter + CLI start)", Summary(help_t).fmt(1, 3), "-"],
-        ["perfgen generate --dry-run", Summary(gen_t).fmt(1, 3), "< 2 s"],
-        ["perfgen query (scenario default, table)", Summary(query_t).fmt(1, 3), "< 2 s"],
-    ])
+    print_table(
+        ["command (1000 models, 7 scenarios)", "wall s, median [min..max]", "goal"],
+        [
+            ["perfgen --help (interpreter + CLI start)", Summary(help_t).fmt(1, 3), "-"],
+            ["perfgen generate --dry-run", Summary(gen_t).fmt(1, 3), "< 2 s"],
+            ["perfgen query (scenario default, table)", Summary(query_t).fmt(1, 3), "< 2 s"],
+        ],
+    )
     print()
     print(f"generate said: {last_gen.strip().splitlines()[-1] if last_gen.strip() else '-'}")
     print(f"query printed {len(last_query.splitlines())} lines")

@@ -43,9 +43,10 @@ MODEL = "m"
 PROVIDER = "sim"
 PROMPT = "Explain in one sentence what a hash map is."
 # perf_counter and monotonic must be one clock for cross-process comparisons.
-assert time.get_clock_info("perf_counter").implementation == time.get_clock_info(
-    "monotonic"
-).implementation
+assert (
+    time.get_clock_info("perf_counter").implementation
+    == time.get_clock_info("monotonic").implementation
+)
 
 Stream = dict[str, Any]  # rid, t0, first, last, ttft, tps, tokens, ok, error
 
@@ -59,8 +60,9 @@ class SdkProber:
     def __init__(self, base_url: str) -> None:
         from openai import AsyncOpenAI
 
-        self.client = AsyncOpenAI(base_url=f"{base_url}/{PROVIDER}/v1", api_key="sk-bench",
-                                  max_retries=0, timeout=60)
+        self.client = AsyncOpenAI(
+            base_url=f"{base_url}/{PROVIDER}/v1", api_key="sk-bench", max_retries=0, timeout=60
+        )
 
     async def stream(self, max_tokens: int) -> Stream:
         perf_counter = time.perf_counter
@@ -89,8 +91,17 @@ class SdkProber:
         ok = first is not None
         ttft = first - t0 if ok else None
         tps = (tokens - 1) / (last - first) if ok and last > first and tokens > 1 else None
-        return {"rid": rid, "t0": t0, "first": first, "last": last, "ttft": ttft, "tps": tps,
-                "tokens": tokens, "ok": ok, "error": None}
+        return {
+            "rid": rid,
+            "t0": t0,
+            "first": first,
+            "last": last,
+            "ttft": ttft,
+            "tps": tps,
+            "tokens": tokens,
+            "ok": ok,
+            "error": None,
+        }
 
     async def close(self) -> None:
         await self.client.close()
@@ -111,15 +122,20 @@ class BareProber:
     async def stream(self, max_tokens: int) -> Stream:
         perf_counter = time.perf_counter
         loads = json.loads
-        body = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}],
-                "max_tokens": max_tokens, "stream": True,
-                "stream_options": {"include_usage": True}}
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         t0 = perf_counter()
         first = last = None
         chunks = 0
         usage_tokens = None
-        async with self.session.post(self.url, json=body,
-                                     headers={"Authorization": "Bearer sk-bench"}) as resp:
+        async with self.session.post(
+            self.url, json=body, headers={"Authorization": "Bearer sk-bench"}
+        ) as resp:
             rid = resp.headers.get("x-sim-request-id")
             async for line in resp.content:
                 now = perf_counter()
@@ -142,8 +158,17 @@ class BareProber:
         ok = first is not None
         ttft = first - t0 if ok else None
         tps = (tokens - 1) / (last - first) if ok and last > first and tokens > 1 else None
-        return {"rid": rid, "t0": t0, "first": first, "last": last, "ttft": ttft, "tps": tps,
-                "tokens": tokens, "ok": ok, "error": None}
+        return {
+            "rid": rid,
+            "t0": t0,
+            "first": first,
+            "last": last,
+            "ttft": ttft,
+            "tps": tps,
+            "tokens": tokens,
+            "ok": ok,
+            "error": None,
+        }
 
     async def close(self) -> None:
         await self.session.close()
@@ -215,15 +240,24 @@ class RawProber:
 
     async def stream(self, max_tokens: int) -> Stream:
         loop = asyncio.get_running_loop()
-        body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": PROMPT}],
-                           "max_tokens": max_tokens, "stream": True,
-                           "stream_options": {"include_usage": True}}).encode()
-        request = (f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                   "Authorization: Bearer sk-bench\r\nContent-Type: application/json\r\n"
-                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        body = json.dumps(
+            {
+                "model": MODEL,
+                "messages": [{"role": "user", "content": PROMPT}],
+                "max_tokens": max_tokens,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+        ).encode()
+        request = (
+            f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            "Authorization: Bearer sk-bench\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
         done: asyncio.Future[None] = loop.create_future()
         transport, protocol = await loop.create_connection(
-            lambda: _RawProtocol(done), self.host, self.port)
+            lambda: _RawProtocol(done), self.host, self.port
+        )
         t0 = time.perf_counter()
         transport.write(request + body)
         try:
@@ -234,10 +268,18 @@ class RawProber:
         tokens = p.usage if p.usage is not None else p.chunks
         ok = p.first is not None and p.last is not None
         ttft = p.first - t0 if ok else None
-        tps = ((tokens - 1) / (p.last - p.first) if ok and p.last > p.first and tokens > 1
-               else None)
-        return {"rid": p.rid, "t0": t0, "first": p.first, "last": p.last, "ttft": ttft,
-                "tps": tps, "tokens": tokens, "ok": ok, "error": None}
+        tps = (tokens - 1) / (p.last - p.first) if ok and p.last > p.first and tokens > 1 else None
+        return {
+            "rid": p.rid,
+            "t0": t0,
+            "first": p.first,
+            "last": p.last,
+            "ttft": ttft,
+            "tps": tps,
+            "tokens": tokens,
+            "ok": ok,
+            "error": None,
+        }
 
     async def close(self) -> None:
         pass
@@ -286,9 +328,9 @@ class PerfgenProber:
 
     def __init__(self, base_url: str, shared_session: bool = False) -> None:
         import aiohttp
+        import perfgen.exporter.probe as engine
 
-        import exporter.probe as engine
-        from exporter.config import Target, parse_config
+        from perfgen.config import Target, parse_config
 
         self.run_probe = engine.run_probe
         self.config = parse_config(perfgen_config_text(base_url), "<bench>")
@@ -305,7 +347,7 @@ class PerfgenProber:
         engine.create_session = create_session  # type: ignore[assignment]
         self.session: aiohttp.ClientSession | None = None
         if shared_session:
-            from exporter.app import create_probe_session
+            from perfgen.exporter.app import create_probe_session
 
             self.session = create_probe_session()
 
@@ -359,15 +401,20 @@ class PerfgenExporterProber(PerfgenProber):
     """perfgen's engine as the exporter runs it: its session and its GC settings."""
 
     def __init__(self, base_url: str) -> None:
-        from exporter.cli import tune_gc
+        from perfgen.exporter.cli import tune_gc
 
         super().__init__(base_url, shared_session=True)
         tune_gc()  # as `perfgen exporter` does once its app is built
 
 
-PROBERS = {"perfgen": PerfgenProber, "perfgen_shared": PerfgenSharedProber,
-           "perfgen_exporter": PerfgenExporterProber,
-           "sdk": SdkProber, "bare": BareProber, "raw": RawProber}
+PROBERS = {
+    "perfgen": PerfgenProber,
+    "perfgen_shared": PerfgenSharedProber,
+    "perfgen_exporter": PerfgenExporterProber,
+    "sdk": SdkProber,
+    "bare": BareProber,
+    "raw": RawProber,
+}
 
 
 # --------------------------------------------------------------------------- worker
@@ -437,8 +484,9 @@ class GcPauses:
         return out
 
 
-async def serve(kind: str, base_url: str, slow_callback_ms: float | None = None,
-                gc_mode: str = "on") -> None:
+async def serve(
+    kind: str, base_url: str, slow_callback_ms: float | None = None, gc_mode: str = "on"
+) -> None:
     prober = PROBERS[kind](base_url)
     if gc_mode in ("freeze", "big0"):
         gc.collect()
@@ -463,20 +511,36 @@ async def serve(kind: str, base_url: str, slow_callback_ms: float | None = None,
             ru0 = resource.getrusage(resource.RUSAGE_SELF)
             pauses.take()
             if command["mode"] == "burst":
-                streams = await run_burst(prober, command["concurrency"],
-                                          command.get("sequential", 1), command["max_tokens"])
+                streams = await run_burst(
+                    prober,
+                    command["concurrency"],
+                    command.get("sequential", 1),
+                    command["max_tokens"],
+                )
             else:
-                streams = await run_sustained(prober, command["streams"], command["seconds"],
-                                              command["max_tokens"], command["stream_seconds"])
+                streams = await run_sustained(
+                    prober,
+                    command["streams"],
+                    command["seconds"],
+                    command["max_tokens"],
+                    command["stream_seconds"],
+                )
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
             ru1 = resource.getrusage(resource.RUSAGE_SELF)
-            print(json.dumps({
-                "cpu": cpu, "wall": wall, "streams": streams,
-                # Involuntary context switches: another process took this one's CPU.
-                "preempted": ru1.ru_nivcsw - ru0.ru_nivcsw,
-                # generation -> [collections, total seconds, longest seconds]
-                "gc": pauses.take(),
-            }), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "cpu": cpu,
+                        "wall": wall,
+                        "streams": streams,
+                        # Involuntary context switches: another process took this one's CPU.
+                        "preempted": ru1.ru_nivcsw - ru0.ru_nivcsw,
+                        # generation -> [collections, total seconds, longest seconds]
+                        "gc": pauses.take(),
+                    }
+                ),
+                flush=True,
+            )
     finally:
         await prober.close()
 
@@ -486,13 +550,25 @@ def main() -> None:
     parser.add_argument("kind", choices=sorted(PROBERS))
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--cpu", type=int, default=None, help="pin this process to one CPU")
-    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
-                        help="event loop (uvloop: bench-only experiment, `pip install uvloop`)")
-    parser.add_argument("--gc", choices=["on", "off", "freeze", "big0"], default="on",
-                        help="experiments: off = gc.disable(); freeze = gc.freeze() once the "
-                        "prober is set up; big0 = freeze + gc.set_threshold(20_000, 20, 100)")
-    parser.add_argument("--slow-callback-ms", type=float, default=None,
-                        help="diagnostic: asyncio debug mode, log callbacks slower than this")
+    parser.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="event loop (uvloop: bench-only experiment, `pip install uvloop`)",
+    )
+    parser.add_argument(
+        "--gc",
+        choices=["on", "off", "freeze", "big0"],
+        default="on",
+        help="experiments: off = gc.disable(); freeze = gc.freeze() once the "
+        "prober is set up; big0 = freeze + gc.set_threshold(20_000, 20, 100)",
+    )
+    parser.add_argument(
+        "--slow-callback-ms",
+        type=float,
+        default=None,
+        help="diagnostic: asyncio debug mode, log callbacks slower than this",
+    )
     args = parser.parse_args()
     if args.gc == "off":
         gc.disable()

@@ -25,6 +25,13 @@ from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
+from perfgen.exporter import logs
+from perfgen.exporter import probe as probe_engine
+from perfgen.exporter.metrics import CumulativeStore, Key, render_probe
+from perfgen.exporter.probe import run_probe as default_run_probe
+from perfgen.exporter.protocols.base import loggable_url
+from perfgen.exporter.result import ProbeResult
+from perfgen.exporter.scheduler import OUTCOMES, Answer, CostSettings, Scheduler
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
@@ -32,9 +39,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from exporter import logs
-from exporter import probe as probe_engine
-from exporter.config import (
+from perfgen.config import (
     Config,
     ConfigError,
     Module,
@@ -44,11 +49,6 @@ from exporter.config import (
     redact,
     secret_values,
 )
-from exporter.metrics import CumulativeStore, Key, render_probe
-from exporter.probe import run_probe as default_run_probe
-from exporter.protocols.base import loggable_url
-from exporter.result import ProbeResult
-from exporter.scheduler import OUTCOMES, Answer, CostSettings, Scheduler
 
 # Prometheus 2.x parses this; the client library's default names a newer format version.
 EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -75,8 +75,7 @@ def create_probe_session() -> aiohttp.ClientSession:
     provider's cookies into the next one, as a fresh session per probe never did.
     """
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS)
-    return probe_engine.create_session(connector=connector,
-                                       cookie_jar=aiohttp.DummyCookieJar())
+    return probe_engine.create_session(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 
 @dataclass(frozen=True)
@@ -147,24 +146,37 @@ class Exporter:
             config = load_config(self.config_path)
         except ConfigError as exc:
             self.reload_successful = False
-            logs.event(self.logger, logging.ERROR, "config reload failed, running config kept",
-                       file=exc.path, key=exc.key, error=exc.message)
+            logs.event(
+                self.logger,
+                logging.ERROR,
+                "config reload failed, running config kept",
+                file=exc.path,
+                key=exc.key,
+                error=exc.message,
+            )
             return exc
         self._previous_secrets = _secret_values(self.config)
         self.config = config
         self.scheduler.configure(CostSettings.from_performance(config.performance))
-        logs.set_format(self.logger,
-                        self._log_format_override or config.performance.exporter.log_format)
+        logs.set_format(
+            self.logger, self._log_format_override or config.performance.exporter.log_format
+        )
         self.reload_successful = True
         self.reload_success_time = time.time()
-        logs.event(self.logger, logging.INFO, "config reloaded", file=config.path,
-                   targets=len(config.performance.targets))
+        logs.event(
+            self.logger,
+            logging.INFO,
+            "config reloaded",
+            file=config.path,
+            targets=len(config.performance.targets),
+        )
         return None
 
     # ------------------------------------------------------------------ probing
 
-    async def answer(self, target: Target, module: Module, provider: Provider,
-                     timeout: float) -> Answer:
+    async def answer(
+        self, target: Target, module: Module, provider: Provider, timeout: float
+    ) -> Answer:
         """One scrape's answer, paying for a probe only when cost control allows it."""
         key = (target.provider, target.model, module.name)
         config = self.config
@@ -182,10 +194,16 @@ class Exporter:
         if answer.outcome == "budget_exhausted" and not self._budget_warned:
             self._budget_warned = True
             level = logging.WARNING
-        logs.event(self.logger, level, "probe not run", target=target.name,
-                   module=module.name, outcome=answer.outcome,
-                   budget_used=self.scheduler.budget.used(),
-                   budget_limit=self.scheduler.budget.limit)
+        logs.event(
+            self.logger,
+            level,
+            "probe not run",
+            target=target.name,
+            module=module.name,
+            outcome=answer.outcome,
+            budget_used=self.scheduler.budget.used(),
+            budget_limit=self.scheduler.budget.limit,
+        )
         return answer
 
     async def test_now(self, target: Target, module: Module, provider: Provider) -> Answer:
@@ -200,8 +218,9 @@ class Exporter:
         async def start(remaining: float) -> ProbeResult:
             return await self._paid_probe(config, target, module, provider, remaining)
 
-        answer = await self.scheduler.probe(key, start, timeout=module.timeout_seconds,
-                                            cost=probe_cost(module), manual=True)
+        answer = await self.scheduler.probe(
+            key, start, timeout=module.timeout_seconds, cost=probe_cost(module), manual=True
+        )
         if answer.outcome == "fresh":
             self.manual_tests[key] = began
         return answer
@@ -212,36 +231,42 @@ class Exporter:
 
     def forget(self, target: Target, module: str | None = None) -> dict[str, int]:
         """Drop a target's cumulative data, last results and kept probes; counts per kind."""
+
         def matches(provider: str, model: str, module_name: str) -> bool:
             return (provider, model) == (target.provider, target.model) and (
-                module is None or module_name == module)
+                module is None or module_name == module
+            )
 
         series = [key for key in self.stores if matches(*key)]
         for key in series:
             del self.stores[key]
         results = self.scheduler.forget(target.provider, target.model, module)
-        kept = [p for p in self.recent
-                if not matches(p.result.provider, p.result.model, p.result.module)]
+        kept = [
+            p
+            for p in self.recent
+            if not matches(p.result.provider, p.result.model, p.result.module)
+        ]
         dropped = len(self.recent) - len(kept)
         self.recent.clear()
         self.recent.extend(kept)
         return {"series": len(series), "last_results": results, "recent_probes": dropped}
 
-    async def _paid_probe(self, config: Config, target: Target, module: Module,
-                          provider: Provider, timeout: float) -> ProbeResult:
+    async def _paid_probe(
+        self, config: Config, target: Target, module: Module, provider: Provider, timeout: float
+    ) -> ProbeResult:
         # The probe engine rotates prompts per target+module on its own.
-        result = await self._run_probe(config, target, module, timeout=timeout,
-                                       session=self.session)
+        result = await self._run_probe(
+            config, target, module, timeout=timeout, session=self.session
+        )
         self.stores.setdefault(
-            (result.provider, result.model, result.module), CumulativeStore()).observe(result)
+            (result.provider, result.model, result.module), CumulativeStore()
+        ).observe(result)
         self.last_probe_at = time.time()
         fields = _result_fields(result)
         line = logs.probe_line("probe finished", timeout=round(timeout, 3), **fields)
-        self.recent.append(RecentProbe(self._next_id, result, timeout, module, provider,
-                                       (line,)))
+        self.recent.append(RecentProbe(self._next_id, result, timeout, module, provider, (line,)))
         self._next_id += 1
-        logs.event(self.logger, logging.INFO, "probe finished", timeout=round(timeout, 3),
-                   **fields)
+        logs.event(self.logger, logging.INFO, "probe finished", timeout=round(timeout, 3), **fields)
         return result
 
     def find_recent(self, probe_id: int) -> RecentProbe | None:
@@ -268,11 +293,17 @@ def _secret_values(config: Config) -> list[str]:
 
 def _result_fields(result: ProbeResult) -> dict[str, object]:
     return {
-        "target": result.target, "module": result.module, "success": result.success,
-        "reason": result.failure_reason, "detail": result.failure_detail,
-        "ttft_seconds": result.ttft_seconds, "duration_seconds": result.duration_seconds,
-        "tokens_per_second": result.tokens_per_second, "output_tokens": result.output_tokens,
-        "requests": len(result.requests), "elapsed_seconds": result.elapsed_seconds,
+        "target": result.target,
+        "module": result.module,
+        "success": result.success,
+        "reason": result.failure_reason,
+        "detail": result.failure_detail,
+        "ttft_seconds": result.ttft_seconds,
+        "duration_seconds": result.duration_seconds,
+        "tokens_per_second": result.tokens_per_second,
+        "output_tokens": result.output_tokens,
+        "requests": len(result.requests),
+        "elapsed_seconds": result.elapsed_seconds,
     }
 
 
@@ -289,37 +320,56 @@ class _HealthCollector(Collector):
         def gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, help_text, value=value)
 
-        yield gauge("perfgen_exporter_config_last_reload_successful",
-                    "1 if the last config (re)load succeeded.",
-                    1 if exporter.reload_successful else 0)
-        yield gauge("perfgen_exporter_config_last_reload_success_timestamp_seconds",
-                    "Unix time of the last successful config load.",
-                    exporter.reload_success_time)
-        yield gauge("perfgen_exporter_probes_in_flight",
-                    "Paid probes running or waiting for a concurrency slot.",
-                    scheduler.in_flight)
-        scrapes = CounterMetricFamily("perfgen_exporter_scrapes",
-                                      "/probe scrapes by module and cost-control outcome.",
-                                      labels=("module", "outcome"))
+        yield gauge(
+            "perfgen_exporter_config_last_reload_successful",
+            "1 if the last config (re)load succeeded.",
+            1 if exporter.reload_successful else 0,
+        )
+        yield gauge(
+            "perfgen_exporter_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load.",
+            exporter.reload_success_time,
+        )
+        yield gauge(
+            "perfgen_exporter_probes_in_flight",
+            "Paid probes running or waiting for a concurrency slot.",
+            scheduler.in_flight,
+        )
+        scrapes = CounterMetricFamily(
+            "perfgen_exporter_scrapes",
+            "/probe scrapes by module and cost-control outcome.",
+            labels=("module", "outcome"),
+        )
         modules = sorted(set(performance.modules) | {m for m, _ in scheduler.scrapes})
         for module in modules:
             for outcome in OUTCOMES:
                 scrapes.add_metric([module, outcome], scheduler.scrapes[(module, outcome)])
         yield scrapes
-        yield gauge("perfgen_exporter_budget_output_tokens_used",
-                    "Output tokens spent by probes in the last hour.",
-                    scheduler.budget.used())
-        yield gauge("perfgen_exporter_budget_output_tokens_limit",
-                    "Output tokens probes may spend per hour (0 = unlimited).",
-                    scheduler.budget.limit)
-        yield gauge("perfgen_exporter_budget_exhausted",
-                    "1 while the hourly token budget refuses probes.",
-                    1 if scheduler.budget.exhausted() else 0)
-        yield gauge("perfgen_exporter_event_loop_lag_seconds",
-                    "How late the last periodic wake-up of the event loop was.",
-                    exporter.event_loop_lag)
-        yield gauge("perfgen_exporter_targets", "Targets configured in [performance.test_models].",
-                    len(performance.targets))
+        yield gauge(
+            "perfgen_exporter_budget_output_tokens_used",
+            "Output tokens spent by probes in the last hour.",
+            scheduler.budget.used(),
+        )
+        yield gauge(
+            "perfgen_exporter_budget_output_tokens_limit",
+            "Output tokens probes may spend per hour (0 = unlimited).",
+            scheduler.budget.limit,
+        )
+        yield gauge(
+            "perfgen_exporter_budget_exhausted",
+            "1 while the hourly token budget refuses probes.",
+            1 if scheduler.budget.exhausted() else 0,
+        )
+        yield gauge(
+            "perfgen_exporter_event_loop_lag_seconds",
+            "How late the last periodic wake-up of the event loop was.",
+            exporter.event_loop_lag,
+        )
+        yield gauge(
+            "perfgen_exporter_targets",
+            "Targets configured in [performance.test_models].",
+            len(performance.targets),
+        )
 
 
 # ---------------------------------------------------------------------- helpers
@@ -332,8 +382,9 @@ class BadProbeRequest(Exception):
 
 
 def _text(body: str, status: int = 200) -> web.Response:
-    return web.Response(text=body if body.endswith("\n") else body + "\n", status=status,
-                        content_type="text/plain")
+    return web.Response(
+        text=body if body.endswith("\n") else body + "\n", status=status, content_type="text/plain"
+    )
 
 
 def resolve(config: Config, query: dict[str, str]) -> tuple[Target, Module, Provider]:
@@ -355,7 +406,8 @@ def resolve(config: Config, query: dict[str, str]) -> tuple[Target, Module, Prov
     provider = config.provider_for(target)
     if provider is None:
         raise BadProbeRequest(
-            f"unknown target {target_text!r}: not a model of a configured provider")
+            f"unknown target {target_text!r}: not a model of a configured provider"
+        )
     return target, module, provider
 
 
@@ -373,7 +425,8 @@ def probe_timeout(module: Module, header: str | None, offset: float) -> float:
     if available <= 0:
         raise BadProbeRequest(
             f"scrape timeout {scrape_timeout:g}s leaves no time after the "
-            f"{offset:g}s offset (performance.exporter.scrape_timeout_offset_seconds)")
+            f"{offset:g}s offset (performance.exporter.scrape_timeout_offset_seconds)"
+        )
     return min(module.timeout_seconds, available)
 
 
@@ -386,11 +439,21 @@ def _secret_text(provider: Provider, which: str) -> str:
 
 def _config_lines(module: Module, provider: Provider) -> list[str]:
     lines = ["Module:"]
-    for name in ("name", "prompts", "max_tokens", "timeout_seconds", "runs", "concurrency",
-                 "input_tokens", "expected_response", "temperature"):
+    for name in (
+        "name",
+        "prompts",
+        "max_tokens",
+        "timeout_seconds",
+        "runs",
+        "concurrency",
+        "input_tokens",
+        "expected_response",
+        "temperature",
+    ):
         lines.append(f"  {name} = {getattr(module, name)!r}")
     lines += [
-        "", "Provider:",
+        "",
+        "Provider:",
         f"  name = {provider.name!r}",
         f"  protocol = {provider.protocol!r}",
         f"  api_base_url = {loggable_url(provider.api_base_url)!r}",
@@ -401,8 +464,14 @@ def _config_lines(module: Module, provider: Provider) -> list[str]:
     return lines
 
 
-def debug_text(exporter: Exporter, answer: Answer, metrics: bytes, module: Module,
-               provider: Provider, timeout: float | None) -> str:
+def debug_text(
+    exporter: Exporter,
+    answer: Answer,
+    metrics: bytes,
+    module: Module,
+    provider: Provider,
+    timeout: float | None,
+) -> str:
     """The `?debug=true` page: what was decided, what the probe logged, what it returned."""
     result = answer.result
     recent = exporter.recent_for(result)
@@ -424,6 +493,7 @@ def debug_text(exporter: Exporter, answer: Answer, metrics: bytes, module: Modul
 
 # ---------------------------------------------------------------------- handlers
 
+
 async def handle_probe(request: web.Request) -> web.Response:
     exporter = request.app[EXPORTER]
     config = exporter.config
@@ -431,15 +501,24 @@ async def handle_probe(request: web.Request) -> web.Response:
         return _text("probing is disabled ([performance] enabled = false)", 503)
     try:
         target, module, provider = resolve(config, dict(request.query))
-        timeout = probe_timeout(module, request.headers.get(SCRAPE_TIMEOUT_HEADER),
-                                config.performance.exporter.scrape_timeout_offset_seconds)
+        timeout = probe_timeout(
+            module,
+            request.headers.get(SCRAPE_TIMEOUT_HEADER),
+            config.performance.exporter.scrape_timeout_offset_seconds,
+        )
     except BadProbeRequest as exc:
         return _text(exporter.redact(str(exc)), 400)
     try:
         answer = await exporter.answer(target, module, provider, timeout)
     except Exception as exc:  # a bug in the probe engine must not take the exporter down
-        logs.event(exporter.logger, logging.ERROR, "probe crashed", target=target.name,
-                   module=module.name, error=f"{type(exc).__name__}: {exc}")
+        logs.event(
+            exporter.logger,
+            logging.ERROR,
+            "probe crashed",
+            target=target.name,
+            module=module.name,
+            error=f"{type(exc).__name__}: {exc}",
+        )
         return _text(exporter.redact(f"probe crashed: {type(exc).__name__}: {exc}"), 500)
     key = (target.provider, target.model, module.name)
     body = render_probe(exporter.store_for(key), key, answer.result, cached=answer.cached)
@@ -456,31 +535,35 @@ async def handle_debug(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text="no such probe\n") from None
     recent = exporter.find_recent(probe_id)
     if recent is None:
-        raise web.HTTPNotFound(text=f"probe {probe_id} is no longer kept "
-                                    f"(the last {RECENT_PROBES} are)\n")
+        raise web.HTTPNotFound(
+            text=f"probe {probe_id} is no longer kept (the last {RECENT_PROBES} are)\n"
+        )
     key = (recent.result.provider, recent.result.model, recent.result.module)
     body = render_probe(exporter.store_for(key), key, recent.result, cached=False)
     answer = Answer(recent.result, "fresh")
-    return _text(debug_text(exporter, answer, body, recent.module, recent.provider,
-                            recent.timeout))
+    return _text(debug_text(exporter, answer, body, recent.module, recent.provider, recent.timeout))
 
 
 async def handle_sd(request: web.Request) -> web.Response:
     performance = request.app[EXPORTER].config.performance
-    groups = [] if not performance.enabled else [
-        {
-            "targets": [target.name],
-            "labels": {
-                "__param_target": target.name,
-                "__param_module": module,
-                "provider": target.provider,
-                "model": target.model,
-                "module": module,
-            },
-        }
-        for target in performance.targets
-        for module in performance.sd_modules
-    ]
+    groups = (
+        []
+        if not performance.enabled
+        else [
+            {
+                "targets": [target.name],
+                "labels": {
+                    "__param_target": target.name,
+                    "__param_module": module,
+                    "provider": target.provider,
+                    "model": target.model,
+                    "module": module,
+                },
+            }
+            for target in performance.targets
+            for module in performance.sd_modules
+        ]
+    )
     return web.json_response(groups)
 
 
@@ -515,8 +598,9 @@ def landing_page(exporter: Exporter) -> str:
     esc = html.escape
     target_rows = "".join(
         f"<tr><td>{esc(t.name)}</td><td>"
-        + " ".join(f'<a href="{esc(_probe_link(t.name, m))}">{esc(m)}</a>'
-                   for m in performance.sd_modules)
+        + " ".join(
+            f'<a href="{esc(_probe_link(t.name, m))}">{esc(m)}</a>' for m in performance.sd_modules
+        )
         + "</td></tr>"
         for t in performance.targets
     )
@@ -540,7 +624,7 @@ tr:nth-child(even){{background:#f4f4f4}}</style></head>
 <a href="/performance/metrics">Performance (JSON)</a> ·
 <a href="/health/performance">Health</a> ·
 probe interval {performance.test_interval_minutes:g} min, budget
-{exporter.scheduler.budget.used()}/{performance.max_output_tokens_per_hour or '∞'}
+{exporter.scheduler.budget.used()}/{performance.max_output_tokens_per_hour or "∞"}
 output tokens per hour.</p>
 <h2>Targets</h2>
 <p>Links run (or reuse, under cost control) a probe and show its debug view.</p>
@@ -559,6 +643,7 @@ async def handle_index(request: web.Request) -> web.Response:
 
 # ---------------------------------------------------------------------- app
 
+
 async def _measure_lag(exporter: Exporter) -> None:
     loop = asyncio.get_running_loop()
     while True:
@@ -570,11 +655,15 @@ async def _measure_lag(exporter: Exporter) -> None:
 def _background(exporter: Exporter) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(_measure_lag(exporter))
-        logs.event(exporter.logger, logging.INFO, "exporter started",
-                   config=exporter.config.path,
-                   targets=len(exporter.config.performance.targets),
-                   gc_threshold=",".join(str(n) for n in gc.get_threshold()),
-                   gc_frozen=gc.get_freeze_count())
+        logs.event(
+            exporter.logger,
+            logging.INFO,
+            "exporter started",
+            config=exporter.config.path,
+            targets=len(exporter.config.performance.targets),
+            gc_threshold=",".join(str(n) for n in gc.get_threshold()),
+            gc_frozen=gc.get_freeze_count(),
+        )
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -601,7 +690,7 @@ def _probe_session(exporter: Exporter) -> Callable[[web.Application], AsyncItera
 
 def build_app(exporter: Exporter) -> web.Application:
     # Imported here: the management handlers import this module's helpers.
-    from exporter.management import add_management_routes
+    from perfgen.exporter.management import add_management_routes
 
     app = web.Application()
     app[EXPORTER] = exporter
@@ -632,10 +721,16 @@ def create_app(
     `log_format` overrides `[performance.exporter] log_format` (the CLI flag); `clock`
     and `run_probe` exist for tests.
     """
-    return build_app(Exporter(config_path, run_probe=run_probe, clock=clock,
-                              log_format=log_format, log_stream=log_stream))
+    return build_app(
+        Exporter(
+            config_path,
+            run_probe=run_probe,
+            clock=clock,
+            log_format=log_format,
+            log_stream=log_stream,
+        )
+    )
 
 
 def exporter_of(app: web.Application) -> Exporter:
     return app[EXPORTER]
-

@@ -14,9 +14,9 @@ import sys
 
 import click
 from aiohttp import web
+from perfgen.exporter.logs import LOG_FORMATS
 
-from exporter.config import ConfigError, load_config, redact, secret_values
-from exporter.logs import LOG_FORMATS
+from perfgen.config import ConfigError, load_config, redact, secret_values
 
 DEFAULT_LISTEN = "127.0.0.1:9470"
 # Cyclic-GC thresholds of the exporter process (CPython's defaults: 700, 10, 10).
@@ -59,7 +59,7 @@ def _display_host(host: str) -> str:
 
 
 async def _serve(app: web.Application, host: str, port: int) -> None:
-    from exporter.app import exporter_of
+    from perfgen.exporter.app import exporter_of
 
     exporter = exporter_of(app)
     # Our own signal handling: SIGHUP must reload, not stop, and SIGTERM must clean up.
@@ -86,18 +86,27 @@ async def _serve(app: web.Application, host: str, port: int) -> None:
 
 
 @click.command()
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-              help="The proxy's config.toml ([[providers]] and [performance]).")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The proxy's config.toml ([[providers]] and [performance]).",
+)
 @click.option("--listen", default=DEFAULT_LISTEN, show_default=True, help="HOST:PORT to serve on.")
-@click.option("--log-format", type=click.Choice(LOG_FORMATS), default=None,
-              help="Overrides [performance.exporter] log_format.")
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default=None,
+    help="Overrides [performance.exporter] log_format.",
+)
 def exporter(config_path: str, listen: str, log_format: str | None) -> None:
     """Serve /probe, /sd, /metrics and the management API until SIGTERM or SIGINT.
 
     SIGHUP or POST /-/reload re-reads the config; a bad config is refused and the
     running one kept.
     """
-    from exporter.app import create_app
+    from perfgen.exporter.app import create_app
 
     host, port = parse_listen(listen)
     try:
@@ -110,21 +119,32 @@ def exporter(config_path: str, listen: str, log_format: str | None) -> None:
 
 
 @click.command()
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-              help="The proxy's config.toml ([[providers]] and [performance]).")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The proxy's config.toml ([[providers]] and [performance]).",
+)
 @click.option("--target", required=True, help="PROVIDER:MODEL, a configured model.")
 @click.option("--module", "module_name", required=True, help="Probe module, e.g. latency.")
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="text: the metrics /probe would return; json: the result.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: the metrics /probe would return; json: the result.",
+)
 def probe(config_path: str, target: str, module_name: str, output_format: str) -> None:
     """Run one probe now, without cost control, and print its result.
 
     Exit 0 if the probe succeeded, 1 if it failed (the result is printed either way)
     or the config is bad, 2 if the target or module is unknown.
     """
-    from exporter.app import BadProbeRequest, resolve
-    from exporter.metrics import render_single_probe
-    from exporter.probe import run_probe
+    from perfgen.exporter.app import BadProbeRequest, resolve
+    from perfgen.exporter.metrics import render_single_probe
+    from perfgen.exporter.probe import run_probe
 
     try:
         config = load_config(config_path)
@@ -140,8 +160,7 @@ def probe(config_path: str, target: str, module_name: str, output_format: str) -
     def secrets() -> list[str]:
         return secret_values(config)
 
-    result = asyncio.run(
-        run_probe(config, resolved_target, module, timeout=module.timeout_seconds))
+    result = asyncio.run(run_probe(config, resolved_target, module, timeout=module.timeout_seconds))
     if output_format == "json":
         text = json.dumps(result.to_json(), indent=2) + "\n"
     else:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-from exporter.config import redact
+from perfgen.config import redact
 
 LOG_FORMATS = ("logfmt", "json")
 LOGGER_NAME = "perfgen.exporter"
@@ -66,8 +66,9 @@ def format_json(fields: Mapping[str, Any]) -> str:
 class StructuredFormatter(logging.Formatter):
     """One line per record in logfmt or JSON, with secrets replaced as the last step."""
 
-    def __init__(self, log_format: str = "logfmt",
-                 secrets: Callable[[], list[str]] = _no_secrets) -> None:
+    def __init__(
+        self, log_format: str = "logfmt", secrets: Callable[[], list[str]] = _no_secrets
+    ) -> None:
         super().__init__()
         if log_format not in LOG_FORMATS:
             raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}")
@@ -116,5 +117,6 @@ def event(logger: logging.Logger, level: int, message: str, **fields: Any) -> No
 
 def probe_line(message: str, **fields: Any) -> str:
     """A logfmt line for a probe's own debug log (the debug view shows these as text)."""
-    return format_logfmt({"msg": message,
-                          **{name: value for name, value in fields.items() if value is not None}})
+    return format_logfmt(
+        {"msg": message, **{name: value for name, value in fields.items() if value is not None}}
+    )

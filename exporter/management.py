@@ -32,9 +32,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
-
-from exporter import logs
-from exporter.app import (
+from perfgen.exporter import logs
+from perfgen.exporter.app import (
     EXPORTER,
     RECENT_PROBES,
     BadProbeRequest,
@@ -43,9 +42,10 @@ from exporter.app import (
     probe_cost,
     resolve,
 )
-from exporter.config import Target
-from exporter.metrics import CumulativeStore, Key
-from exporter.result import ProbeResult
+from perfgen.exporter.metrics import CumulativeStore, Key
+from perfgen.exporter.result import ProbeResult
+
+from perfgen.config import Target
 
 # A shorter token can be guessed; the management API stays off rather than accept one.
 MIN_TOKEN_LENGTH = 16
@@ -61,25 +61,37 @@ ESTIMATE_NOTE = (
 class Refusal(Exception):
     """A management request answered with an error: status, one-line reason, outcome."""
 
-    def __init__(self, status: int, message: str, outcome: str,
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        outcome: str,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.outcome = status, message, outcome
         self.headers = headers or {}
         self.extra = extra
 
 
-def _json(exporter: Exporter, data: Any, status: int = 200,
-          headers: dict[str, str] | None = None) -> web.Response:
+def _json(
+    exporter: Exporter, data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     # Through the same last-line filter as every log line: no key or token leaves here.
     text = exporter.redact(json.dumps(data, indent=1, allow_nan=False))
-    return web.Response(text=text + "\n", status=status, content_type="application/json",
-                        headers=headers)
+    return web.Response(
+        text=text + "\n", status=status, content_type="application/json", headers=headers
+    )
 
 
 def _refusal_response(exporter: Exporter, refusal: Refusal) -> web.Response:
-    return _json(exporter, {"error": refusal.message, "reason": refusal.outcome,
-                            **refusal.extra}, refusal.status, refusal.headers)
+    return _json(
+        exporter,
+        {"error": refusal.message, "reason": refusal.outcome, **refusal.extra},
+        refusal.status,
+        refusal.headers,
+    )
 
 
 def _retry_after(seconds: float) -> dict[str, str]:
@@ -87,6 +99,7 @@ def _retry_after(seconds: float) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------- auth and audit
+
 
 def token_problem(exporter: Exporter) -> str | None:
     """Why POST/DELETE are disabled, or None when a usable token is configured."""
@@ -96,11 +109,15 @@ def token_problem(exporter: Exporter) -> str | None:
     try:
         token = secret.reveal()
     except KeyError:
-        return (f"management API disabled: environment variable {secret.env_var} "
-                "(performance.exporter.management_token) is not set")
+        return (
+            f"management API disabled: environment variable {secret.env_var} "
+            "(performance.exporter.management_token) is not set"
+        )
     if len(token) < MIN_TOKEN_LENGTH:
-        return (f"management API disabled: the token in ${secret.env_var} is shorter than "
-                f"{MIN_TOKEN_LENGTH} characters")
+        return (
+            f"management API disabled: the token in ${secret.env_var} is shorter than "
+            f"{MIN_TOKEN_LENGTH} characters"
+        )
     return None
 
 
@@ -120,8 +137,9 @@ def authorize(exporter: Exporter, request: web.Request) -> None:
     challenge = {"WWW-Authenticate": 'Bearer realm="perfgen management"'}
     given = given.strip()
     if scheme.lower() != "bearer" or not given:
-        raise Refusal(401, "missing bearer token (Authorization: Bearer TOKEN)",
-                      "unauthorized", challenge)
+        raise Refusal(
+            401, "missing bearer token (Authorization: Bearer TOKEN)", "unauthorized", challenge
+        )
     if not hmac.compare_digest(_digest(given), _digest(secret.reveal())):
         raise Refusal(401, "invalid bearer token", "unauthorized", challenge)
 
@@ -133,14 +151,22 @@ def _query_field(request: web.Request, name: str) -> str | None:
     return value if len(value) <= AUDIT_FIELD_LIMIT else value[:AUDIT_FIELD_LIMIT] + "..."
 
 
-def audit(exporter: Exporter, request: web.Request, action: str, outcome: str,
-          status: int | None) -> None:
+def audit(
+    exporter: Exporter, request: web.Request, action: str, outcome: str, status: int | None
+) -> None:
     """One structured line per POST/DELETE; the Authorization header is never logged."""
     refused = outcome in ("unauthorized", "disabled")
-    logs.event(exporter.logger, logging.WARNING if refused else logging.INFO,
-               "management audit", action=action, target=_query_field(request, "target"),
-               module=_query_field(request, "module"), remote=request.remote,
-               outcome=outcome, status=status)
+    logs.event(
+        exporter.logger,
+        logging.WARNING if refused else logging.INFO,
+        "management audit",
+        action=action,
+        target=_query_field(request, "target"),
+        module=_query_field(request, "module"),
+        remote=request.remote,
+        outcome=outcome,
+        status=status,
+    )
 
 
 Action = Callable[[Exporter, web.Request], Awaitable[tuple[web.Response, str]]]
@@ -168,6 +194,7 @@ def _audited(action: str, run: Action) -> Callable[[web.Request], Awaitable[web.
 
 # ---------------------------------------------------------------------- estimates
 
+
 def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:
     """The q-quantile of cumulative (upper bound, count) buckets, as PromQL computes it.
 
@@ -183,8 +210,9 @@ def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> floa
         return None
     rank = q * observations
     # The first bucket reaching the rank; the +Inf bucket when no finite one does.
-    index = next((i for i, (_, count) in enumerate(ordered[:-1]) if count >= rank),
-                 len(ordered) - 1)
+    index = next(
+        (i for i, (_, count) in enumerate(ordered[:-1]) if count >= rank), len(ordered) - 1
+    )
     if index == len(ordered) - 1:
         return ordered[-2][0]
     upper, count = ordered[index]
@@ -200,9 +228,9 @@ def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> floa
     return lower + (upper - lower) * (rank / count)
 
 
-def _read_store(store: CumulativeStore, key: Key) -> tuple[
-    dict[str, list[tuple[float, float]]], dict[str, float], dict[str, int]
-]:
+def _read_store(
+    store: CumulativeStore, key: Key
+) -> tuple[dict[str, list[tuple[float, float]]], dict[str, float], dict[str, int]]:
     """Buckets per histogram, plain sample values, and failures by reason of one key."""
     buckets: dict[str, list[tuple[float, float]]] = {}
     values: dict[str, float] = {}
@@ -213,7 +241,8 @@ def _read_store(store: CumulativeStore, key: Key) -> tuple[
                 failures[sample.labels["reason"]] = int(sample.value)
             elif sample.name.endswith("_bucket"):
                 buckets.setdefault(family.name, []).append(
-                    (float(sample.labels["le"]), sample.value))
+                    (float(sample.labels["le"]), sample.value)
+                )
             else:
                 values[sample.name] = sample.value
     return buckets, values, failures
@@ -247,7 +276,8 @@ def performance_metrics(exporter: Exporter, key: Key) -> dict[str, Any]:
         "p99_latency_ms": _ms(histogram_quantile(0.99, ttft)),
         "latency_samples": int(ttft_count),
         "throughput_tokens_per_sec": _ratio(
-            values.get("llm_decode_tokens_per_second_sum", 0.0), decode_count),
+            values.get("llm_decode_tokens_per_second_sum", 0.0), decode_count
+        ),
         "throughput_samples": int(decode_count),
         "success_rate": _ratio(requests - failed, requests),
         "error_rate": _ratio(failed, requests),
@@ -261,6 +291,7 @@ def performance_metrics(exporter: Exporter, key: Key) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- handlers
+
 
 def _target_param(request: web.Request) -> Target:
     text = request.query.get("target", "")
@@ -278,11 +309,19 @@ async def handle_performance_metrics(request: web.Request) -> web.Response:
     entries = [
         performance_metrics(exporter, key)
         for key in sorted(exporter.stores)
-        if all(value is None or value == part
-               for value, part in zip(wanted.values(), key, strict=True))
+        if all(
+            value is None or value == part for value, part in zip(wanted.values(), key, strict=True)
+        )
     ]
-    return _json(exporter, {"since": exporter.started_at, "generated_at": time.time(),
-                            "note": ESTIMATE_NOTE, "metrics": entries})
+    return _json(
+        exporter,
+        {
+            "since": exporter.started_at,
+            "generated_at": time.time(),
+            "note": ESTIMATE_NOTE,
+            "metrics": entries,
+        },
+    )
 
 
 async def _run_test(exporter: Exporter, request: web.Request) -> tuple[web.Response, str]:
@@ -298,35 +337,58 @@ async def _run_test(exporter: Exporter, request: web.Request) -> tuple[web.Respo
     last = exporter.manual_tests.get(key)
     if last is not None and exporter.clock() < last + gap:
         wait = last + gap - exporter.clock()
-        raise Refusal(429, f"rate limited: one manual test of {target.name} module "
-                           f"{module.name} per {gap:g}s "
-                           "([performance.exporter] backoff_initial_seconds)",
-                      "rate_limited", _retry_after(wait), retry_after_seconds=wait)
+        raise Refusal(
+            429,
+            f"rate limited: one manual test of {target.name} module "
+            f"{module.name} per {gap:g}s "
+            "([performance.exporter] backoff_initial_seconds)",
+            "rate_limited",
+            _retry_after(wait),
+            retry_after_seconds=wait,
+        )
     provider_wait = exporter.scheduler.provider_wait(key)
     if provider_wait > 0:
-        raise Refusal(429, f"the provider asked to wait (Retry-After) another "
-                           f"{provider_wait:.0f}s", "provider_retry_after",
-                      _retry_after(provider_wait), retry_after_seconds=provider_wait)
+        raise Refusal(
+            429,
+            f"the provider asked to wait (Retry-After) another {provider_wait:.0f}s",
+            "provider_retry_after",
+            _retry_after(provider_wait),
+            retry_after_seconds=provider_wait,
+        )
     try:
         answer = await exporter.test_now(target, module, provider)
     except Exception as exc:  # a bug in the probe engine must not take the exporter down
-        logs.event(exporter.logger, logging.ERROR, "probe crashed", target=target.name,
-                   module=module.name, error=f"{type(exc).__name__}: {exc}")
+        logs.event(
+            exporter.logger,
+            logging.ERROR,
+            "probe crashed",
+            target=target.name,
+            module=module.name,
+            error=f"{type(exc).__name__}: {exc}",
+        )
         raise Refusal(500, f"probe crashed: {type(exc).__name__}: {exc}", "crashed") from None
     budget = exporter.scheduler.budget
     if answer.outcome == "budget_exhausted":
         cost = probe_cost(module)
         raise Refusal(
-            429, f"output-token budget exhausted: {budget.used()} used + {budget.reserved} "
-                 f"reserved of {budget.limit} per hour; this probe may need {cost}",
-            "budget_exhausted", budget_used=budget.used(), budget_reserved=budget.reserved,
-            budget_limit=budget.limit, probe_cost=cost)
+            429,
+            f"output-token budget exhausted: {budget.used()} used + {budget.reserved} "
+            f"reserved of {budget.limit} per hour; this probe may need {cost}",
+            "budget_exhausted",
+            budget_used=budget.used(),
+            budget_reserved=budget.reserved,
+            budget_limit=budget.limit,
+            probe_cost=cost,
+        )
     if answer.outcome == "no_slot" or answer.result is None:
         slots = config.performance.max_concurrent_tests
-        raise Refusal(503, f"no probe slot (max_concurrent_tests = {slots}) freed within "
-                           "half the module's timeout; try again", "no_slot")
-    response = _json(exporter, answer.result.to_json(),
-                     headers={OUTCOME_HEADER: answer.outcome})
+        raise Refusal(
+            503,
+            f"no probe slot (max_concurrent_tests = {slots}) freed within "
+            "half the module's timeout; try again",
+            "no_slot",
+        )
+    response = _json(exporter, answer.result.to_json(), headers={OUTCOME_HEADER: answer.outcome})
     return response, answer.outcome
 
 
@@ -334,22 +396,29 @@ async def _forget(exporter: Exporter, request: web.Request) -> tuple[web.Respons
     target = _target_param(request)
     module = request.query.get("module") or None
     if exporter.scheduler.busy(target.provider, target.model, module):
-        raise Refusal(409, f"a probe of {target.name} is running; retry when it has finished",
-                      "conflict")
+        raise Refusal(
+            409, f"a probe of {target.name} is running; retry when it has finished", "conflict"
+        )
     forgotten = exporter.forget(target, module)
     outcome = "forgotten" if any(forgotten.values()) else "nothing_to_forget"
-    return _json(exporter, {"target": target.name, "module": module,
-                            "forgotten": forgotten}), outcome
+    return _json(
+        exporter, {"target": target.name, "module": module, "forgotten": forgotten}
+    ), outcome
 
 
 def _history_entry(probe: RecentProbe) -> dict[str, Any]:
-    return {"id": probe.id, "debug": f"/debug/{probe.id}",
-            "timeout_seconds": probe.timeout, **probe.result.to_json()}
+    return {
+        "id": probe.id,
+        "debug": f"/debug/{probe.id}",
+        "timeout_seconds": probe.timeout,
+        **probe.result.to_json(),
+    }
 
 
 def _matches(result: ProbeResult, target: Target, module: str | None) -> bool:
     return (result.provider, result.model) == (target.provider, target.model) and (
-        module is None or result.module == module)
+        module is None or result.module == module
+    )
 
 
 async def handle_history(request: web.Request) -> web.Response:
@@ -363,17 +432,26 @@ async def handle_history(request: web.Request) -> web.Response:
             except ValueError:
                 limit = 0
             if not 1 <= limit <= RECENT_PROBES:
-                raise Refusal(400, f"limit must be an integer from 1 to {RECENT_PROBES}",
-                              "bad_request")
+                raise Refusal(
+                    400, f"limit must be an integer from 1 to {RECENT_PROBES}", "bad_request"
+                )
     except Refusal as refusal:
         return _refusal_response(exporter, refusal)
     module = request.query.get("module") or None
-    probes = [_history_entry(p) for p in reversed(exporter.recent)
-              if _matches(p.result, target, module)][:limit]
-    return _json(exporter, {"target": target.name, "provider": target.provider,
-                            "model": target.model, "module": module,
-                            "kept": f"the last {RECENT_PROBES} probes of all targets",
-                            "probes": probes})
+    probes = [
+        _history_entry(p) for p in reversed(exporter.recent) if _matches(p.result, target, module)
+    ][:limit]
+    return _json(
+        exporter,
+        {
+            "target": target.name,
+            "provider": target.provider,
+            "model": target.model,
+            "module": module,
+            "kept": f"the last {RECENT_PROBES} probes of all targets",
+            "probes": probes,
+        },
+    )
 
 
 async def handle_health(request: web.Request) -> web.Response:
@@ -384,8 +462,10 @@ async def handle_health(request: web.Request) -> web.Response:
     if not performance.enabled:
         problems.append("probing is disabled ([performance] enabled = false)")
     if budget.exhausted():
-        problems.append(f"output-token budget exhausted: {budget.used()} used + "
-                        f"{budget.reserved} reserved of {budget.limit} per hour")
+        problems.append(
+            f"output-token budget exhausted: {budget.used()} used + "
+            f"{budget.reserved} reserved of {budget.limit} per hour"
+        )
     if not exporter.reload_successful:
         warnings.append("the last config reload failed; the previous config is running")
     body = {
@@ -403,8 +483,12 @@ async def handle_health(request: web.Request) -> web.Response:
         "modules": list(performance.sd_modules),
         "probes_in_flight": scheduler.in_flight,
         "max_concurrent_tests": performance.max_concurrent_tests,
-        "budget": {"used": budget.used(), "reserved": budget.reserved, "limit": budget.limit,
-                   "exhausted": budget.exhausted()},
+        "budget": {
+            "used": budget.used(),
+            "reserved": budget.reserved,
+            "limit": budget.limit,
+            "exhausted": budget.exhausted(),
+        },
         "event_loop_lag_seconds": exporter.event_loop_lag,
         "last_probe_time": exporter.last_probe_at,
         "started_at": exporter.started_at,

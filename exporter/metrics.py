@@ -19,6 +19,12 @@ import bisect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from perfgen.exporter.result import (
+    COUNTED_FAILURE_REASONS,
+    FAILURE_REASONS,
+    UNSENT_REASONS,
+    ProbeResult,
+)
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -28,34 +34,93 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from exporter.result import COUNTED_FAILURE_REASONS, FAILURE_REASONS, UNSENT_REASONS, ProbeResult
-
 LABELS = ("provider", "model", "module")
 
 # LLM latencies span three orders of magnitude: a small hosted model answers in 100 ms,
 # a loaded reasoning model can take a minute before its first token.
-TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0,
-                30.0, 45.0, 60.0)
+TTFT_BUCKETS = (
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    1.5,
+    2.0,
+    3.0,
+    5.0,
+    7.5,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    45.0,
+    60.0,
+)
 # Reasoning models think before their first visible token, so this one reaches further.
 FIRST_CONTENT_BUCKETS = TTFT_BUCKETS + (90.0, 120.0)
-DURATION_BUCKETS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
-                    90.0, 120.0, 180.0, 240.0, 300.0)
-DECODE_RATE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 75.0, 100.0, 150.0,
-                       200.0, 300.0, 500.0, 750.0, 1000.0)
+DURATION_BUCKETS = (
+    0.25,
+    0.5,
+    1.0,
+    2.0,
+    3.0,
+    5.0,
+    7.5,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    45.0,
+    60.0,
+    90.0,
+    120.0,
+    180.0,
+    240.0,
+    300.0,
+)
+DECODE_RATE_BUCKETS = (
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    75.0,
+    100.0,
+    150.0,
+    200.0,
+    300.0,
+    500.0,
+    750.0,
+    1000.0,
+)
 
 # name -> (help, buckets, RequestResult attribute)
 HISTOGRAMS: dict[str, tuple[str, Sequence[float], str]] = {
     "llm_ttft_seconds": (
-        "Time to first token of successful probe requests.", TTFT_BUCKETS, "ttft_seconds"),
+        "Time to first token of successful probe requests.",
+        TTFT_BUCKETS,
+        "ttft_seconds",
+    ),
     "llm_first_content_seconds": (
         "Time to first visible answer token of successful probe requests.",
-        FIRST_CONTENT_BUCKETS, "first_content_seconds"),
+        FIRST_CONTENT_BUCKETS,
+        "first_content_seconds",
+    ),
     "llm_request_duration_seconds": (
         "Time from request written to last token of successful probe requests.",
-        DURATION_BUCKETS, "duration_seconds"),
+        DURATION_BUCKETS,
+        "duration_seconds",
+    ),
     "llm_decode_tokens_per_second": (
         "Decode rate (output tokens - 1) / (duration - ttft) of successful probe requests.",
-        DECODE_RATE_BUCKETS, "tokens_per_second"),
+        DECODE_RATE_BUCKETS,
+        "tokens_per_second",
+    ),
 }
 
 Key = tuple[str, str, str]  # provider, model, module
@@ -95,7 +160,8 @@ class _Series:
     )
     requests: int = 0
     failures: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(COUNTED_FAILURE_REASONS, 0))
+        default_factory=lambda: dict.fromkeys(COUNTED_FAILURE_REASONS, 0)
+    )
     output_tokens: int = 0
     input_tokens: int = 0
 
@@ -138,18 +204,21 @@ class CumulativeStore:
             family.add_metric(labels, histogram.cumulative(), histogram.total)
             families.append(family)
         requests = CounterMetricFamily(
-            "llm_requests", "Probe requests sent, successful or not.", labels=LABELS)
+            "llm_requests", "Probe requests sent, successful or not.", labels=LABELS
+        )
         requests.add_metric(labels, series.requests)
         failures = CounterMetricFamily(
-            "llm_request_failures", "Failed probe requests by reason.",
-            labels=(*LABELS, "reason"))
+            "llm_request_failures", "Failed probe requests by reason.", labels=(*LABELS, "reason")
+        )
         for reason, count in series.failures.items():
             failures.add_metric([*labels, reason], count)
         output = CounterMetricFamily(
-            "llm_output_tokens", "Output tokens received by probes.", labels=LABELS)
+            "llm_output_tokens", "Output tokens received by probes.", labels=LABELS
+        )
         output.add_metric(labels, series.output_tokens)
         inputs = CounterMetricFamily(
-            "llm_input_tokens", "Input tokens sent by probes.", labels=LABELS)
+            "llm_input_tokens", "Input tokens sent by probes.", labels=LABELS
+        )
         inputs.add_metric(labels, series.input_tokens)
         families += [requests, failures, output, inputs]
         return families
@@ -171,47 +240,86 @@ def probe_families(result: ProbeResult, *, cached: bool) -> list[Metric]:
         family.add_metric(labels, float(value))
         families.append(family)
 
-    gauge("llm_probe_success", "1 if every request of the probe succeeded.",
-          1 if result.success else 0)
+    gauge(
+        "llm_probe_success",
+        "1 if every request of the probe succeeded.",
+        1 if result.success else 0,
+    )
     gauge("llm_probe_duration_seconds", "Wall time of the whole probe.", result.elapsed_seconds)
-    gauge("llm_probe_ttft_seconds", "Time to first token (median over the probe's requests).",
-          result.ttft_seconds)
-    gauge("llm_probe_first_content_seconds", "Time to first visible answer token (median).",
-          result.first_content_seconds)
-    gauge("llm_probe_request_duration_seconds", "Time from request to last token (median).",
-          result.duration_seconds)
-    gauge("llm_probe_tokens_per_second", "Decode rate (median over the probe's requests).",
-          result.tokens_per_second)
-    gauge("llm_probe_aggregate_tokens_per_second",
-          "All streams' output tokens / wall time of the probe.",
-          result.aggregate_tokens_per_second)
+    gauge(
+        "llm_probe_ttft_seconds",
+        "Time to first token (median over the probe's requests).",
+        result.ttft_seconds,
+    )
+    gauge(
+        "llm_probe_first_content_seconds",
+        "Time to first visible answer token (median).",
+        result.first_content_seconds,
+    )
+    gauge(
+        "llm_probe_request_duration_seconds",
+        "Time from request to last token (median).",
+        result.duration_seconds,
+    )
+    gauge(
+        "llm_probe_tokens_per_second",
+        "Decode rate (median over the probe's requests).",
+        result.tokens_per_second,
+    )
+    gauge(
+        "llm_probe_aggregate_tokens_per_second",
+        "All streams' output tokens / wall time of the probe.",
+        result.aggregate_tokens_per_second,
+    )
     # The spread over the probe's successful requests (concurrent streams, several runs).
     for attribute, low, high, what in (
-        ("ttft_seconds", "llm_probe_ttft_min_seconds", "llm_probe_ttft_max_seconds",
-         "Time to first token"),
-        ("tokens_per_second", "llm_probe_tokens_per_second_min",
-         "llm_probe_tokens_per_second_max", "Decode rate"),
+        (
+            "ttft_seconds",
+            "llm_probe_ttft_min_seconds",
+            "llm_probe_ttft_max_seconds",
+            "Time to first token",
+        ),
+        (
+            "tokens_per_second",
+            "llm_probe_tokens_per_second_min",
+            "llm_probe_tokens_per_second_max",
+            "Decode rate",
+        ),
     ):
         spread = result.spread(attribute)
-        gauge(low, f"{what}, lowest of the probe's successful requests.",
-              spread[0] if spread else None)
-        gauge(high, f"{what}, highest of the probe's successful requests.",
-              spread[1] if spread else None)
+        gauge(
+            low,
+            f"{what}, lowest of the probe's successful requests.",
+            spread[0] if spread else None,
+        )
+        gauge(
+            high,
+            f"{what}, highest of the probe's successful requests.",
+            spread[1] if spread else None,
+        )
     gauge("llm_probe_output_tokens", "Output tokens of the probe.", result.output_tokens)
     gauge("llm_probe_input_tokens", "Input tokens of the probe.", result.input_tokens)
     source = result.token_count_source
-    gauge("llm_probe_token_count_estimated",
-          "1 when token counts were estimated, 0 when the server counted them.",
-          None if source is None else int(source == "estimate"))
+    gauge(
+        "llm_probe_token_count_estimated",
+        "1 when token counts were estimated, 0 when the server counted them.",
+        None if source is None else int(source == "estimate"),
+    )
     # Every reason is present so that an alert on `== 1` sees the series go back to 0.
-    failed = GaugeMetricFamily("llm_probe_failed", "1 for the failure reason of a failed probe.",
-                               labels=(*LABELS, "reason"))
+    failed = GaugeMetricFamily(
+        "llm_probe_failed",
+        "1 for the failure reason of a failed probe.",
+        labels=(*LABELS, "reason"),
+    )
     reason = None if result.success else result.failure_reason
     for name in FAILURE_REASONS:
         failed.add_metric([*labels, name], 1.0 if name == reason else 0.0)
     families.append(failed)
-    gauge("llm_probe_cached", "1 when this scrape was answered from the last result.",
-          1 if cached else 0)
+    gauge(
+        "llm_probe_cached",
+        "1 when this scrape was answered from the last result.",
+        1 if cached else 0,
+    )
     gauge("llm_probe_timestamp_seconds", "Unix time the measurement started.", result.started_at)
     return families
 

@@ -31,10 +31,8 @@ from typing import Any
 
 import aiohttp
 from multidict import CIMultiDictProxy
-
-from exporter.config import Config, Module, Provider, Target, redact, secret_values
-from exporter.prompts import build_prompt, estimate_tokens, next_prompt_index
-from exporter.protocols import (
+from perfgen.exporter.prompts import build_prompt, estimate_tokens, next_prompt_index
+from perfgen.exporter.protocols import (
     CONTENT,
     END,
     TOKEN,
@@ -44,9 +42,11 @@ from exporter.protocols import (
     WireRequest,
     get_protocol,
 )
-from exporter.protocols.base import body_error_text, loggable_url, shorten
-from exporter.result import ProbeResult, RequestResult, decode_rate
-from exporter.sse import Event, SSEDecoder
+from perfgen.exporter.protocols.base import body_error_text, loggable_url, shorten
+from perfgen.exporter.result import ProbeResult, RequestResult, decode_rate
+from perfgen.exporter.sse import Event, SSEDecoder
+
+from perfgen.config import Config, Module, Provider, Target, redact, secret_values
 
 # Deadlines come from asyncio.timeout_at; aiohttp's own timeouts would race with it.
 NO_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
@@ -195,8 +195,10 @@ async def run_probe(
     begin = time.perf_counter()
     log = _Log(secret_values(config))
     limit = module.timeout_seconds if timeout is None else timeout
-    log(f"probe {target.name} module={module.name} protocol={protocol.name} "
-        f"runs={module.runs} concurrency={module.concurrency} timeout={limit:.3g}s")
+    log(
+        f"probe {target.name} module={module.name} protocol={protocol.name} "
+        f"runs={module.runs} concurrency={module.concurrency} timeout={limit:.3g}s"
+    )
 
     try:
         api_key = provider.key_for_probing.reveal()
@@ -208,8 +210,10 @@ async def run_probe(
     log.add_secret(api_key)  # a probe-only key from a [performance.providers] override
     if _UNSENDABLE.search(api_key):
         # Say where the key is and why it cannot be sent, never what it is.
-        detail = (f"the probe API key ({_key_origin(provider)}) cannot be sent in an HTTP "
-                  "header: it holds a line break, a control character or a non-ASCII character")
+        detail = (
+            f"the probe API key ({_key_origin(provider)}) cannot be sent in an HTTP "
+            "header: it holds a line break, a control character or a non-ASCII character"
+        )
         log(f"failed: no_api_key: {detail}")
         failed = RequestResult(success=False, failure_reason="no_api_key", failure_detail=detail)
         return _result(target, module, started_at, begin, [failed], None, log)
@@ -218,30 +222,41 @@ async def run_probe(
     if session is None:
         session = create_session()
     probe = _Probe(
-        provider=provider, protocol=protocol, model=target.model, module=module,
-        api_key=api_key, session=session,
-        deadline=asyncio.get_running_loop().time() + max(limit, 0.0), timeout=limit,
-        traced=TRACE in getattr(session, "trace_configs", ()), log=log,
+        provider=provider,
+        protocol=protocol,
+        model=target.model,
+        module=module,
+        api_key=api_key,
+        session=session,
+        deadline=asyncio.get_running_loop().time() + max(limit, 0.0),
+        timeout=limit,
+        traced=TRACE in getattr(session, "trace_configs", ()),
+        log=log,
     )
     if not probe.traced:
         log("note: session lacks the probe trace hook; t0 includes connection setup")
-    base = prompt_index if prompt_index is not None else next_prompt_index(
-        target.name, module.name)
+    base = prompt_index if prompt_index is not None else next_prompt_index(target.name, module.name)
     results: list[RequestResult] = []
     busy = 0.0  # wall time spent in rounds, for the aggregate rate
     try:
         for run in range(module.runs):
-            labels = [f"run {run + 1}/{module.runs} stream {s + 1}/{module.concurrency}"
-                      for s in range(module.concurrency)]
+            labels = [
+                f"run {run + 1}/{module.runs} stream {s + 1}/{module.concurrency}"
+                for s in range(module.concurrency)
+            ]
             if asyncio.get_running_loop().time() >= probe.deadline:
                 results.extend(_unsent(probe, label) for label in labels)
                 break
             first = run * module.concurrency
             round_start = time.perf_counter()
-            results.extend(await asyncio.gather(*(
-                _run_stream(probe, label, build_prompt(module, base + first + s))
-                for s, label in enumerate(labels)
-            )))
+            results.extend(
+                await asyncio.gather(
+                    *(
+                        _run_stream(probe, label, build_prompt(module, base + first + s))
+                        for s, label in enumerate(labels)
+                    )
+                )
+            )
             busy += time.perf_counter() - round_start
     finally:
         if own_session:
@@ -253,17 +268,29 @@ async def run_probe(
 
 
 def _result(
-    target: Target, module: Module, started_at: float, begin: float,
-    requests: list[RequestResult], aggregate: float | None, log: _Log,
+    target: Target,
+    module: Module,
+    started_at: float,
+    begin: float,
+    requests: list[RequestResult],
+    aggregate: float | None,
+    log: _Log,
 ) -> ProbeResult:
     elapsed = time.perf_counter() - begin
     ok = sum(1 for r in requests if r.success)
-    log(f"probe done: {ok}/{len(requests)} requests succeeded in {elapsed:.3f}s"
-        + (f", aggregate {aggregate:.1f} tokens/s" if aggregate else ""))
+    log(
+        f"probe done: {ok}/{len(requests)} requests succeeded in {elapsed:.3f}s"
+        + (f", aggregate {aggregate:.1f} tokens/s" if aggregate else "")
+    )
     return ProbeResult(
-        provider=target.provider, model=target.model, module=module.name,
-        started_at=started_at, elapsed_seconds=elapsed, requests=tuple(requests),
-        aggregate_tokens_per_second=aggregate, log=tuple(log.lines),
+        provider=target.provider,
+        model=target.model,
+        module=module.name,
+        started_at=started_at,
+        elapsed_seconds=elapsed,
+        requests=tuple(requests),
+        aggregate_tokens_per_second=aggregate,
+        log=tuple(log.lines),
     )
 
 
@@ -275,11 +302,17 @@ def _unsent(probe: _Probe, label: str) -> RequestResult:
 
 async def _run_stream(probe: _Probe, label: str, prompt: str) -> RequestResult:
     request = probe.protocol.build_request(
-        probe.provider, probe.model, probe.module, prompt, probe.module.max_tokens,
+        probe.provider,
+        probe.model,
+        probe.module,
+        prompt,
+        probe.module.max_tokens,
         probe.api_key,
     )
-    probe.log(f"{label}: POST {loggable_url(request.url)} ({len(prompt)}-char prompt, "
-              f"max_tokens {probe.module.max_tokens})")
+    probe.log(
+        f"{label}: POST {loggable_url(request.url)} ({len(prompt)}-char prompt, "
+        f"max_tokens {probe.module.max_tokens})"
+    )
     stream = _Stream(label, prompt)
     facts = probe.protocol.new_stream()
     try:
@@ -295,35 +328,56 @@ async def _run_stream(probe: _Probe, label: str, prompt: str) -> RequestResult:
     except TimeoutError:
         if stream.status is not None and not 200 <= stream.status < 300:
             # The status is the news; the error body was merely slow.
-            return _fail(probe, stream, _http_reason(stream.status),
-                         f"HTTP {stream.status}; no error body before the probe timeout")
-        return _fail(probe, stream, "timeout", _timeout_detail(probe, stream, facts.token_events),
-                     facts=facts)
+            return _fail(
+                probe,
+                stream,
+                _http_reason(stream.status),
+                f"HTTP {stream.status}; no error body before the probe timeout",
+            )
+        return _fail(
+            probe,
+            stream,
+            "timeout",
+            _timeout_detail(probe, stream, facts.token_events),
+            facts=facts,
+        )
     except StreamFailure as exc:
         return _fail(probe, stream, exc.reason, exc.detail, facts=facts)
     except aiohttp.ClientConnectorError as exc:
-        return _fail(probe, stream, "connect",
-                     f"cannot connect: {_exception_text(exc, request.url)}")
+        return _fail(
+            probe, stream, "connect", f"cannot connect: {_exception_text(exc, request.url)}"
+        )
     except (aiohttp.ClientError, OSError) as exc:
         if stream.headers_at is None:
-            return _fail(probe, stream, "connect",
-                         f"connection failed before a response: "
-                         f"{_exception_text(exc, request.url)}")
-        return _fail(probe, stream, "bad_stream",
-                     f"stream broken after {facts.token_events} token events: "
-                     f"{_exception_text(exc, request.url)}", facts=facts)
+            return _fail(
+                probe,
+                stream,
+                "connect",
+                f"connection failed before a response: {_exception_text(exc, request.url)}",
+            )
+        return _fail(
+            probe,
+            stream,
+            "bad_stream",
+            f"stream broken after {facts.token_events} token events: "
+            f"{_exception_text(exc, request.url)}",
+            facts=facts,
+        )
     except ValueError as exc:
         if stream.headers_at is not None:
             raise  # a bug in the engine, not something the provider did
         # aiohttp refuses to send what it cannot (credentials in the URL next to an
         # Authorization header, a header it cannot encode): configuration, not a crash.
-        return _fail(probe, stream, "connect",
-                     f"cannot send the request: {_exception_text(exc, request.url)}")
+        return _fail(
+            probe,
+            stream,
+            "connect",
+            f"cannot send the request: {_exception_text(exc, request.url)}",
+        )
     return _finish(probe, stream, facts)
 
 
-async def _post(probe: _Probe, request: WireRequest,
-                stream: _Stream) -> aiohttp.ClientResponse:
+async def _post(probe: _Probe, request: WireRequest, stream: _Stream) -> aiohttp.ClientResponse:
     """POST the request; once more if it went out on a kept-alive connection that the
     provider had just closed (its idle timeout and our request crossed), so that reusing
     connections never shows up as a provider's `connect` failure."""
@@ -332,20 +386,27 @@ async def _post(probe: _Probe, request: WireRequest,
         stream.start = time.perf_counter()
         try:
             return await probe.session.post(
-                request.url, data=request.body, headers=request.headers, timeout=NO_TIMEOUT,
-                allow_redirects=False, trace_request_ctx=stream.timing,
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                timeout=NO_TIMEOUT,
+                allow_redirects=False,
+                trace_request_ctx=stream.timing,
             )
         except _STALE_CONNECTION as exc:
             if retried or not stream.timing.reused:
                 raise
             retried = True
-            probe.log(f"{stream.label}: the provider closed a kept-alive connection as the "
-                      f"request went out ({_exception_text(exc, request.url)}); sending it again")
+            probe.log(
+                f"{stream.label}: the provider closed a kept-alive connection as the "
+                f"request went out ({_exception_text(exc, request.url)}); sending it again"
+            )
             stream.timing = _Timing()  # the retry's t0 is its own headers-sent time
 
 
-async def _read(content: aiohttp.StreamReader, on_event: Callable[[Event], int],
-                stream: _Stream) -> None:
+async def _read(
+    content: aiohttp.StreamReader, on_event: Callable[[Event], int], stream: _Stream
+) -> None:
     """The hot loop: timestamp each read as it returns, then decode it."""
     decoder = stream.decoder
     feed = decoder.feed
@@ -379,25 +440,38 @@ async def _read(content: aiohttp.StreamReader, on_event: Callable[[Event], int],
 def _finish(probe: _Probe, stream: _Stream, facts: StreamFacts) -> RequestResult:
     module = probe.module
     tokens = facts.token_events
-    summary = (f"{stream.events} events, {tokens} token events, "
-               f"{stream.decoder.comments} comments, {stream.received} bytes")
+    summary = (
+        f"{stream.events} events, {tokens} token events, "
+        f"{stream.decoder.comments} comments, {stream.received} bytes"
+    )
     if "event-stream" not in stream.content_type:
         # A server that ignored stream=true answers with one JSON body: say so plainly.
         summary += f" of {stream.content_type or 'no content type'}, not text/event-stream"
     if not facts.finished:
         if tokens:
-            return _fail(probe, stream, "bad_stream",
-                         f"stream ended without its terminator after {summary}", facts=facts)
-        return _fail(probe, stream, "empty_response", f"stream ended without a token: {summary}",
-                     facts=facts)
+            return _fail(
+                probe,
+                stream,
+                "bad_stream",
+                f"stream ended without its terminator after {summary}",
+                facts=facts,
+            )
+        return _fail(
+            probe, stream, "empty_response", f"stream ended without a token: {summary}", facts=facts
+        )
     if not tokens or stream.first_token is None or stream.last_token is None:
-        return _fail(probe, stream, "empty_response", f"no token in the response: {summary}",
-                     facts=facts)
+        return _fail(
+            probe, stream, "empty_response", f"no token in the response: {summary}", facts=facts
+        )
     answer = facts.content_text
     if module.expected_response and not _pattern(module.expected_response).search(answer):
-        return _fail(probe, stream, "validation",
-                     f"answer does not match {module.expected_response!r}: {shorten(answer)!r}",
-                     facts=facts)
+        return _fail(
+            probe,
+            stream,
+            "validation",
+            f"answer does not match {module.expected_response!r}: {shorten(answer)!r}",
+            facts=facts,
+        )
 
     output, source = _output_tokens(facts)
     t0 = stream.t0
@@ -410,9 +484,11 @@ def _finish(probe: _Probe, stream: _Stream, facts: StreamFacts) -> RequestResult
         reasoning = facts.reasoning_events
     content_text = "none" if first_content is None else f"{first_content:.3f}s"
     rate_text = "n/a" if rate is None else f"{rate:.1f}"
-    probe.log(f"{stream.label}: ok: ttft {ttft:.3f}s, first content {content_text}, "
-              f"duration {duration:.3f}s, {output} output tokens ({source}), "
-              f"{rate_text} tokens/s; {summary}")
+    probe.log(
+        f"{stream.label}: ok: ttft {ttft:.3f}s, first content {content_text}, "
+        f"duration {duration:.3f}s, {output} output tokens ({source}), "
+        f"{rate_text} tokens/s; {summary}"
+    )
     return RequestResult(
         success=True,
         http_status=stream.status,
@@ -434,8 +510,14 @@ def _output_tokens(facts: StreamFacts) -> tuple[int, str]:
     return facts.token_events, "estimate"
 
 
-def _fail(probe: _Probe, stream: _Stream, reason: str, detail: str,
-          retry_after: float | None = None, facts: StreamFacts | None = None) -> RequestResult:
+def _fail(
+    probe: _Probe,
+    stream: _Stream,
+    reason: str,
+    detail: str,
+    retry_after: float | None = None,
+    facts: StreamFacts | None = None,
+) -> RequestResult:
     """A failed request: no timings, but the tokens it already received (they were paid
     for, and the budget and llm_output_tokens_total count them)."""
     detail = probe.log.clean(shorten(detail))
@@ -452,9 +534,14 @@ def _fail(probe: _Probe, stream: _Stream, reason: str, detail: str,
         input_tokens = facts.input_tokens or None  # only a count the server gave
     probe.log(f"{stream.label}: failed: {reason}: {detail}{received}")
     return RequestResult(
-        success=False, failure_reason=reason, failure_detail=detail,
-        http_status=stream.status, output_tokens=output, input_tokens=input_tokens,
-        token_count_source=source, retry_after_seconds=retry_after,
+        success=False,
+        failure_reason=reason,
+        failure_detail=detail,
+        http_status=stream.status,
+        output_tokens=output,
+        input_tokens=input_tokens,
+        token_count_source=source,
+        retry_after_seconds=retry_after,
     )
 
 
@@ -470,8 +557,10 @@ def _key_origin(provider: Provider) -> str:
 
 def _log_headers(probe: _Probe, stream: _Stream, response: aiohttp.ClientResponse) -> None:
     after = (stream.headers_at or stream.t0) - stream.t0
-    line = (f"{stream.label}: HTTP {response.status} {stream.content_type or '-'}, "
-            f"headers after {after:.3f}s")
+    line = (
+        f"{stream.label}: HTTP {response.status} {stream.content_type or '-'}, "
+        f"headers after {after:.3f}s"
+    )
     if stream.timing.t0 is not None:
         # Connection setup (DNS, TCP, TLS, pool wait) happens before t0: shown, not charged.
         line += f", request written {stream.timing.t0 - stream.start:.3f}s after start"
@@ -547,8 +636,10 @@ def _timeout_detail(probe: _Probe, stream: _Stream, tokens: int) -> str:
         return f"no body bytes within the {limit} probe timeout (HTTP {stream.status})"
     quiet = now - stream.last_bytes_at
     if quiet >= _STALL_SECONDS:
-        return (f"stream stalled: no bytes for {quiet:.1f}s after {tokens} token events "
-                f"(probe timeout {limit})")
+        return (
+            f"stream stalled: no bytes for {quiet:.1f}s after {tokens} token events "
+            f"(probe timeout {limit})"
+        )
     return f"stream still running at the {limit} probe timeout after {tokens} token events"
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import threading
 
-from exporter.config import Module
+from perfgen.config import Module
 
 CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text and BPE tokenizers
 

@@ -51,9 +51,9 @@ class RequestResult:
     retry_after_seconds: float | None = None
 
 
-def decode_rate(output_tokens: int | None, duration: float | None, ttft: float | None) -> (
-    float | None
-):
+def decode_rate(
+    output_tokens: int | None, duration: float | None, ttft: float | None
+) -> float | None:
     """tokens_per_second = (output_tokens - 1) / (duration - ttft); None when undefined."""
     if output_tokens is None or duration is None or ttft is None or output_tokens < 2:
         return None

@@ -31,8 +31,9 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from exporter.config import Performance
-from exporter.result import ProbeResult
+from perfgen.exporter.result import ProbeResult
+
+from perfgen.config import Performance
 
 OUTCOMES = ("fresh", "cached", "budget_exhausted", "backoff")
 # A manual test: ran now, joined a probe already in flight, refused by the budget, or found
@@ -171,8 +172,11 @@ class Scheduler:
 
     def busy(self, provider: str, model: str, module: str | None = None) -> bool:
         """True while a probe of this target (of one module, or of any) is in flight."""
-        return any(state.task is not None for key, state in self._states.items()
-                   if _matches(key, provider, model, module))
+        return any(
+            state.task is not None
+            for key, state in self._states.items()
+            if _matches(key, provider, model, module)
+        )
 
     def forget(self, provider: str, model: str, module: str | None = None) -> int:
         """Drop the last results of a target (one module, or all); returns how many.
@@ -201,7 +205,12 @@ class Scheduler:
         return state.finished_at + wait
 
     async def probe(
-        self, key: ProbeKey, start: StartProbe, *, timeout: float, cost: int,
+        self,
+        key: ProbeKey,
+        start: StartProbe,
+        *,
+        timeout: float,
+        cost: int,
         manual: bool = False,
     ) -> Answer:
         """Answer one scrape of `key`, running `start(timeout)` only if cost control allows.
@@ -214,8 +223,10 @@ class Scheduler:
         if state.task is not None:
             result = await asyncio.shield(state.task)
             if manual:
-                return Answer(result if result is not None else state.last,
-                              "shared" if result is not None else "no_slot")
+                return Answer(
+                    result if result is not None else state.last,
+                    "shared" if result is not None else "no_slot",
+                )
             return self._answer(key, result if result is not None else state.last, "cached")
         if not manual and self._clock() < self.due_at(key):
             outcome = "backoff" if state.failures else "cached"
@@ -269,8 +280,9 @@ class Scheduler:
             self.in_flight -= 1
             state.task = None
 
-    def _answer(self, key: ProbeKey, result: ProbeResult | None, outcome: str,
-                manual: bool = False) -> Answer:
+    def _answer(
+        self, key: ProbeKey, result: ProbeResult | None, outcome: str, manual: bool = False
+    ) -> Answer:
         if not manual:
             self.scrapes[(key[2], outcome)] += 1
         return Answer(result, outcome)

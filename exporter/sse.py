@@ -33,8 +33,16 @@ class SSEDecoder:
     and `lines` counts every line, so a caller can tell a quiet stream from a dead one.
     """
 
-    __slots__ = ("_pending", "_data", "_event", "_last_id", "_skip_lf", "_at_start",
-                 "comments", "lines")
+    __slots__ = (
+        "_pending",
+        "_data",
+        "_event",
+        "_last_id",
+        "_skip_lf",
+        "_at_start",
+        "comments",
+        "lines",
+    )
 
     def __init__(self) -> None:
         self._pending: list[bytes] = []  # the start of a line whose end has not arrived
@@ -139,8 +147,11 @@ class SSEDecoder:
         name = self._event
         self._event = None
         # tuple.__new__ skips NamedTuple's keyword-handling constructor: a third of the cost.
-        return _new_tuple(Event, (
-            name.decode("utf-8", "replace") if name else None,
-            payload.decode("utf-8", "replace"),
-            self._last_id,
-        ))
+        return _new_tuple(
+            Event,
+            (
+                name.decode("utf-8", "replace") if name else None,
+                payload.decode("utf-8", "replace"),
+                self._last_id,
+            ),
+        )

@@ -10,8 +10,8 @@ Any failure before the write leaves the file byte-identical. Exit codes
 
 In-process use (the demo, tests):
 
-    from generator.generate_cli import generate_once
-    from generator.promql import PromClient
+    from perfgen.generator.generate_cli import generate_once
+    from perfgen.generator.promql import PromClient
     result = generate_once("config.toml", PromClient("http://127.0.0.1:9090"))
     result.exit_code, result.plan.changed_scenarios
 
@@ -33,19 +33,10 @@ from urllib.parse import urlparse
 
 import click
 import requests
-
-from exporter.config import (
-    SCENARIOS,
-    Config,
-    ConfigError,
-    duration_seconds,
-    parse_chain,
-    parse_config,
-)
-from generator.metrics import GeneratorMetrics, parse_listen
-from generator.promql import PromClient, PromQLError
-from generator.proxy_schema import check_route, validate_text
-from generator.proxy_toml import (
+from perfgen.generator.metrics import GeneratorMetrics, parse_listen
+from perfgen.generator.promql import PromClient, PromQLError
+from perfgen.generator.proxy_schema import check_route, validate_text
+from perfgen.generator.proxy_toml import (
     TomlEditError,
     apply_routes,
     atomic_write,
@@ -53,10 +44,19 @@ from generator.proxy_toml import (
     route_values,
     unified_diff,
 )
-from generator.query_cli import make_client, prometheus_options, stale_after
-from generator.ranking import Decision, Policy, decide
-from generator.snapshot import Snapshot, fetch_snapshot, model_stats
-from generator.timer import run_every
+from perfgen.generator.query_cli import make_client, prometheus_options, stale_after
+from perfgen.generator.ranking import Decision, Policy, decide
+from perfgen.generator.snapshot import Snapshot, fetch_snapshot, model_stats
+from perfgen.generator.timer import run_every
+
+from perfgen.config import (
+    SCENARIOS,
+    Config,
+    ConfigError,
+    duration_seconds,
+    parse_chain,
+    parse_config,
+)
 
 EXIT_UNCHANGED, EXIT_ERROR, EXIT_USAGE, EXIT_CHANGED = 0, 1, 2, 3
 RELOAD_PATH = "/v0/management/config/reload"
@@ -94,12 +94,12 @@ class Plan:
         return bool(self.changed_scenarios)
 
     def diff(self, path: str | None = None) -> str:
-        return unified_diff(self.old_text, self.new_text,
-                            path or self.routes_path or self.config_path)
+        return unified_diff(
+            self.old_text, self.new_text, path or self.routes_path or self.config_path
+        )
 
     def primaries(self) -> dict[str, Any]:
-        chains = {d.scenario: (d.old_chain if d.untouched else d.new_chain)
-                  for d in self.decisions}
+        chains = {d.scenario: (d.old_chain if d.untouched else d.new_chain) for d in self.decisions}
         return {scenario: chain[0] for scenario, chain in chains.items() if chain}
 
 
@@ -181,14 +181,23 @@ def plan_routes(
             routes_path = str(out)
     performance = config.performance
     if not performance.enabled:
-        return Plan(path, old_text, old_text, [], ["[performance] enabled = false: "
-                                                   "routes left as they are"],
-                    routes_path=routes_path, target_text=target_text)
+        return Plan(
+            path,
+            old_text,
+            old_text,
+            [],
+            ["[performance] enabled = false: routes left as they are"],
+            routes_path=routes_path,
+            target_text=target_text,
+        )
     stale = stale_after(performance)
     snap = fetch_snapshot(
-        client, performance.window,
+        client,
+        performance.window,
         hold_seconds=duration_seconds(performance.generator.hysteresis_for),
-        stale_after=stale, stale_after_seconds=duration_seconds(stale), at=at,
+        stale_after=stale,
+        stale_after_seconds=duration_seconds(stale),
+        at=at,
     )
     decisions = decide_all(config, snap)
     routes = {d.scenario: d.chain_text for d in decisions if d.changed}
@@ -199,16 +208,26 @@ def plan_routes(
     # Against --config itself: the output differs from it in route values only.
     problems = only_routes_changed(source_text, new_text)
     if problems:  # a tomlkit surprise; never write such a file
-        raise GenerateError(f"{path}: refusing to write, the edit changed more than routes: "
-                            + "; ".join(problems))
+        raise GenerateError(
+            f"{path}: refusing to write, the edit changed more than routes: " + "; ".join(problems)
+        )
     errors = validate_text(new_text)
     if errors:
         before = set(validate_text(old_text))
         already = " (the current file already breaks them)" if before >= set(errors) else ""
-        raise GenerateError(f"{path}: the result would break the proxy's rules{already}: "
-                            + "; ".join(errors))
-    return Plan(path, old_text, new_text, decisions, list(snap.warnings), snap.at,
-                routes_path=routes_path, target_text=target_text)
+        raise GenerateError(
+            f"{path}: the result would break the proxy's rules{already}: " + "; ".join(errors)
+        )
+    return Plan(
+        path,
+        old_text,
+        new_text,
+        decisions,
+        list(snap.warnings),
+        snap.at,
+        routes_path=routes_path,
+        target_text=target_text,
+    )
 
 
 def _written_routes(config: Config, text: str | None) -> dict[str, str]:
@@ -296,9 +315,11 @@ def reload_proxy(url: str, key: str | None, timeout: float = 10.0) -> None:
         body = response.text[:200].strip()
         if key:
             body = body.replace(key, "<redacted>")
-        raise GenerateError(f"proxy reload at {url} answered HTTP {response.status_code}: "
-                            f"{body} (the written file is valid; the proxy still runs the "
-                            "old routes)")
+        raise GenerateError(
+            f"proxy reload at {url} answered HTTP {response.status_code}: "
+            f"{body} (the written file is valid; the proxy still runs the "
+            "old routes)"
+        )
 
 
 def _read_or_none(path: Path) -> str | None:
@@ -344,33 +365,79 @@ def explain(plan: Plan) -> str:
 
 
 @click.command()
-@click.option("--config", "config_path", required=True, metavar="FILE",
-              type=click.Path(dir_okay=False),
-              help="The proxy's config.toml (its [router] is rewritten in place).")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="The proxy's config.toml (its [router] is rewritten in place).",
+)
 @prometheus_options
 @click.option("--dry-run", is_flag=True, help="Print the diff, write nothing.")
-@click.option("--out", metavar="FILE", type=click.Path(dir_okay=False),
-              help="Write the result here instead of --config.")
-@click.option("--every", metavar="DURATION",
-              help="Run forever, every DURATION (e.g. 5m), until SIGTERM/SIGINT.")
-@click.option("--jitter", type=click.FloatRange(0, 1), default=0.1, show_default=True,
-              help="With --every: spread each wait by +- this fraction.")
-@click.option("--reload-url", metavar="URL",
-              help="Proxy URL to POST /v0/management/config/reload after a change.")
-@click.option("--management-key-env", metavar="NAME", default="PERFGEN_MANAGEMENT_KEY",
-              show_default=True, help="Env var holding the proxy's X-Management-Key.")
-@click.option("--always-reload", is_flag=True,
-              help="Reload even when routes are unchanged (heals a missed reload).")
-@click.option("--explain", "show_explain", is_flag=True,
-              help="Print per scenario why the chain is what it is.")
-@click.option("--metrics-listen", metavar="HOST:PORT",
-              help="With --every: serve the generator's /metrics here.")
+@click.option(
+    "--out",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Write the result here instead of --config.",
+)
+@click.option(
+    "--every",
+    metavar="DURATION",
+    help="Run forever, every DURATION (e.g. 5m), until SIGTERM/SIGINT.",
+)
+@click.option(
+    "--jitter",
+    type=click.FloatRange(0, 1),
+    default=0.1,
+    show_default=True,
+    help="With --every: spread each wait by +- this fraction.",
+)
+@click.option(
+    "--reload-url",
+    metavar="URL",
+    help="Proxy URL to POST /v0/management/config/reload after a change.",
+)
+@click.option(
+    "--management-key-env",
+    metavar="NAME",
+    default="PERFGEN_MANAGEMENT_KEY",
+    show_default=True,
+    help="Env var holding the proxy's X-Management-Key.",
+)
+@click.option(
+    "--always-reload",
+    is_flag=True,
+    help="Reload even when routes are unchanged (heals a missed reload).",
+)
+@click.option(
+    "--explain",
+    "show_explain",
+    is_flag=True,
+    help="Print per scenario why the chain is what it is.",
+)
+@click.option(
+    "--metrics-listen",
+    metavar="HOST:PORT",
+    help="With --every: serve the generator's /metrics here.",
+)
 @click.option("--no-backup", is_flag=True, help="Do not keep FILE.bak.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the diff.")
-def generate(config_path: str, dry_run: bool, out: str | None, every: str | None,
-             jitter: float, reload_url: str | None, management_key_env: str,
-             always_reload: bool, show_explain: bool, metrics_listen: str | None,
-             no_backup: bool, quiet: bool, **options: Any) -> None:
+def generate(
+    config_path: str,
+    dry_run: bool,
+    out: str | None,
+    every: str | None,
+    jitter: float,
+    reload_url: str | None,
+    management_key_env: str,
+    always_reload: bool,
+    show_explain: bool,
+    metrics_listen: str | None,
+    no_backup: bool,
+    quiet: bool,
+    **options: Any,
+) -> None:
     """Rewrite the proxy's [router] routes from Prometheus' recording rules.
 
     \b
@@ -387,8 +454,9 @@ def generate(config_path: str, dry_run: bool, out: str | None, every: str | None
             raise click.BadParameter("must be more than 0s", param_hint="--every")
     if metrics_listen is not None:
         if interval is None:
-            raise click.UsageError("--metrics-listen needs --every (a one-shot run reports "
-                                   "through its exit code)")
+            raise click.UsageError(
+                "--metrics-listen needs --every (a one-shot run reports through its exit code)"
+            )
         try:
             parse_listen(metrics_listen)
         except ValueError as exc:
@@ -398,9 +466,21 @@ def generate(config_path: str, dry_run: bool, out: str | None, every: str | None
         key = os.environ.get(management_key_env)
         if not key:
             _fail(f"--reload-url needs the management key in ${management_key_env}")
-    run = _Runner(config_path, options, dict(out=out, dry_run=dry_run, reload_url=reload_url,
-                  management_key=key, always_reload=always_reload, backup=not no_backup),
-                  show_explain, quiet, looping=interval is not None)
+    run = _Runner(
+        config_path,
+        options,
+        dict(
+            out=out,
+            dry_run=dry_run,
+            reload_url=reload_url,
+            management_key=key,
+            always_reload=always_reload,
+            backup=not no_backup,
+        ),
+        show_explain,
+        quiet,
+        looping=interval is not None,
+    )
     if interval is None:
         sys.exit(run())
     metrics = GeneratorMetrics()
@@ -423,8 +503,15 @@ def generate(config_path: str, dry_run: bool, out: str | None, every: str | None
 class _Runner:
     """One run with its output; returns the exit code and updates metrics if any."""
 
-    def __init__(self, config_path: str, options: dict[str, Any], kwargs: dict[str, Any],
-                 show_explain: bool, quiet: bool, looping: bool) -> None:
+    def __init__(
+        self,
+        config_path: str,
+        options: dict[str, Any],
+        kwargs: dict[str, Any],
+        show_explain: bool,
+        quiet: bool,
+        looping: bool,
+    ) -> None:
         self.config_path, self.options, self.kwargs = config_path, options, kwargs
         self.show_explain, self.quiet, self.looping = show_explain, quiet, looping
         self.metrics: GeneratorMetrics | None = None

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from exporter.config import Route
+from perfgen.config import Route
 
 
 class GeneratorMetrics:
@@ -19,22 +19,32 @@ class GeneratorMetrics:
         self.registry = registry or CollectorRegistry()
         self.last_run = Gauge(
             "perfgen_generator_last_run_timestamp_seconds",
-            "Unix time the last generator run finished.", registry=self.registry)
+            "Unix time the last generator run finished.",
+            registry=self.registry,
+        )
         self.last_success = Gauge(
             "perfgen_generator_last_run_success",
-            "1 if the last generator run succeeded, else 0.", registry=self.registry)
+            "1 if the last generator run succeeded, else 0.",
+            registry=self.registry,
+        )
         self.last_success_time = Gauge(
             "perfgen_generator_last_success_timestamp_seconds",
-            "Unix time of the last successful generator run.", registry=self.registry)
+            "Unix time of the last successful generator run.",
+            registry=self.registry,
+        )
         # prometheus_client appends _total to the exposed name.
         self.route_changes = Counter(
             "perfgen_generator_route_changes",
             "Routes (fallback chains) the generator rewrote, by scenario.",
-            ["scenario"], registry=self.registry)
+            ["scenario"],
+            registry=self.registry,
+        )
         self.primary = Gauge(
             "perfgen_generator_primary_info",
             "The primary route of each scenario after the last successful run (always 1).",
-            ["scenario", "provider", "model"], registry=self.registry)
+            ["scenario", "provider", "model"],
+            registry=self.registry,
+        )
         self._primaries: dict[str, tuple[str, str]] = {}
 
     def init_scenarios(self, scenarios: Iterable[str]) -> None:

@@ -169,8 +169,9 @@ class PromClient:
         if kind != "vector" or not isinstance(result, list):
             raise QueryError(f"query {query!r}: expected a vector, got {kind}")
         return [
-            Sample(dict(item.get("metric", {})), _to_float(item["value"][1]),
-                   float(item["value"][0]))
+            Sample(
+                dict(item.get("metric", {})), _to_float(item["value"][1]), float(item["value"][0])
+            )
             for item in result
         ]
 
@@ -178,14 +179,20 @@ class PromClient:
         """Evaluate `query` at every `step` seconds from `start` to `end`."""
         if step <= 0 or end < start:
             raise ValueError("range query needs step > 0 and end >= start")
-        params = {"query": query, "start": _fmt_time(start), "end": _fmt_time(end),
-                  "step": f"{step:g}"}
+        params = {
+            "query": query,
+            "start": _fmt_time(start),
+            "end": _fmt_time(end),
+            "step": f"{step:g}",
+        }
         data = self._call("query_range", params, query)
         if data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
             raise QueryError(f"query {query!r}: expected a matrix, got {data.get('resultType')}")
         return [
-            Series(dict(item.get("metric", {})),
-                   tuple((float(t), _to_float(v)) for t, v in item.get("values", [])))
+            Series(
+                dict(item.get("metric", {})),
+                tuple((float(t), _to_float(v)) for t, v in item.get("values", [])),
+            )
             for item in data["result"]
         ]
 
@@ -248,20 +255,30 @@ class PromClient:
             body = None
         if isinstance(body, dict) and body.get("status") == "error":
             # 400 bad_data, 422 execution, 503 timeout/canceled: the query's own fault.
-            raise QueryError(self._redact(
-                f"query {query!r} failed ({body.get('errorType', 'error')}, "
-                f"HTTP {response.status_code}): {body.get('error', '')}"
-            ))
+            raise QueryError(
+                self._redact(
+                    f"query {query!r} failed ({body.get('errorType', 'error')}, "
+                    f"HTTP {response.status_code}): {body.get('error', '')}"
+                )
+            )
         if response.status_code != 200:
-            hint = {401: " (check the credentials)", 403: " (check the credentials)",
-                    404: " (is the URL the Prometheus root?)"}.get(response.status_code, "")
-            raise PrometheusHTTPError(self._redact(
-                f"Prometheus at {self.display_url} answered HTTP {response.status_code}{hint}: "
-                f"{response.text[:200].strip()}"
-            ), response.status_code)
+            hint = {
+                401: " (check the credentials)",
+                403: " (check the credentials)",
+                404: " (is the URL the Prometheus root?)",
+            }.get(response.status_code, "")
+            raise PrometheusHTTPError(
+                self._redact(
+                    f"Prometheus at {self.display_url} answered HTTP {response.status_code}{hint}: "
+                    f"{response.text[:200].strip()}"
+                ),
+                response.status_code,
+            )
         if not isinstance(body, dict) or body.get("status") != "success":
-            raise PromQLError(f"Prometheus at {self.display_url} sent a response that is not the "
-                              "Prometheus API (no status=success JSON)")
+            raise PromQLError(
+                f"Prometheus at {self.display_url} sent a response that is not the "
+                "Prometheus API (no status=success JSON)"
+            )
         data = body.get("data")
         if not isinstance(data, dict):
             raise PromQLError(f"query {query!r}: response has no data object")
@@ -304,5 +321,5 @@ def _short(exc: BaseException) -> str:
     text = str(exc)
     # urllib3's messages repeat the pool object; the tail names the real cause.
     if "Caused by" in text:
-        text = text[text.index("Caused by"):]
+        text = text[text.index("Caused by") :]
     return text[:300]

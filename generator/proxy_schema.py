@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from exporter.config import SCENARIOS, Route
+from perfgen.config import SCENARIOS, Route
 
 # The [router] keys that hold a route chain: one per routing scenario.
 ROUTE_KEYS = SCENARIOS
@@ -50,9 +50,7 @@ def split_route(text: str) -> tuple[str, str] | None:
     return route.provider, route.model
 
 
-def check_route(
-    key: str, value: Any, providers: Mapping[str, set[str]], errors: list[str]
-) -> None:
+def check_route(key: str, value: Any, providers: Mapping[str, set[str]], errors: list[str]) -> None:
     """A route or `|` chain: every part names a configured provider and one of its models."""
     if not isinstance(value, str):
         errors.append(f"{key}: must be a string route, got {_kind(value)}")
@@ -130,8 +128,9 @@ def _proxy(raw: Any, errors: list[str]) -> None:
 
 def _router(raw: Any, providers: Mapping[str, set[str]], errors: list[str]) -> None:
     if not isinstance(raw, dict):
-        errors.append("router: the [router] table is required" if raw is None
-                      else "router: must be a table")
+        errors.append(
+            "router: the [router] table is required" if raw is None else "router: must be a table"
+        )
         return
     if "default" not in raw:
         errors.append("router.default: required")
@@ -143,8 +142,7 @@ def _router(raw: Any, providers: Mapping[str, set[str]], errors: list[str]) -> N
         errors.append("router.long_context_threshold: must be a non-negative integer")
     strategy = raw.get("strategy")
     if strategy is not None and strategy not in STRATEGIES:
-        errors.append(f"router.strategy: must be one of {', '.join(STRATEGIES)}, "
-                      f"got {strategy!r}")
+        errors.append(f"router.strategy: must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     _mappings(raw.get("model_mappings"), providers, errors)
     _exclusions(raw.get("model_exclusions"), errors)
 
@@ -193,5 +191,10 @@ def _is_int(value: Any) -> bool:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "a table", list: "a list", bool: "a boolean", int: "an integer",
-            float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        dict: "a table",
+        list: "a list",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+    }.get(type(value), type(value).__name__)

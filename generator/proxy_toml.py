@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
+from perfgen.generator.proxy_schema import ROUTE_KEYS
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import String, StringType
-
-from generator.proxy_schema import ROUTE_KEYS
 
 
 class TomlEditError(ValueError):
@@ -93,15 +92,17 @@ def _without_routes(table: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def unified_diff(old_text: str, new_text: str, path: str) -> str:
-    return "".join(difflib.unified_diff(
-        old_text.splitlines(keepends=True), new_text.splitlines(keepends=True),
-        fromfile=f"{path} (current)", tofile=f"{path} (generated)",
-    ))
+    return "".join(
+        difflib.unified_diff(
+            old_text.splitlines(keepends=True),
+            new_text.splitlines(keepends=True),
+            fromfile=f"{path} (current)",
+            tofile=f"{path} (generated)",
+        )
+    )
 
 
-def atomic_write(
-    path: str | os.PathLike[str], text: str, *, backup: bool = True
-) -> Path | None:
+def atomic_write(path: str | os.PathLike[str], text: str, *, backup: bool = True) -> Path | None:
     """Replace `path` with `text` so readers see the old or the new file, never a mix.
 
     A symlink is followed (Kubernetes mounts and dotfile managers use them), so the link

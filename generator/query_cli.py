@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
+from perfgen.generator.promql import Auth, PromClient, PromQLError, parse_headers
+from perfgen.generator.ranking import MEETS, ModelStats, Policy, rank
+from perfgen.generator.snapshot import Snapshot, fetch_snapshot, model_stats
 
-from exporter.config import (
+from perfgen.config import (
     SCENARIOS,
     Config,
     ConfigError,
@@ -26,32 +29,50 @@ from exporter.config import (
     load_config,
     parse_chain,
 )
-from generator.promql import Auth, PromClient, PromQLError, parse_headers
-from generator.ranking import MEETS, ModelStats, Policy, rank
-from generator.snapshot import Snapshot, fetch_snapshot, model_stats
 
 # --------------------------------------------------------------------- shared options
 
 _PROMETHEUS_OPTIONS: list[Callable[[Any], Any]] = [
-    click.option("--prometheus", "prometheus_url", required=True, metavar="URL",
-                 envvar="PERFGEN_PROMETHEUS_URL",
-                 help="Prometheus (or compatible) root URL [env PERFGEN_PROMETHEUS_URL]."),
-    click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
-                 help="Seconds per HTTP request to Prometheus."),
-    click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
-                 help="Extra attempts on connection errors and 429/502/503/504."),
+    click.option(
+        "--prometheus",
+        "prometheus_url",
+        required=True,
+        metavar="URL",
+        envvar="PERFGEN_PROMETHEUS_URL",
+        help="Prometheus (or compatible) root URL [env PERFGEN_PROMETHEUS_URL].",
+    ),
+    click.option(
+        "--timeout",
+        type=click.FloatRange(min=0.1),
+        default=10.0,
+        show_default=True,
+        help="Seconds per HTTP request to Prometheus.",
+    ),
+    click.option(
+        "--retries",
+        type=click.IntRange(min=0),
+        default=2,
+        show_default=True,
+        help="Extra attempts on connection errors and 429/502/503/504.",
+    ),
     click.option("--bearer-token-env", metavar="NAME", help="Env var holding a bearer token."),
     click.option("--bearer-token-file", metavar="PATH", help="File holding a bearer token."),
     click.option("--basic-auth-user", metavar="USER", help="Basic-auth user name."),
-    click.option("--basic-auth-password-env", metavar="NAME",
-                 help="Env var holding the basic-auth password."),
-    click.option("--basic-auth-password-file", metavar="PATH",
-                 help="File holding the basic-auth password."),
-    click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'",
-                 help="Extra request header, repeatable (e.g. 'X-Scope-OrgID: team1'); "
-                      "a value '$VAR' is read from the environment."),
-    click.option("--tls-insecure", is_flag=True,
-                 help="Do not verify Prometheus' TLS certificate."),
+    click.option(
+        "--basic-auth-password-env", metavar="NAME", help="Env var holding the basic-auth password."
+    ),
+    click.option(
+        "--basic-auth-password-file", metavar="PATH", help="File holding the basic-auth password."
+    ),
+    click.option(
+        "--header",
+        "headers",
+        multiple=True,
+        metavar="'NAME: VALUE'",
+        help="Extra request header, repeatable (e.g. 'X-Scope-OrgID: team1'); "
+        "a value '$VAR' is read from the environment.",
+    ),
+    click.option("--tls-insecure", is_flag=True, help="Do not verify Prometheus' TLS certificate."),
     click.option("--ca-file", metavar="PATH", help="CA bundle to verify Prometheus' TLS."),
 ]
 
@@ -95,9 +116,18 @@ def stale_after(performance: Performance) -> str:
 
 # --------------------------------------------------------------------- ranking rows
 
-COLUMNS = ("rank", "provider", "model", "score", "ttft_p95_seconds",
-           "decode_tokens_per_second", "success_ratio", "samples", "meets_thresholds",
-           "reason")
+COLUMNS = (
+    "rank",
+    "provider",
+    "model",
+    "score",
+    "ttft_p95_seconds",
+    "decode_tokens_per_second",
+    "success_ratio",
+    "samples",
+    "meets_thresholds",
+    "reason",
+)
 
 
 @dataclass(frozen=True)
@@ -124,8 +154,12 @@ class Row:
 
 
 def rank_rows(
-    snap: Snapshot, scenario: str, policy: Policy, extra: Sequence[Route] = (),
-    only: Collection[Route] | None = None, chain: Sequence[Route] = (),
+    snap: Snapshot,
+    scenario: str,
+    policy: Policy,
+    extra: Sequence[Route] = (),
+    only: Collection[Route] | None = None,
+    chain: Sequence[Route] = (),
 ) -> list[Row]:
     """Models with data (plus `extra`; only those in `only` if given), ranked by
     `ranking.rank`: the order the generator chooses for `chain`, without hysteresis.
@@ -138,14 +172,17 @@ def rank_rows(
         routes = [r for r in routes if r in only]
     stats = {route: model_stats(snap, scenario, route) for route in routes}
     ranked = rank(routes, stats, policy, chain)
-    return [Row(i + 1, stats[item.route], item.group, item.reason)
-            for i, item in enumerate(ranked)]
+    return [Row(i + 1, stats[item.route], item.group, item.reason) for i, item in enumerate(ranked)]
 
 
 def render(rows: Sequence[Row], fmt: str, scenario: str, window: str, at: float) -> str:
     if fmt == "json":
-        payload = {"scenario": scenario, "window": window, "evaluated_at": round(at, 3),
-                   "models": [row.as_dict() for row in rows]}
+        payload = {
+            "scenario": scenario,
+            "window": window,
+            "evaluated_at": round(at, 3),
+            "models": [row.as_dict() for row in rows],
+        }
         return json.dumps(payload, indent=2) + "\n"
     if fmt == "csv":
         out = io.StringIO()
@@ -159,24 +196,43 @@ def render(rows: Sequence[Row], fmt: str, scenario: str, window: str, at: float)
 
 
 def _table(rows: Sequence[Row], scenario: str, window: str) -> str:
-    header = ("RANK", "PROVIDER", "MODEL", "SCORE", "P95 TTFT s", "DECODE tok/s", "SUCCESS",
-              "SAMPLES", "MEETS", "REASON")
+    header = (
+        "RANK",
+        "PROVIDER",
+        "MODEL",
+        "SCORE",
+        "P95 TTFT s",
+        "DECODE tok/s",
+        "SUCCESS",
+        "SAMPLES",
+        "MEETS",
+        "REASON",
+    )
     lines = [header]
     for row in rows:
         s = row.stats
-        lines.append((
-            str(row.rank), s.route.provider, s.route.model, _fmt(s.score, ".3f"),
-            _fmt(s.ttft_p95_seconds, ".3f"), _fmt(s.decode_tokens_per_second, ".1f"),
-            _fmt(s.success_ratio, ".3f"), _fmt(s.samples, ".0f"),
-            {True: "yes", False: "no", None: "-"}[s.meets_thresholds],
-            "" if row.group == MEETS else row.reason,
-        ))
+        lines.append(
+            (
+                str(row.rank),
+                s.route.provider,
+                s.route.model,
+                _fmt(s.score, ".3f"),
+                _fmt(s.ttft_p95_seconds, ".3f"),
+                _fmt(s.decode_tokens_per_second, ".1f"),
+                _fmt(s.success_ratio, ".3f"),
+                _fmt(s.samples, ".0f"),
+                {True: "yes", False: "no", None: "-"}[s.meets_thresholds],
+                "" if row.group == MEETS else row.reason,
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     numeric = {0, 3, 4, 5, 6, 7}
     text = [f"scenario {scenario}, window {window}"]
     for line in lines:
-        cells = [cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
-                 for i, cell in enumerate(line)]
+        cells = [
+            cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
+            for i, cell in enumerate(line)
+        ]
         text.append("  ".join(cells).rstrip())
     if not rows:
         text.append("(no model has data in this window)")
@@ -205,17 +261,37 @@ def _csv_cell(value: Any) -> Any:
 
 @click.command()
 @prometheus_options
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Proxy config.toml: window, thresholds, min_test_count and the "
-                   "scenario's chain come from its [performance] and [router].")
-@click.option("--scenario", default="default", show_default=True,
-              type=click.Choice(SCENARIOS), help="Routing scenario to rank for.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
-              show_default=True, help="table for people; json/csv are stable for scripts.")
-@click.option("--window", metavar="DURATION",
-              help="Recording-rule window (default: [performance] window, else 1h).")
-def query(config_path: str | None, scenario: str, fmt: str, window: str | None,
-          **options: Any) -> None:
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Proxy config.toml: window, thresholds, min_test_count and the "
+    "scenario's chain come from its [performance] and [router].",
+)
+@click.option(
+    "--scenario",
+    default="default",
+    show_default=True,
+    type=click.Choice(SCENARIOS),
+    help="Routing scenario to rank for.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="table for people; json/csv are stable for scripts.",
+)
+@click.option(
+    "--window",
+    metavar="DURATION",
+    help="Recording-rule window (default: [performance] window, else 1h).",
+)
+def query(
+    config_path: str | None, scenario: str, fmt: str, window: str | None, **options: Any
+) -> None:
     """Print the ranking of one routing scenario from the recording rules.
 
     Models that meet the thresholds come first, best score first; then those that
@@ -233,8 +309,13 @@ def query(config_path: str | None, scenario: str, fmt: str, window: str | None,
         duration_seconds(window)
         client = make_client(options)
         stale = stale_after(performance)
-        snap = fetch_snapshot(client, window, hold_seconds=0, stale_after=stale,
-                              stale_after_seconds=duration_seconds(stale))
+        snap = fetch_snapshot(
+            client,
+            window,
+            hold_seconds=0,
+            stale_after=stale,
+            stale_after_seconds=duration_seconds(stale),
+        )
     except (ConfigError, PromQLError, ValueError) as exc:
         click.echo(f"perfgen query: error: {exc}", err=True)
         sys.exit(1)

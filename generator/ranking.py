@@ -32,7 +32,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from exporter.config import Route, Thresholds
+from perfgen.config import Route, Thresholds
 
 
 @dataclass(frozen=True)
@@ -133,8 +133,11 @@ def threshold_failures(stats: ModelStats, thresholds: Thresholds | None) -> list
         return []
     out: list[str] = []
     limit_s = thresholds.max_latency_ms / 1000
-    ttft, rate, ratio = (_num(stats.ttft_p95_seconds), _num(stats.decode_tokens_per_second),
-                         _num(stats.success_ratio))
+    ttft, rate, ratio = (
+        _num(stats.ttft_p95_seconds),
+        _num(stats.decode_tokens_per_second),
+        _num(stats.success_ratio),
+    )
     if ttft is not None and ttft > limit_s:
         out.append(f"p95 TTFT {ttft:.3f} s > {limit_s:g} s")
     if rate is not None and rate < thresholds.min_throughput_tokens_per_sec:
@@ -201,11 +204,23 @@ def decide(
     eligible: list[Route] = []
     for route in pool:
         if route.provider not in known:
-            decision.entries.append(Entry(route, "excluded", f"provider {route.provider!r} "
-                                          "is not in [[providers]]", kept=False))
+            decision.entries.append(
+                Entry(
+                    route,
+                    "excluded",
+                    f"provider {route.provider!r} is not in [[providers]]",
+                    kept=False,
+                )
+            )
         elif route.model not in known[route.provider]:
-            decision.entries.append(Entry(route, "excluded", f"model not in provider "
-                                          f"{route.provider!r}'s models", kept=False))
+            decision.entries.append(
+                Entry(
+                    route,
+                    "excluded",
+                    f"model not in provider {route.provider!r}'s models",
+                    kept=False,
+                )
+            )
         else:
             eligible.append(route)
 
@@ -261,16 +276,16 @@ def _rank(
     notes: list[str] = []
     for group in (MEETS, FAILS):
         if sticky:
-            chosen, group_notes = _sticky_order(groups[group], stats, old_index, policy,
-                                                len(ranked))
+            chosen, group_notes = _sticky_order(
+                groups[group], stats, old_index, policy, len(ranked)
+            )
             notes.extend(group_notes)
         else:
             chosen = _score_order(groups[group], stats, old_index)
         ranked.extend(Ranked(route, group, reasons[route]) for route in chosen)
     # Unknown models keep their old relative order; the others follow in given order.
     position = {route: i for i, route in enumerate(members)}
-    unknown = sorted(groups[UNKNOWN],
-                     key=lambda r: old_index.get(r, len(old_chain) + position[r]))
+    unknown = sorted(groups[UNKNOWN], key=lambda r: old_index.get(r, len(old_chain) + position[r]))
     ranked.extend(Ranked(route, UNKNOWN, reasons[route]) for route in unknown)
     return ranked, notes
 
@@ -279,8 +294,9 @@ def _score_order(
     members: list[Route], stats: Mapping[Route, ModelStats], old_index: Mapping[Route, int]
 ) -> list[Route]:
     """Best score first; ties keep the old chain's order, then the route's name."""
-    return sorted(members, key=lambda r: (-(stats[r].score or 0.0),
-                                          old_index.get(r, math.inf), str(r)))
+    return sorted(
+        members, key=lambda r: (-(stats[r].score or 0.0), old_index.get(r, math.inf), str(r))
+    )
 
 
 def _sticky_order(
@@ -320,8 +336,11 @@ def _sticky_order(
                     found = i
                     break
             index = remaining.index(incumbent) if found is None else found
-            notes.append(_hysteresis_note(offset + len(result), remaining[index], best,
-                                          incumbent, stats, policy))
+            notes.append(
+                _hysteresis_note(
+                    offset + len(result), remaining[index], best, incumbent, stats, policy
+                )
+            )
         pick = remaining.pop(index)
         if pick == incumbent:
             incumbents.pop(0)
@@ -332,8 +351,12 @@ def _sticky_order(
 
 
 def _hysteresis_note(
-    position: int, pick: Route, best: Route, incumbent: Route,
-    stats: Mapping[Route, ModelStats], policy: Policy,
+    position: int,
+    pick: Route,
+    best: Route,
+    incumbent: Route,
+    stats: Mapping[Route, ModelStats],
+    policy: Policy,
 ) -> str:
     where = "primary" if position == 0 else f"position {position + 1}"
     challenger = best if pick == incumbent else pick
@@ -342,14 +365,18 @@ def _hysteresis_note(
     low = _lowest(champ)
     low_text = "n/a" if low is None else f"{low:.3f}"
     if base_max is None:
-        detail = (f"{incumbent} has no score over {policy.hold}, counted as 0; "
-                  f"{challenger} scores {low_text}")
+        detail = (
+            f"{incumbent} has no score over {policy.hold}, counted as 0; "
+            f"{challenger} scores {low_text}"
+        )
     else:
         need = (1 + policy.margin) * base_max
-        detail = (f"{challenger} lowest score over {policy.hold} {low_text}"
-                  f"{'' if champ.hold_covered else ' (no score for the whole hold time)'}"
-                  f" vs {incumbent} highest {base_max:.3f} x {1 + policy.margin:g}"
-                  f" = {need:.3f}")
+        detail = (
+            f"{challenger} lowest score over {policy.hold} {low_text}"
+            f"{'' if champ.hold_covered else ' (no score for the whole hold time)'}"
+            f" vs {incumbent} highest {base_max:.3f} x {1 + policy.margin:g}"
+            f" = {need:.3f}"
+        )
     if pick == incumbent:
         return f"hysteresis holds {where}: {incumbent} stays ({detail})"
     return f"hysteresis switches {where} to {pick}: beat {incumbent} for {policy.hold} ({detail})"

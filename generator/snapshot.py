@@ -14,9 +14,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from exporter.config import Route
-from generator.promql import PromClient, Sample
-from generator.ranking import ModelStats
+from perfgen.generator.promql import PromClient, Sample
+from perfgen.generator.ranking import ModelStats
+
+from perfgen.config import Route
 
 Key = tuple[str, str]  # (provider, model)
 
@@ -43,13 +44,14 @@ def snapshot_queries(window: str, stale_after: str) -> dict[str, str]:
     """PromQL per role. `max by` folds duplicates (HA replicas behind Thanos, say)."""
     names = rule_names(window)
     queries = {
-        role: f"max by (provider, model, scenario) ({names[role]})"
-        for role in ("score", "meets")
+        role: f"max by (provider, model, scenario) ({names[role]})" for role in ("score", "meets")
     }
-    queries.update({
-        role: f"max by (provider, model) ({names[role]})"
-        for role in ("samples", "ttft_p95", "decode", "success")
-    })
+    queries.update(
+        {
+            role: f"max by (provider, model) ({names[role]})"
+            for role in ("samples", "ttft_p95", "decode", "success")
+        }
+    )
     # The newest probe of any module within stale_after; an exporter that stopped
     # reporting still shows its last timestamp here until stale_after has passed.
     queries["last_probe"] = (
@@ -149,8 +151,13 @@ def fetch_snapshot(
     """
     at = time.time() if at is None else at
     hold = hold_queries(window, hold_seconds, at) if hold_seconds > 0 else None
-    snap = Snapshot(at, window, stale_after_seconds, hold_seconds,
-                    hold.step if hold else max(15.0, math.ceil(hold_seconds / 60)))
+    snap = Snapshot(
+        at,
+        window,
+        stale_after_seconds,
+        hold_seconds,
+        hold.step if hold else max(15.0, math.ceil(hold_seconds / 60)),
+    )
     queries = snapshot_queries(window, stale_after)
     jobs = [(query, at) for query in queries.values()]
     if hold is not None:
@@ -159,11 +166,11 @@ def fetch_snapshot(
     with ThreadPoolExecutor(min(QUERY_WORKERS, len(jobs))) as pool:
         answers = [pool.submit(client.instant, query, when) for query, when in jobs]
         try:
-            for role, answer in zip(queries, answers[:len(queries)], strict=True):
+            for role, answer in zip(queries, answers[: len(queries)], strict=True):
                 _add_samples(snap, role, answer.result())
             if hold is not None and snap.score:
                 snap.hold_points = hold.points
-                snap.hold = _hold_scores(hold, [a.result() for a in answers[len(queries):]])
+                snap.hold = _hold_scores(hold, [a.result() for a in answers[len(queries) :]])
         finally:
             pool.shutdown(cancel_futures=True)  # after a failure, start no further query
     if not snap.score:
@@ -200,8 +207,14 @@ def _hold_scores(
 ) -> dict[tuple[str, str, str], HoldScores]:
     """Per score series: lowest, highest, and a score at every step (no NaN among them)."""
     found = {
-        name: {(s.labels.get("provider", ""), s.labels.get("model", ""),
-                s.labels.get("scenario", "default")): s.value for s in samples}
+        name: {
+            (
+                s.labels.get("provider", ""),
+                s.labels.get("model", ""),
+                s.labels.get("scenario", "default"),
+            ): s.value
+            for s in samples
+        }
         for name, samples in zip(hold.queries, answers, strict=True)
     }
     nan = math.nan
@@ -212,8 +225,9 @@ def _hold_scores(
         # (as would +Inf and -Inf together, which no score is).
         low, high = found["min"].get(key3, nan), found["max"].get(key3, nan)
         covered = count >= hold.points and not math.isnan(found["sum"].get(key3, nan))
-        out[key3] = HoldScores(None if math.isnan(low) else low,
-                               None if math.isnan(high) else high, covered)
+        out[key3] = HoldScores(
+            None if math.isnan(low) else low, None if math.isnan(high) else high, covered
+        )
     return out
 
 

@@ -49,8 +49,10 @@ class Query:
 
 def load_dashboards(directory: Path = DASHBOARDS_DIR) -> dict[str, dict[str, Any]]:
     """file name -> dashboard JSON."""
-    return {path.name: json.loads(path.read_text(encoding="utf-8"))
-            for path in sorted(directory.glob("*.json"))}
+    return {
+        path.name: json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted(directory.glob("*.json"))
+    }
 
 
 def iter_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -92,19 +94,28 @@ def extract_queries(dashboards: Mapping[str, dict[str, Any]] | None = None) -> l
             query = variable_query(variable) if variable.get("type") == "query" else None
             converted = label_values_to_promql(query) if query else None
             if converted:
-                found.append(Query(uid, f"variable {variable['name']}", converted[0],
-                                   "variable", instant=True))
+                found.append(
+                    Query(
+                        uid, f"variable {variable['name']}", converted[0], "variable", instant=True
+                    )
+                )
         for annotation in board.get("annotations", {}).get("list", []):
             if annotation.get("expr"):
-                found.append(Query(uid, f"annotation {annotation['name']}",
-                                   annotation["expr"], "annotation"))
+                found.append(
+                    Query(uid, f"annotation {annotation['name']}", annotation["expr"], "annotation")
+                )
         for panel in iter_panels(board.get("panels", [])):
             for target in panel.get("targets", []):
                 if target.get("expr"):
-                    found.append(Query(
-                        uid, f"panel {panel.get('title')!r} {target.get('refId')}",
-                        target["expr"], "panel", instant=bool(target.get("instant")),
-                    ))
+                    found.append(
+                        Query(
+                            uid,
+                            f"panel {panel.get('title')!r} {target.get('refId')}",
+                            target["expr"],
+                            "panel",
+                            instant=bool(target.get("instant")),
+                        )
+                    )
     return found
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import click
-
-from exporter.config import ConfigError, load_config
-from rules.render import (
+from perfgen.rules.render import (
     DEFAULT_RUNBOOK_BASE_URL,
     DEFAULT_SCORE_DROP,
     RuleError,
@@ -13,6 +11,8 @@ from rules.render import (
     render_warnings,
     write_rules,
 )
+
+from perfgen.config import ConfigError, load_config
 
 
 @click.group()
@@ -22,20 +22,30 @@ def rules() -> None:
 
 @rules.command()
 @click.option(
-    "--config", "config_path", required=True, type=click.Path(dir_okay=False),
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
     help="The proxy's config.toml (its [performance] table is read).",
 )
 @click.option(
-    "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
     help="Directory for recording.yml and alerts.yml (created if missing).",
 )
 @click.option(
-    "--runbook-base-url", default=DEFAULT_RUNBOOK_BASE_URL, show_default=True,
+    "--runbook-base-url",
+    default=DEFAULT_RUNBOOK_BASE_URL,
+    show_default=True,
     help="Alerts link to <URL>#<alertname in lower case>.",
 )
 @click.option(
-    "--score-drop", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=DEFAULT_SCORE_DROP, show_default=True,
+    "--score-drop",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=DEFAULT_SCORE_DROP,
+    show_default=True,
     help="PerfgenScoreDegraded fires when the score is this fraction under its baseline.",
 )
 def render(config_path: str, out_dir: str, runbook_base_url: str, score_drop: float) -> None:
@@ -53,9 +63,7 @@ def render(config_path: str, out_dir: str, runbook_base_url: str, score_drop: fl
         # ClickException exits 1: a bad config is an error, not a usage mistake.
         raise click.ClickException(str(exc)) from None
     try:
-        files = render_rules(
-            performance, runbook_base_url=runbook_base_url, score_drop=score_drop
-        )
+        files = render_rules(performance, runbook_base_url=runbook_base_url, score_drop=score_drop)
         warnings = render_warnings(performance)
     except RuleError as exc:
         raise click.ClickException(f"{config_path}: {exc}") from None

@@ -25,7 +25,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from exporter.config import Module, Performance, Thresholds, Weights, duration_seconds
+from perfgen.config import Module, Performance, Thresholds, Weights, duration_seconds
 
 RULES_DIR = Path(__file__).resolve().parent
 RENDERED_DIR = RULES_DIR / "rendered"
@@ -128,8 +128,9 @@ def is_baseline(module: Module) -> bool:
 def baseline_modules(performance: Performance) -> tuple[str, ...]:
     """The baseline modules of `performance.modules`, sorted (built-ins: health, latency,
     throughput; long_context pads the prompt, concurrent runs parallel streams)."""
-    names = tuple(sorted(name for name, module in performance.modules.items()
-                         if is_baseline(module)))
+    names = tuple(
+        sorted(name for name, module in performance.modules.items() if is_baseline(module))
+    )
     if not names:
         raise RuleError(
             "performance.modules: no module qualifies as a baseline module (input_tokens = 0 "

@@ -11,10 +11,10 @@ import json
 import time
 from typing import Any
 
-from simulator.config import ProviderConfig
-from simulator.plan import RequestPlan
-from simulator.text import content_text, json_string, prompt_tokens, reply_with
-from simulator.wire import BadRequest, ChatRequest, optional_int
+from perfgen.simulator.config import ProviderConfig
+from perfgen.simulator.plan import RequestPlan
+from perfgen.simulator.text import content_text, json_string, prompt_tokens, reply_with
+from perfgen.simulator.wire import BadRequest, ChatRequest, optional_int
 
 _ERRORS: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", None),

@@ -11,7 +11,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from simulator.config import Profile
+from perfgen.simulator.config import Profile
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,9 @@ import asyncio
 import time
 
 from aiohttp import web
-
-from simulator.plan import RequestPlan
-from simulator.records import RequestRecord
-from simulator.wire import FAULT_AFTER_TOKENS, StreamEncoder
+from perfgen.simulator.plan import RequestPlan
+from perfgen.simulator.records import RequestRecord
+from perfgen.simulator.wire import FAULT_AFTER_TOKENS, StreamEncoder
 
 _GONE_POLL_SECONDS = 0.05
 

@@ -8,7 +8,6 @@ Both bind port 0 by default and expose `base_url` once the server accepts connec
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -17,10 +16,9 @@ from pathlib import Path
 from types import TracebackType
 
 from aiohttp import web
-
-from simulator.cli import READY_PREFIX
-from simulator.config import SimulatorConfig
-from simulator.server import create_app
+from perfgen.simulator.cli import READY_PREFIX
+from perfgen.simulator.config import SimulatorConfig
+from perfgen.simulator.server import create_app
 
 _START_TIMEOUT_SECONDS = 15.0
 
@@ -104,7 +102,7 @@ class SimulatorProcess:
         self._args = [
             sys.executable,
             "-c",
-            "from simulator.cli import simulate; simulate()",
+            "from perfgen.simulator.cli import simulate; simulate()",
             "--config",
             str(config_path),
             "--listen",
@@ -118,12 +116,9 @@ class SimulatorProcess:
         self.base_url = ""
 
     def start(self) -> SimulatorProcess:
-        # The child must import this very package, wherever the caller runs from.
-        root = str(Path(__file__).resolve().parent.parent)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        # sys.executable has this very perfgen installed, wherever the caller runs from.
         self.process = subprocess.Popen(
-            self._args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            self._args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         line = _read_line(self.process, _START_TIMEOUT_SECONDS)
         if not line.startswith(READY_PREFIX):

@@ -10,16 +10,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
-
-from simulator.anthropic_wire import AnthropicWire
-from simulator.config import ConfigError, ProviderConfig, SimulatorConfig
-from simulator.openai_wire import OpenAIWire
-from simulator.plan import RequestPlan, draw_plan
-from simulator.records import RequestLog, RequestRecord
-from simulator.responder import client_gone, wait_until_gone, write_stream
-from simulator.state import ProfileBook
-from simulator.text import answer_tokens, reasoning_tokens
-from simulator.wire import BadRequest, ChatRequest, Wire
+from perfgen.simulator.anthropic_wire import AnthropicWire
+from perfgen.simulator.config import ConfigError, ProviderConfig, SimulatorConfig
+from perfgen.simulator.openai_wire import OpenAIWire
+from perfgen.simulator.plan import RequestPlan, draw_plan
+from perfgen.simulator.records import RequestLog, RequestRecord
+from perfgen.simulator.responder import client_gone, wait_until_gone, write_stream
+from perfgen.simulator.state import ProfileBook
+from perfgen.simulator.text import answer_tokens, reasoning_tokens
+from perfgen.simulator.wire import BadRequest, ChatRequest, Wire
 
 RECORDS_CAPACITY = 10_000
 DEFAULT_REQUESTS_LIMIT = 100

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from simulator.config import ModelConfig, Profile, SimulatorConfig, apply_profile_changes
+from perfgen.simulator.config import ModelConfig, Profile, SimulatorConfig, apply_profile_changes
 
 
 class ProfileBook:

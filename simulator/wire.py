@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from simulator.config import ProviderConfig
-from simulator.plan import RequestPlan
+from perfgen.simulator.config import ProviderConfig
+from perfgen.simulator.plan import RequestPlan
 
 # How many tokens a `stall`, `malformed` or `error_event` stream sends before misbehaving.
 FAULT_AFTER_TOKENS = 3

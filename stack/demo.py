@@ -26,9 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
-
-from exporter.config import Config, Route, load_config, parse_chain
-from stack.processes import (
+from perfgen.stack.processes import (
     ManagedProcess,
     ProcessFailed,
     find_binary,
@@ -40,8 +38,10 @@ from stack.processes import (
     start_perfgen,
     start_prometheus,
 )
-from stack.prometheus_config import render_alertmanager_config, render_prometheus_config
-from stack.webhook import Alert, WebhookReceiver
+from perfgen.stack.prometheus_config import render_alertmanager_config, render_prometheus_config
+from perfgen.stack.webhook import Alert, WebhookReceiver
+
+from perfgen.config import Config, Route, load_config, parse_chain
 
 HERE = Path(__file__).resolve().parent
 DEMO_SIMULATOR_CONFIG = HERE / "demo-simulator.toml"
@@ -109,17 +109,20 @@ def point_at_simulator(text: str, simulator_url: str) -> str:
     for provider in document.get("providers", []):
         base = str(provider.get("api_base_url", ""))
         if base.startswith(SIMULATOR_PLACEHOLDER):
-            provider["api_base_url"] = simulator_url.rstrip("/") + base[
-                len(SIMULATOR_PLACEHOLDER):
-            ]
+            provider["api_base_url"] = (
+                simulator_url.rstrip("/") + base[len(SIMULATOR_PLACEHOLDER) :]
+            )
     return tomlkit.dumps(document)
 
 
 def router_diff(before: str, after: str, path: str) -> str:
     """A unified diff of two versions of the proxy config (only routes should differ)."""
     lines = difflib.unified_diff(
-        before.splitlines(keepends=True), after.splitlines(keepends=True),
-        fromfile=f"{path} (before)", tofile=f"{path} (now)", n=1,
+        before.splitlines(keepends=True),
+        after.splitlines(keepends=True),
+        fromfile=f"{path} (before)",
+        tofile=f"{path} (now)",
+        n=1,
     )
     return "".join(lines)
 
@@ -172,8 +175,9 @@ class DemoStack:
             ["simulate", "--config", str(self.simulator_config), "--listen", "127.0.0.1:0"],
             "simulator listening on",
         )
-        text = point_at_simulator(self.proxy_config.read_text(encoding="utf-8"),
-                                  simulator.url or "")
+        text = point_at_simulator(
+            self.proxy_config.read_text(encoding="utf-8"), simulator.url or ""
+        )
         self.original_config_path.write_text(text, encoding="utf-8")
         self.config_path.write_text(text, encoding="utf-8")
         self.config: Config = load_config(self.config_path)
@@ -192,7 +196,7 @@ class DemoStack:
         )
         self.log(f"alertmanager listening on {self.alertmanager_url}")
 
-        from rules.render import render_rules
+        from perfgen.rules.render import render_rules
 
         self.rule_files = {
             f"rules/{name}": text for name, text in render_rules(self.config.performance).items()
@@ -222,10 +226,14 @@ class DemoStack:
             "generator",
             [
                 "generate",
-                "--config", str(self.config_path),
-                "--prometheus", self.prometheus_url,
-                "--every", self.generator_every,
-                "--metrics-listen", f"127.0.0.1:{self.generator_metrics_port}",
+                "--config",
+                str(self.config_path),
+                "--prometheus",
+                self.prometheus_url,
+                "--every",
+                self.generator_every,
+                "--metrics-listen",
+                f"127.0.0.1:{self.generator_metrics_port}",
             ],
             GENERATOR_READY_PREFIX,
         )
@@ -233,8 +241,9 @@ class DemoStack:
     def _perfgen(self, name: str, args: list[str], ready_prefix: str) -> ManagedProcess:
         process = start_perfgen(args, ready_prefix, self.workdir, name=name)
         self.processes[name] = process
-        self.log(f"{name} {process.ready_line.split(' ', 1)[1] if process.ready_line else ''}"
-                 .rstrip())
+        self.log(
+            f"{name} {process.ready_line.split(' ', 1)[1] if process.ready_line else ''}".rstrip()
+        )
         return process
 
     def stop(self) -> None:
@@ -343,8 +352,15 @@ class DemoStack:
     def ranking_table(self, scenario: str = "default") -> str:
         """`perfgen query` output for the scenario, exactly as a user would see it."""
         return run_perfgen(
-            ["query", "--prometheus", self.prometheus_url, "--config", str(self.config_path),
-             "--scenario", scenario],
+            [
+                "query",
+                "--prometheus",
+                self.prometheus_url,
+                "--config",
+                str(self.config_path),
+                "--scenario",
+                scenario,
+            ],
             cwd=self.workdir,
         )
 
@@ -356,10 +372,14 @@ class DemoStack:
 
     def degrade(self, route: Route, changes: Mapping[str, Any] = DEGRADATION) -> dict[str, Any]:
         """PATCH the simulator's profile of `route`; returns the profile now in force."""
-        url = (f"{self.simulator_url}/-/profiles/"
-               f"{urllib.parse.quote(route.provider)}/{urllib.parse.quote(route.model)}")
+        url = (
+            f"{self.simulator_url}/-/profiles/"
+            f"{urllib.parse.quote(route.provider)}/{urllib.parse.quote(route.model)}"
+        )
         request = urllib.request.Request(
-            url, data=json.dumps(dict(changes)).encode(), method="PATCH",
+            url,
+            data=json.dumps(dict(changes)).encode(),
+            method="PATCH",
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (loopback)
@@ -370,32 +390,37 @@ class DemoStack:
         self.degrade(route)
         return route
 
-    def wait_for_alert(
-        self, route: Route, timeout: float = 150.0, progress: Log = _quiet
-    ) -> Alert:
+    def wait_for_alert(self, route: Route, timeout: float = 150.0, progress: Log = _quiet) -> Alert:
         """The first firing degradation alert about `route` at the webhook receiver."""
 
         def arrived() -> Alert | None:
             return self.receiver.wait_for_alert(
                 lambda alert: alert.get("labels", {}).get("alertname") in DEGRADATION_ALERTS,
-                provider=route.provider, model=route.model, timeout=0,
+                provider=route.provider,
+                model=route.model,
+                timeout=0,
             )
 
         def status() -> str:
             pending = [
                 s["metric"].get("alertname", "?")
-                for s in self.query(
-                    f'ALERTS{{provider="{route.provider}",model="{route.model}"}}'
-                )
+                for s in self.query(f'ALERTS{{provider="{route.provider}",model="{route.model}"}}')
             ]
-            return ("alerts pending/firing in Prometheus: " + ", ".join(sorted(set(pending)))
-                    if pending else "no alert on it in Prometheus yet")
+            return (
+                "alerts pending/firing in Prometheus: " + ", ".join(sorted(set(pending)))
+                if pending
+                else "no alert on it in Prometheus yet"
+            )
 
-        return self._wait(arrived, timeout, f"an alert about {route} at the receiver", status,
-                          progress)
+        return self._wait(
+            arrived, timeout, f"an alert about {route} at the receiver", status, progress
+        )
 
     def wait_for_demotion(
-        self, route: Route, scenario: str = "default", timeout: float = 150.0,
+        self,
+        route: Route,
+        scenario: str = "default",
+        timeout: float = 150.0,
         progress: Log = _quiet,
     ) -> list[Route]:
         """Until the written config's `scenario` chain no longer starts with `route`."""
@@ -408,8 +433,7 @@ class DemoStack:
             chain = "|".join(str(r) for r in read_chain(self.config_path, scenario))
             return f"[router] {scenario} = {chain}"
 
-        return self._wait(demoted, timeout, f"the generator to demote {route}", status,
-                          progress)
+        return self._wait(demoted, timeout, f"the generator to demote {route}", status, progress)
 
     def _wait(
         self,
@@ -430,8 +454,10 @@ class DemoStack:
                 return result
             now = time.monotonic()
             if now - started >= timeout:
-                raise StoryTimeout(f"gave up waiting for {what} after {timeout:.0f}s "
-                                   f"({status()}); logs are in {self.workdir}")
+                raise StoryTimeout(
+                    f"gave up waiting for {what} after {timeout:.0f}s "
+                    f"({status()}); logs are in {self.workdir}"
+                )
             if now - last_report >= every:
                 last_report = now
                 progress(f"... waiting for {what} ({now - started:.0f}s): {status()}")
@@ -442,7 +468,11 @@ def run_perfgen(args: list[str], cwd: Path | None = None, timeout: float = 60.0)
     """Run one perfgen command to completion with this interpreter; its stdout."""
     result = subprocess.run(
         perfgen_command(args),
-        capture_output=True, text=True, timeout=timeout, env=perfgen_env(), cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=perfgen_env(),
+        cwd=cwd,
     )
     if result.returncode != 0:
         raise ProcessFailed(
@@ -479,7 +509,7 @@ class AlertFeed:
 
     def new(self) -> list[Alert]:
         alerts = self.receiver.alerts(status=None)
-        fresh, self.seen = alerts[self.seen:], len(alerts)
+        fresh, self.seen = alerts[self.seen :], len(alerts)
         return fresh
 
 
@@ -509,8 +539,10 @@ def run_story(
     seconds: dict[str, float] = {}
     started = time.monotonic()
     window = stack.window
-    say(f"Step 1/4: probing every model; a model is ranked once it has "
-        f"{stack.config.performance.min_test_count} samples in the {window} window.")
+    say(
+        f"Step 1/4: probing every model; a model is ranked once it has "
+        f"{stack.config.performance.min_test_count} samples in the {window} window."
+    )
     stack.wait_for_rankings(timeout=min(150.0, time_left()), progress=progress)
     seconds["rankings"] = time.monotonic() - started
     table = stack.ranking_table()
@@ -519,9 +551,11 @@ def run_story(
     before_text = stack.config_path.read_text(encoding="utf-8")
     chain_before = read_chain(stack.config_path)
     degraded = chain_before[0]
-    say(f"Step 2/4: degrading the primary of [router] default, {degraded}: "
+    say(
+        f"Step 2/4: degrading the primary of [router] default, {degraded}: "
         f"PATCH /-/profiles/{degraded.provider}/{degraded.model} "
-        f"{json.dumps(DEGRADATION, separators=(',', ':'))}")
+        f"{json.dumps(DEGRADATION, separators=(',', ':'))}"
+    )
     stack.degrade(degraded)
     degraded_at = time.monotonic()
     degraded_wall = time.time()
@@ -529,11 +563,15 @@ def run_story(
     say(f"Step 3/4: waiting for Prometheus to alert on {degraded} through Alertmanager.")
     alert = stack.wait_for_alert(degraded, timeout=min(180.0, time_left()), progress=progress)
     seconds["alert"] = time.monotonic() - degraded_at
-    say(f"{alert['labels']['alertname']} about {degraded} reached the pager "
-        f"{seconds['alert']:.0f}s after the degradation.")
+    say(
+        f"{alert['labels']['alertname']} about {degraded} reached the pager "
+        f"{seconds['alert']:.0f}s after the degradation."
+    )
 
-    say(f"Step 4/4: checking that perfgen generate (every {stack.generator_every}) demoted "
-        f"{degraded} in {stack.config_path.name}.")
+    say(
+        f"Step 4/4: checking that perfgen generate (every {stack.generator_every}) demoted "
+        f"{degraded} in {stack.config_path.name}."
+    )
     chain_after = stack.wait_for_demotion(
         degraded, timeout=min(180.0, time_left()), progress=progress
     )
@@ -542,8 +580,10 @@ def run_story(
     seconds["demotion"] = max(0.0, stack.config_path.stat().st_mtime - degraded_wall)
     after_text = stack.config_path.read_text(encoding="utf-8")
     diff = router_diff(before_text, after_text, stack.config_path.name)
-    say(f"The generator demoted it {seconds['demotion']:.0f}s after the degradation; "
-        f"{stack.config_path.name} changed:\n" + _indent(diff))
+    say(
+        f"The generator demoted it {seconds['demotion']:.0f}s after the degradation; "
+        f"{stack.config_path.name} changed:\n" + _indent(diff)
+    )
     seconds["total"] = time.monotonic() - started
     return StoryResult(table, degraded, alert, chain_before, chain_after, diff, seconds)
 

@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import click
-
-from stack.demo import (
+from perfgen.stack.demo import (
     AlertFeed,
     DemoStack,
     StoryResult,
@@ -20,7 +19,7 @@ from stack.demo import (
     read_chain,
     run_story,
 )
-from stack.processes import INSTALL_HINT, BinaryMissing, ProcessFailed, find_binary
+from perfgen.stack.processes import INSTALL_HINT, BinaryMissing, ProcessFailed, find_binary
 
 # Grafana is not started here (the demo needs only Debian's Prometheus packages).
 GRAFANA_HINT = (
@@ -55,16 +54,19 @@ class Narrator:
 def _print_urls(narrator: Narrator, stack: DemoStack, force: bool = False) -> None:
     show = narrator.always if force else narrator.say
     width = max(len(name) for name in stack.urls())
-    show("Open while it runs:\n" + "\n".join(
-        f"    {name.ljust(width)}  {url}" for name, url in stack.urls().items()
-    ) + "\n" + GRAFANA_HINT)
+    show(
+        "Open while it runs:\n"
+        + "\n".join(f"    {name.ljust(width)}  {url}" for name, url in stack.urls().items())
+        + "\n"
+        + GRAFANA_HINT
+    )
 
 
 def _summary(narrator: Narrator, result: StoryResult) -> None:
     after = "|".join(str(r) for r in result.chain_after)
     narrator.always(
         f"Story complete in {result.seconds['total']:.0f}s: {result.degraded} degraded, "
-        f"alerted ({describe_alert(result.alert)}), demoted; [router] default = \"{after}\""
+        f'alerted ({describe_alert(result.alert)}), demoted; [router] default = "{after}"'
     )
 
 
@@ -80,19 +82,30 @@ def _keep_running(narrator: Narrator, stack: DemoStack) -> None:
         now = read_chain(stack.config_path)
         if now != chain:
             chain = now
-            narrator.always("generator rewrote [router] default = "
-                            f"\"{'|'.join(str(r) for r in now)}\"")
+            narrator.always(
+                f'generator rewrote [router] default = "{"|".join(str(r) for r in now)}"'
+            )
 
 
 @click.command()
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Keep configs, logs and data here (default: a temporary directory, "
-                   "removed after a successful run).")
-@click.option("--duration", type=click.FloatRange(min=10), default=420.0, show_default=True,
-              metavar="SECONDS",
-              help="Stop after this long even if the story has not finished.")
-@click.option("--keep-running", is_flag=True,
-              help="After the story, leave everything up until Ctrl-C.")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep configs, logs and data here (default: a temporary directory, "
+    "removed after a successful run).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=10),
+    default=420.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Stop after this long even if the story has not finished.",
+)
+@click.option(
+    "--keep-running", is_flag=True, help="After the story, leave everything up until Ctrl-C."
+)
 @click.option("--quiet", is_flag=True, help="Print only the outcome and errors.")
 def demo(workdir: Path | None, duration: float, keep_running: bool, quiet: bool) -> None:
     """Run the whole pipeline on this machine against simulated providers.
@@ -169,4 +182,3 @@ def demo(workdir: Path | None, duration: float, keep_running: bool, quiet: bool)
             narrator.always(f"logs, configs and data kept in {root}")
         narrator.say("stopped")
     sys.exit(exit_code)
-

@@ -112,7 +112,12 @@ def find_binary(name: str) -> str:
 
 
 def project_root() -> Path:
-    """The directory holding the perfgen packages (stack/, generator/, ...)."""
+    """The folder of the installed perfgen parts (stack/, generator/, rules/, ...).
+
+    In a source checkout (an editable install) that is the repository's root; installed,
+    it is the `perfgen` package directory, where the same folders sit under their
+    package names.
+    """
     return Path(__file__).resolve().parent.parent
 
 
@@ -439,7 +444,7 @@ def start_victoriametrics(
 
 
 # `perfgen` without its console script: works from a source checkout and in any venv.
-PERFGEN_MAIN = "from generator.cli import main; main(prog_name='perfgen')"
+PERFGEN_MAIN = "from perfgen.cli import main; main(prog_name='perfgen')"
 _URL_RE = re.compile(r"https?://[^\s'\"]+")
 
 
@@ -451,14 +456,11 @@ def perfgen_command(args: Sequence[str]) -> list[str]:
 def perfgen_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment for a perfgen child, plus `env`.
 
-    Unbuffered, so a ready line reaches the log (or pipe) at once, and with the project
-    on PYTHONPATH, so it imports without `pip install -e .`.
+    Unbuffered, so a ready line reaches the log (or pipe) at once. The child imports the
+    perfgen package installed for this interpreter, as the caller does.
     """
     child_env = dict(os.environ)
     child_env["PYTHONUNBUFFERED"] = "1"
-    child_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(project_root()), child_env.get("PYTHONPATH", "")) if p
-    )
     child_env.update(env or {})
     return child_env
 
@@ -482,9 +484,7 @@ def start_perfgen(
     name = name or (args[0] if args else "perfgen")
     log_path = root / f"{name}.log"
     # The log file is the ready signal: perfgen_env() keeps Python from buffering it.
-    process = ManagedProcess(
-        name, perfgen_command(args), log_path, env=perfgen_env(env), cwd=root
-    )
+    process = ManagedProcess(name, perfgen_command(args), log_path, env=perfgen_env(env), cwd=root)
     try:
         line = process.wait_log_line(ready_prefix, timeout)
     except BaseException:

@@ -5,7 +5,7 @@ Stands in for the pager in the demo and the tests: Alertmanager POSTs its webhoo
 and the caller reads or waits for what arrived. A thread, not asyncio, so it works the
 same from a synchronous pytest fixture and from the demo's main loop.
 
-`python -m stack.webhook --listen HOST:PORT` runs it on its own and prints one line per
+`python -m perfgen.stack.webhook --listen HOST:PORT` runs it on its own and prints one line per
 alert, so that docker-compose's Alertmanager has a receiver whose output `docker-compose
 logs alert-log` shows.
 """
@@ -186,7 +186,7 @@ def _print_alerts(notification: Notification) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m stack.webhook",
+        prog="python -m perfgen.stack.webhook",
         description="Receive Alertmanager webhooks and print one line per alert.",
     )
     parser.add_argument("--listen", default="127.0.0.1:5001", help="HOST:PORT to listen on")

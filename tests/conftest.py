@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-
-from stack.processes import BinaryMissing, find_binary
+from perfgen.stack.processes import BinaryMissing, find_binary
 
 if TYPE_CHECKING:
-    from stack.demo import DemoStack
+    from perfgen.stack.demo import DemoStack
 
 
 def require_binaries(*names: str) -> dict[str, str]:
@@ -45,7 +44,7 @@ def demo_stack(
     half a minute), so `stack.prometheus_url` has data for every recording rule. The
     story's degradation is not applied here; tests/test_e2e.py applies it.
     """
-    from stack.demo import DemoStack
+    from perfgen.stack.demo import DemoStack
 
     workdir: Path = tmp_path_factory.mktemp("demo-stack")
     stack = DemoStack(workdir)

@@ -6,8 +6,7 @@ import time
 from typing import Any
 
 import aiohttp
-
-from simulator.config import SimulatorConfig, parse_simulator_config
+from perfgen.simulator.config import SimulatorConfig, parse_simulator_config
 
 OPENAI_KEY = "sim-openai-key"
 ANTHROPIC_KEY = "sim-anthropic-key"

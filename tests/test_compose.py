@@ -32,8 +32,16 @@ DATASOURCES = ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.ym
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
-SERVICES = {"config-init", "simulator", "exporter", "generator", "prometheus",
-            "alertmanager", "alert-log", "grafana"}
+SERVICES = {
+    "config-init",
+    "simulator",
+    "exporter",
+    "generator",
+    "prometheus",
+    "alertmanager",
+    "alert-log",
+    "grafana",
+}
 # What the Prometheus config expects each perfgen service to listen on.
 EXPORTER_ADDRESS = "exporter:9470"
 GENERATOR_ADDRESS = "generator:9471"
@@ -49,11 +57,18 @@ def docker_compose() -> str:
 def compose_config(*args: str) -> dict[str, Any]:
     """`docker-compose config` output: the file as Compose understands it."""
     # A clean environment: a developer's PERFGEN_CONFIG_DIR must not change the result.
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PERFGEN_", "GRAFANA_", "PROXY_", "COMPOSE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PERFGEN_", "GRAFANA_", "PROXY_", "COMPOSE_"))
+    }
     result = subprocess.run(
         [docker_compose(), "-f", str(COMPOSE), *args, "config"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT, env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
@@ -65,7 +80,7 @@ def compose() -> dict[str, Any]:
 
 
 def promtool() -> str:
-    from stack.processes import BinaryMissing, find_binary
+    from perfgen.stack.processes import BinaryMissing, find_binary
 
     try:
         return find_binary("promtool")
@@ -113,13 +128,21 @@ def test_perfgen_services_use_the_contract_commands(compose: dict[str, Any]) -> 
     assert simulator[:1] == ["simulate"] and "0.0.0.0:8700" in simulator
     assert services["simulator"]["profiles"] == ["simulator"]
     generator = " ".join(services["generator"]["command"])
-    for part in ("perfgen generate", "--config /etc/terraphim/config.toml",
-                 "--prometheus http://prometheus:9090", "--every 5m",
-                 "--metrics-listen 0.0.0.0:9471"):
+    for part in (
+        "perfgen generate",
+        "--config /etc/terraphim/config.toml",
+        "--prometheus http://prometheus:9090",
+        "--every 5m",
+        "--metrics-listen 0.0.0.0:9471",
+    ):
         assert part in generator
     # The exporter reads and the generator writes the same proxy config.
-    shared = {v.split(":")[0] for s in ("exporter", "generator", "config-init")
-              for v in services[s]["volumes"] if v.split(":")[1] == "/etc/terraphim"}
+    shared = {
+        v.split(":")[0]
+        for s in ("exporter", "generator", "config-init")
+        for v in services[s]["volumes"]
+        if v.split(":")[1] == "/etc/terraphim"
+    }
     assert shared == {"proxy-config"}
 
 
@@ -130,9 +153,13 @@ def test_generator_reload_url_is_optional() -> None:
     fake = "echo"  # print the argv instead of running perfgen
     for url, expected in (("", "--reload-url"), ("http://proxy:3456/x", None)):
         script = command.replace("exec perfgen", f"exec {fake} perfgen")
-        result = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
-                                env={"PROXY_RELOAD_URL": url, "PATH": os.environ["PATH"]},
-                                timeout=10)
+        result = subprocess.run(
+            ["sh", "-c", script],
+            capture_output=True,
+            text=True,
+            env={"PROXY_RELOAD_URL": url, "PATH": os.environ["PATH"]},
+            timeout=10,
+        )
         assert result.returncode == 0, result.stderr
         if expected:
             assert expected not in result.stdout
@@ -144,8 +171,13 @@ def test_generator_reload_url_is_optional() -> None:
 
 
 def test_prometheus_config_passes_promtool_with_the_rendered_rules() -> None:
-    result = subprocess.run([promtool(), "check", "config", str(PROMETHEUS_CONFIG)],
-                            capture_output=True, text=True, timeout=30, cwd=ROOT)
+    result = subprocess.run(
+        [promtool(), "check", "config", str(PROMETHEUS_CONFIG)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
@@ -153,15 +185,17 @@ def test_prometheus_config_passes_promtool_with_the_rendered_rules() -> None:
     for rule_file in config["rule_files"]:
         path = os.path.normpath(PROMETHEUS_CONFIG.parent / rule_file)
         assert Path(path).is_file(), rule_file
-        assert re.search(rf"Checking {re.escape(path)}\n\s+SUCCESS: [1-9]\d* rules found",
-                         output), output
+        assert re.search(
+            rf"Checking {re.escape(path)}\n\s+SUCCESS: [1-9]\d* rules found", output
+        ), output
 
 
 def test_prometheus_rule_paths_resolve_inside_the_container(compose: dict[str, Any]) -> None:
     """The container mounts the repo layout under /perfgen, so relative paths still work."""
     service = compose["services"]["prometheus"]
-    config_file = next(a.split("=", 1)[1] for a in service["command"]
-                       if a.startswith("--config.file="))
+    config_file = next(
+        a.split("=", 1)[1] for a in service["command"] if a.startswith("--config.file=")
+    )
     mounts = {v.split(":")[1]: Path(v.split(":")[0]) for v in service["volumes"]}
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
     for rule_file in config["rule_files"]:
@@ -172,7 +206,7 @@ def test_prometheus_rule_paths_resolve_inside_the_container(compose: dict[str, A
 
 
 def test_prometheus_jobs_and_relabelling_match_the_local_stack() -> None:
-    from stack.prometheus_config import probe_relabel_configs
+    from perfgen.stack.prometheus_config import probe_relabel_configs
 
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
@@ -201,17 +235,19 @@ def test_grafana_time_interval_is_the_probe_scrape_interval() -> None:
 COMPOSE_ALERTMANAGER_CONFIG = ROOT / "deploy" / "compose" / "alertmanager.yml"
 
 
-@pytest.mark.parametrize("path", [ALERTMANAGER_CONFIG, COMPOSE_ALERTMANAGER_CONFIG],
-                         ids=["example", "compose"])
+@pytest.mark.parametrize(
+    "path", [ALERTMANAGER_CONFIG, COMPOSE_ALERTMANAGER_CONFIG], ids=["example", "compose"]
+)
 def test_alertmanager_config_passes_amtool(path: Path) -> None:
-    from stack.processes import BinaryMissing, find_binary
+    from perfgen.stack.processes import BinaryMissing, find_binary
 
     try:
         amtool = find_binary("amtool")
     except BinaryMissing as exc:
         pytest.skip(str(exc))
-    result = subprocess.run([amtool, "check-config", str(path)],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [amtool, "check-config", str(path)], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     # Templates it names must be inside what the container mounts (the file itself).
     config = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -223,13 +259,16 @@ def test_compose_alertmanager_reaches_the_alert_log_service(compose: dict[str, A
     services = compose["services"]
     command = " ".join(services["alertmanager"]["command"])
     assert "/perfgen/deploy/compose/alertmanager.yml" in command
-    assert services["alert-log"]["entrypoint"] == ["python", "-m", "stack.webhook"]
+    assert services["alert-log"]["entrypoint"] == ["python", "-m", "perfgen.stack.webhook"]
     assert "0.0.0.0:5001" in services["alert-log"]["command"]
 
     example = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
     ours = yaml.safe_load(COMPOSE_ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
-    urls = [hook["url"] for receiver in ours["receivers"]
-            for hook in receiver.get("webhook_configs", [])]
+    urls = [
+        hook["url"]
+        for receiver in ours["receivers"]
+        for hook in receiver.get("webhook_configs", [])
+    ]
     assert urls and all(url.startswith("http://alert-log:5001/") for url in urls)
     for key in ("route", "inhibit_rules", "global"):
         assert ours.get(key) == example.get(key), f"{key} differs from deploy/alertmanager.yml"
@@ -240,8 +279,9 @@ def test_compose_alertmanager_reaches_the_alert_log_service(compose: dict[str, A
 
 
 def test_compose_proxy_config_points_at_the_simulator_service() -> None:
-    from exporter.config import load_config
-    from simulator.config import load_simulator_config
+    from perfgen.simulator.config import load_simulator_config
+
+    from perfgen.config import load_config
 
     config = load_config(PROXY_CONFIG)
     simulator = load_simulator_config(SIMULATOR_CONFIG)
@@ -279,8 +319,11 @@ def _ignored(relative: str, patterns: list[str]) -> bool:
             tail = pattern[3:]
             if any(fnmatch.fnmatch(part, tail) for part in relative.split("/")):
                 return True
-        elif relative == pattern or relative.startswith(pattern + "/") or fnmatch.fnmatch(
-                relative, pattern):
+        elif (
+            relative == pattern
+            or relative.startswith(pattern + "/")
+            or fnmatch.fnmatch(relative, pattern)
+        ):
             return True
     return False
 
@@ -298,8 +341,10 @@ def test_build_context_installs_perfgen(tmp_path: Path) -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     readme = pyproject["project"].get("readme")
     if isinstance(readme, str) and not (ROOT / readme).exists():
-        pytest.fail(f"pyproject.toml names readme {readme!r}, which does not exist: "
-                    "`pip install .` in the Dockerfile would fail")
+        pytest.fail(
+            f"pyproject.toml names readme {readme!r}, which does not exist: "
+            "`pip install .` in the Dockerfile would fail"
+        )
     patterns = _dockerignore_patterns()
     context = tmp_path / "context"
     for path in ROOT.rglob("*"):
@@ -307,21 +352,31 @@ def test_build_context_installs_perfgen(tmp_path: Path) -> None:
         if path.is_file() and not _ignored(relative, patterns):
             (context / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, context / relative)
+    package_dirs = pyproject["tool"]["setuptools"]["package-dir"]
     for package in pyproject["tool"]["setuptools"]["packages"]:
-        assert (context / package.replace(".", "/") / "__init__.py").exists(), package
+        assert (context / package_dirs[package] / "__init__.py").exists(), package
     # setuptools' egg_info, run in the context as the image build would run it, reads
     # pyproject.toml and the readme and lists the packages' files: what a .dockerignore
     # line can break. (A full wheel build needs the `wheel` package, which the image's
     # isolated build fetches but this machine need not have.)
     result = subprocess.run(
-        [sys.executable, "-c", "from setuptools import setup; setup()",
-         "egg_info", "--egg-base", str(tmp_path)],
-        cwd=context, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "from setuptools import setup; setup()",
+            "egg_info",
+            "--egg-base",
+            str(tmp_path),
+        ],
+        cwd=context,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     egg_info = tmp_path / "perfgen.egg-info"
     entry_points = (egg_info / "entry_points.txt").read_text(encoding="utf-8")
-    assert "perfgen = generator.cli:main" in entry_points
+    assert "perfgen = perfgen.cli:main" in entry_points
     sources = (egg_info / "SOURCES.txt").read_text(encoding="utf-8").split()
     for package in pyproject["tool"]["setuptools"]["packages"]:
-        assert f"{package.replace('.', '/')}/__init__.py" in sources, package
+        assert f"{package_dirs[package]}/__init__.py" in sources, package

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import (
+from perfgen.config import (
     ConfigError,
     Route,
     Secret,
@@ -212,7 +212,7 @@ def test_durations() -> None:
 
 
 def test_redact_removes_a_key_that_contains_another_whole() -> None:
-    from exporter.config import redact
+    from perfgen.config import redact
 
     text = "keys sk-test-12345678 and sk-test-1234"
     cleaned = redact(text, lambda: ["sk-test-1234", "sk-test-12345678"])
@@ -228,8 +228,17 @@ def test_management_token_is_an_env_reference() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ['"literal-token-in-the-file"', '""', '"$"', '"$1ABC"', '"$MY-TOKEN"', '"$A B"', "42",
-     "true", '["$A"]'],
+    [
+        '"literal-token-in-the-file"',
+        '""',
+        '"$"',
+        '"$1ABC"',
+        '"$MY-TOKEN"',
+        '"$A B"',
+        "42",
+        "true",
+        '["$A"]',
+    ],
 )
 def test_bad_management_token_names_the_key(value: str) -> None:
     error = error_of(f"[performance.exporter]\nmanagement_token = {value}\n")

@@ -10,12 +10,12 @@ import subprocess
 import time
 
 import pytest
+from perfgen.generator.proxy_schema import validate_text
+from perfgen.generator.proxy_toml import only_routes_changed
+from perfgen.stack.demo import DEGRADATION_ALERTS, DemoStack, StoryResult, read_chain, run_story
+from perfgen.stack.processes import find_binary, http_get
 
-from exporter.config import load_config
-from generator.proxy_schema import validate_text
-from generator.proxy_toml import only_routes_changed
-from stack.demo import DEGRADATION_ALERTS, DemoStack, StoryResult, read_chain, run_story
-from stack.processes import find_binary, http_get
+from perfgen.config import load_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -59,8 +59,9 @@ def test_generator_demoted_the_degraded_model(demo_stack: DemoStack, story: Stor
     assert added and f'"{story.degraded}' not in added[0], story.diff
 
 
-def test_written_config_is_valid_and_only_routes_changed(demo_stack: DemoStack,
-                                                          story: StoryResult) -> None:
+def test_written_config_is_valid_and_only_routes_changed(
+    demo_stack: DemoStack, story: StoryResult
+) -> None:
     written = demo_stack.config_path.read_text(encoding="utf-8")
     original = demo_stack.original_config_path.read_text(encoding="utf-8")
     assert validate_text(written) == []
@@ -68,15 +69,20 @@ def test_written_config_is_valid_and_only_routes_changed(demo_stack: DemoStack,
     load_config(demo_stack.config_path)  # the exporter still accepts it
 
 
-def test_generator_reports_the_change_in_its_metrics(demo_stack: DemoStack,
-                                                     story: StoryResult) -> None:
+def test_generator_reports_the_change_in_its_metrics(
+    demo_stack: DemoStack, story: StoryResult
+) -> None:
     status, body = http_get(demo_stack.generator_metrics_url)
     assert status == 200
     text = body.decode()
     assert 'perfgen_generator_route_changes_total{scenario="default"}' in text
-    primary_lines = [line for line in text.splitlines()
-                     if line.startswith("perfgen_generator_primary_info{")
-                     and 'scenario="default"' in line and line.endswith(" 1.0")]
+    primary_lines = [
+        line
+        for line in text.splitlines()
+        if line.startswith("perfgen_generator_primary_info{")
+        and 'scenario="default"' in line
+        and line.endswith(" 1.0")
+    ]
     assert primary_lines, text
     assert all(f'model="{story.degraded.model}"' not in line for line in primary_lines)
 
@@ -84,7 +90,11 @@ def test_generator_reports_the_change_in_its_metrics(demo_stack: DemoStack,
 def test_every_process_is_still_up(demo_stack: DemoStack, story: StoryResult) -> None:
     demo_stack.check_alive()
     assert set(demo_stack.processes) == {
-        "simulator", "exporter", "alertmanager", "prometheus", "generator"
+        "simulator",
+        "exporter",
+        "alertmanager",
+        "prometheus",
+        "generator",
     }
 
 
@@ -94,7 +104,9 @@ def test_the_stack_prometheus_config_passes_promtool(demo_stack: DemoStack) -> N
     assert prometheus.config_path is not None
     result = subprocess.run(
         [find_binary("promtool"), "check", "config", str(prometheus.config_path)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     for name in demo_stack.rule_files:

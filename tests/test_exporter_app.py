@@ -17,12 +17,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
+from perfgen.exporter.app import create_app, exporter_of
+from perfgen.exporter.result import FAILURE_REASONS
+from perfgen.simulator.config import parse_simulator_config
+from perfgen.simulator.server import create_app as create_simulator
 from prometheus_client.parser import text_string_to_metric_families
-
-from exporter.app import create_app, exporter_of
-from exporter.result import FAILURE_REASONS
-from simulator.config import parse_simulator_config
-from simulator.server import create_app as create_simulator
 
 pytestmark = pytest.mark.asyncio
 
@@ -33,23 +32,38 @@ LITERAL_KEY = "literal-inline-key-4242"
 SIMULATOR = {
     "seed": 7,
     "providers": [
-        {"name": "sim", "protocol": "openai", "api_key": SIM_KEY, "models": [
-            {"name": "fast", "ttft_ms": 20, "tokens_per_second": 400, "output_tokens": 6},
-            {"name": "other", "ttft_ms": 20, "tokens_per_second": 400, "output_tokens": 6},
-            {"name": "broken", "error_rate": 1.0, "faults": {"http_500": 1.0}},
-            {"name": "hang", "error_rate": 1.0, "faults": {"hang": 1.0}},
-        ]},
-        {"name": "anth", "protocol": "anthropic", "api_key": ANTH_KEY, "models": [
-            {"name": "claude-sim", "ttft_ms": 20, "tokens_per_second": 400,
-             "output_tokens": 6},
-        ]},
+        {
+            "name": "sim",
+            "protocol": "openai",
+            "api_key": SIM_KEY,
+            "models": [
+                {"name": "fast", "ttft_ms": 20, "tokens_per_second": 400, "output_tokens": 6},
+                {"name": "other", "ttft_ms": 20, "tokens_per_second": 400, "output_tokens": 6},
+                {"name": "broken", "error_rate": 1.0, "faults": {"http_500": 1.0}},
+                {"name": "hang", "error_rate": 1.0, "faults": {"hang": 1.0}},
+            ],
+        },
+        {
+            "name": "anth",
+            "protocol": "anthropic",
+            "api_key": ANTH_KEY,
+            "models": [
+                {"name": "claude-sim", "ttft_ms": 20, "tokens_per_second": 400, "output_tokens": 6},
+            ],
+        },
         {"name": "open", "protocol": "openai", "models": [{"name": "m", "ttft_ms": 10}]},
     ],
 }
 
 
-def exporter_toml(port: int, *, extra: str = "", budget: int = 0, log_format: str = "logfmt",
-                  test_models: str = '"sim:fast", "anthropic:claude-sim"') -> str:
+def exporter_toml(
+    port: int,
+    *,
+    extra: str = "",
+    budget: int = 0,
+    log_format: str = "logfmt",
+    test_models: str = '"sim:fast", "anthropic:claude-sim"',
+) -> str:
     return f"""
 [router]
 default = "sim,fast"
@@ -106,8 +120,15 @@ class FakeClock:
 class Setup:
     """One simulator + one exporter, with handles the tests need."""
 
-    def __init__(self, sim: TestClient, client: TestClient, config: Path, clock: FakeClock,
-                 logs: io.StringIO, port: int) -> None:
+    def __init__(
+        self,
+        sim: TestClient,
+        client: TestClient,
+        config: Path,
+        clock: FakeClock,
+        logs: io.StringIO,
+        port: int,
+    ) -> None:
         self.sim, self.client, self.config, self.clock = sim, client, config, clock
         self.logs, self.port = logs, port
         self.bodies: list[str] = []
@@ -119,14 +140,14 @@ class Setup:
         return response.status, body
 
     async def probe(self, target: str, module: str = "latency", **params: str) -> str:
-        status, body = await self.get("/probe", params={"target": target, "module": module,
-                                                        **params})
+        status, body = await self.get(
+            "/probe", params={"target": target, "module": module, **params}
+        )
         assert status == 200, body
         return body
 
     async def upstream_hits(self, provider: str, model: str) -> int:
-        response = await self.sim.get("/-/requests",
-                                      params={"provider": provider, "model": model})
+        response = await self.sim.get("/-/requests", params={"provider": provider, "model": model})
         return len((await response.json())["requests"])
 
 
@@ -155,8 +176,7 @@ async def setup(aiohttp_client, tmp_path, env) -> Setup:
 def metric(text: str, name: str, **labels: str) -> float | None:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v
-                                           for k, v in labels.items()):
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
     return None
 
@@ -164,8 +184,9 @@ def metric(text: str, name: str, **labels: str) -> float | None:
 def promtool_check(text: str) -> None:
     if shutil.which("promtool") is None:
         pytest.skip("promtool not installed")
-    checked = subprocess.run(["promtool", "check", "metrics"], input=text.encode(),
-                             capture_output=True, timeout=30)
+    checked = subprocess.run(
+        ["promtool", "check", "metrics"], input=text.encode(), capture_output=True, timeout=30
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
@@ -173,8 +194,7 @@ def promtool_check(text: str) -> None:
 
 
 async def test_successful_probe_openai(setup: Setup):
-    response = await setup.client.get("/probe", params={"target": "sim:fast",
-                                                         "module": "latency"})
+    response = await setup.client.get("/probe", params={"target": "sim:fast", "module": "latency"})
     body = await response.text()
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
@@ -206,15 +226,18 @@ async def test_failed_probe_is_200_with_success_0_and_exporter_keeps_serving(set
     assert metric(await setup.probe("sim:fast"), "llm_probe_success") == 1
 
 
-@pytest.mark.parametrize("params, reason", [
-    ({"module": "latency"}, "missing parameter: target"),
-    ({"target": "sim:fast"}, "missing parameter: module"),
-    ({"target": "sim:fast", "module": "nope"}, "unknown module 'nope'"),
-    ({"target": "nobody:fast", "module": "latency"}, "unknown target"),
-    ({"target": "sim:not-a-model", "module": "latency"}, "unknown target"),
-    ({"target": "http://169.254.169.254/latest", "module": "latency"}, "unknown target"),
-    ({"target": "justaword", "module": "latency"}, "bad target"),
-])
+@pytest.mark.parametrize(
+    "params, reason",
+    [
+        ({"module": "latency"}, "missing parameter: target"),
+        ({"target": "sim:fast"}, "missing parameter: module"),
+        ({"target": "sim:fast", "module": "nope"}, "unknown module 'nope'"),
+        ({"target": "nobody:fast", "module": "latency"}, "unknown target"),
+        ({"target": "sim:not-a-model", "module": "latency"}, "unknown target"),
+        ({"target": "http://169.254.169.254/latest", "module": "latency"}, "unknown target"),
+        ({"target": "justaword", "module": "latency"}, "bad target"),
+    ],
+)
 async def test_bad_requests_are_400_with_one_line(setup: Setup, params, reason):
     status, body = await setup.get("/probe", params=params)
     assert status == 400
@@ -229,7 +252,8 @@ async def test_second_scrape_within_interval_is_cached(setup: Setup):
     assert metric(second, "llm_probe_cached") == 1
     assert metric(second, "llm_probe_success") == 1
     assert metric(second, "llm_probe_timestamp_seconds") == metric(
-        first, "llm_probe_timestamp_seconds")
+        first, "llm_probe_timestamp_seconds"
+    )
     assert metric(second, "llm_requests_total") == 1
     assert await setup.upstream_hits("sim", "fast") == 1
     setup.clock.advance(60)
@@ -238,10 +262,8 @@ async def test_second_scrape_within_interval_is_cached(setup: Setup):
     assert metric(third, "llm_requests_total") == 2
     assert await setup.upstream_hits("sim", "fast") == 2
     _, own = await setup.get("/metrics")
-    assert metric(own, "perfgen_exporter_scrapes_total", module="latency",
-                  outcome="cached") == 1
-    assert metric(own, "perfgen_exporter_scrapes_total", module="latency",
-                  outcome="fresh") == 2
+    assert metric(own, "perfgen_exporter_scrapes_total", module="latency", outcome="cached") == 1
+    assert metric(own, "perfgen_exporter_scrapes_total", module="latency", outcome="fresh") == 2
 
 
 async def test_budget_exhaustion(aiohttp_client, tmp_path, env):
@@ -257,8 +279,10 @@ async def test_budget_exhaustion(aiohttp_client, tmp_path, env):
     assert metric(own, "perfgen_exporter_budget_exhausted") == 1
     assert metric(own, "perfgen_exporter_budget_output_tokens_used") == 6
     assert metric(own, "perfgen_exporter_budget_output_tokens_limit") == 20
-    assert metric(own, "perfgen_exporter_scrapes_total", module="latency",
-                  outcome="budget_exhausted") == 1
+    assert (
+        metric(own, "perfgen_exporter_scrapes_total", module="latency", outcome="budget_exhausted")
+        == 1
+    )
     # An hour later the budget is back.
     setup.clock.advance(3601)
     assert metric(await setup.probe("sim:other"), "llm_probe_success") == 1
@@ -280,23 +304,28 @@ async def test_failed_target_is_retried_on_backoff(setup: Setup):
     await setup.probe("sim:broken")
     assert await setup.upstream_hits("sim", "broken") == 2
     _, own = await setup.get("/metrics")
-    assert metric(own, "perfgen_exporter_scrapes_total", module="latency",
-                  outcome="backoff") == 2
+    assert metric(own, "perfgen_exporter_scrapes_total", module="latency", outcome="backoff") == 2
 
 
 async def test_scrape_timeout_header_bounds_the_probe(setup: Setup):
     status, body = await setup.get(
-        "/probe", params={"target": "sim:hang", "module": "latency", "debug": "true"},
-        headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"})
+        "/probe",
+        params={"target": "sim:hang", "module": "latency", "debug": "true"},
+        headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"},
+    )
     assert status == 200
     assert "Probe timeout: 1s" in body
-    assert 'llm_probe_failed{model="hang",module="latency",provider="sim",reason="timeout"} 1.0' \
+    assert (
+        'llm_probe_failed{model="hang",module="latency",provider="sim",reason="timeout"} 1.0'
         in body
+    )
     duration = re.search(r"llm_probe_duration_seconds\{[^}]*\} (\S+)", body)
     assert duration and float(duration.group(1)) < 1.5
     status, body = await setup.get(
-        "/probe", params={"target": "sim:fast", "module": "latency"},
-        headers={"X-Prometheus-Scrape-Timeout-Seconds": "0.4"})
+        "/probe",
+        params={"target": "sim:fast", "module": "latency"},
+        headers={"X-Prometheus-Scrape-Timeout-Seconds": "0.4"},
+    )
     assert status == 400 and "scrape_timeout_offset_seconds" in body
 
 
@@ -308,30 +337,47 @@ async def test_service_discovery(setup: Setup):
     groups = await response.json()
     assert response.status == 200
     assert {(g["labels"]["__param_target"], g["labels"]["__param_module"]) for g in groups} == {
-        ("sim:fast", "latency"), ("sim:fast", "health"),
-        ("anthropic:claude-sim", "latency"), ("anthropic:claude-sim", "health")}
+        ("sim:fast", "latency"),
+        ("sim:fast", "health"),
+        ("anthropic:claude-sim", "latency"),
+        ("anthropic:claude-sim", "health"),
+    }
     first = groups[0]
-    assert first == {"targets": ["sim:fast"], "labels": {
-        "__param_target": "sim:fast", "__param_module": "latency",
-        "provider": "sim", "model": "fast", "module": "latency"}}
+    assert first == {
+        "targets": ["sim:fast"],
+        "labels": {
+            "__param_target": "sim:fast",
+            "__param_module": "latency",
+            "provider": "sim",
+            "model": "fast",
+            "module": "latency",
+        },
+    }
 
 
 async def test_own_metrics(setup: Setup):
     await setup.probe("sim:fast")
     status, body = await setup.get("/metrics")
     assert status == 200
-    for name in ("perfgen_exporter_config_last_reload_successful",
-                 "perfgen_exporter_config_last_reload_success_timestamp_seconds",
-                 "perfgen_exporter_probes_in_flight", "perfgen_exporter_budget_output_tokens_used",
-                 "perfgen_exporter_budget_output_tokens_limit",
-                 "perfgen_exporter_budget_exhausted", "perfgen_exporter_event_loop_lag_seconds",
-                 "perfgen_exporter_targets", "process_cpu_seconds_total"):
+    for name in (
+        "perfgen_exporter_config_last_reload_successful",
+        "perfgen_exporter_config_last_reload_success_timestamp_seconds",
+        "perfgen_exporter_probes_in_flight",
+        "perfgen_exporter_budget_output_tokens_used",
+        "perfgen_exporter_budget_output_tokens_limit",
+        "perfgen_exporter_budget_exhausted",
+        "perfgen_exporter_event_loop_lag_seconds",
+        "perfgen_exporter_targets",
+        "process_cpu_seconds_total",
+    ):
         assert metric(body, name) is not None, name
     assert metric(body, "perfgen_exporter_targets") == 2
     assert metric(body, "perfgen_exporter_probes_in_flight") == 0
     for outcome in ("fresh", "cached", "budget_exhausted", "backoff"):
-        assert metric(body, "perfgen_exporter_scrapes_total", module="health",
-                      outcome=outcome) is not None
+        assert (
+            metric(body, "perfgen_exporter_scrapes_total", module="health", outcome=outcome)
+            is not None
+        )
     promtool_check(body)
 
 
@@ -370,8 +416,9 @@ async def test_reload_switches_log_format(setup: Setup):
 
 
 async def test_debug_view_and_landing_page(setup: Setup):
-    status, body = await setup.get("/probe", params={"target": "sim:fast", "module": "latency",
-                                                     "debug": "true"})
+    status, body = await setup.get(
+        "/probe", params={"target": "sim:fast", "module": "latency", "debug": "true"}
+    )
     assert status == 200
     assert "Scrape outcome: fresh" in body
     assert "Logs for the probe:" in body and "POST http://127.0.0.1" in body
@@ -387,15 +434,15 @@ async def test_debug_view_and_landing_page(setup: Setup):
     assert status == 200 and "Logs for the probe:" in again
     assert (await setup.get("/debug/99999"))[0] == 404
     # Literal keys are shown as <redacted>.
-    _, literal = await setup.get("/probe", params={"target": "open:m", "module": "latency",
-                                                   "debug": "true"})
+    _, literal = await setup.get(
+        "/probe", params={"target": "open:m", "module": "latency", "debug": "true"}
+    )
     assert "api_key = <redacted>" in literal
 
 
 async def test_api_keys_never_appear_anywhere(setup: Setup):
     for target in ("sim:fast", "sim:broken", "anthropic:claude-sim", "open:m"):
-        await setup.get("/probe", params={"target": target, "module": "latency",
-                                          "debug": "true"})
+        await setup.get("/probe", params={"target": target, "module": "latency", "debug": "true"})
         await setup.get("/probe", params={"target": target, "module": "health"})
     await setup.get("/probe", params={"target": f"sim:{SIM_KEY}", "module": "latency"})
     await setup.get("/probe", params={"target": "sim:fast", "module": ANTH_KEY})
@@ -437,8 +484,11 @@ async def test_concurrent_scrapes_share_one_upstream_request(setup: Setup):
 
 
 async def test_disabled_performance_stops_probing(setup: Setup):
-    setup.config.write_text(exporter_toml(setup.port).replace(
-        "test_interval_minutes = 10", "enabled = false\ntest_interval_minutes = 10"))
+    setup.config.write_text(
+        exporter_toml(setup.port).replace(
+            "test_interval_minutes = 10", "enabled = false\ntest_interval_minutes = 10"
+        )
+    )
     assert (await setup.client.post("/-/reload")).status == 200
     status, body = await setup.get("/probe", params={"target": "sim:fast", "module": "latency"})
     assert status == 503 and "disabled" in body
@@ -449,9 +499,14 @@ async def test_disabled_performance_stops_probing(setup: Setup):
 # ------------------------------------------------------------------ faults, keys, URLs
 
 FAULTS = [
-    ("http_429", "http_429"), ("http_500", "http_5xx"), ("http_503", "http_5xx"),
-    ("hang", "timeout"), ("stall", "timeout"), ("malformed", "bad_stream"),
-    ("error_event", "error_event"), ("empty", "empty_response"),
+    ("http_429", "http_429"),
+    ("http_500", "http_5xx"),
+    ("http_503", "http_5xx"),
+    ("hang", "timeout"),
+    ("stall", "timeout"),
+    ("malformed", "bad_stream"),
+    ("error_event", "error_event"),
+    ("empty", "empty_response"),
 ]
 
 
@@ -481,12 +536,23 @@ scrape_timeout_offset_seconds = 0.5
 
 async def fault_setup(aiohttp_client, tmp_path: Path, extra: str = "") -> Setup:
     fast = {"ttft_ms": 20, "tokens_per_second": 400, "output_tokens": 6}
-    simulator = {"seed": 7, "providers": [{"name": "sim", "protocol": "openai",
-                                           "api_key": SIM_KEY, "models": [
-        {"name": "fast", **fast},
-        *({"name": f"f-{kind}", **fast, "error_rate": 1.0, "faults": {kind: 1.0}}
-          for kind, _ in FAULTS),
-    ]}]}
+    simulator = {
+        "seed": 7,
+        "providers": [
+            {
+                "name": "sim",
+                "protocol": "openai",
+                "api_key": SIM_KEY,
+                "models": [
+                    {"name": "fast", **fast},
+                    *(
+                        {"name": f"f-{kind}", **fast, "error_rate": 1.0, "faults": {kind: 1.0}}
+                        for kind, _ in FAULTS
+                    ),
+                ],
+            }
+        ],
+    }
     sim = await aiohttp_client(create_simulator(parse_simulator_config(simulator)))
     config = tmp_path / "config.toml"
     config.write_text(fault_setup_toml(sim.server.port, extra=extra))
@@ -495,18 +561,23 @@ async def fault_setup(aiohttp_client, tmp_path: Path, extra: str = "") -> Setup:
     return Setup(sim, client, config, clock, logs, sim.server.port)
 
 
-@pytest.mark.parametrize(("target", "reason"), [
-    *((f"sim:f-{kind}", reason) for kind, reason in FAULTS),
-    ("wrongkey:fast", "http_4xx"),
-])
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        *((f"sim:f-{kind}", reason) for kind, reason in FAULTS),
+        ("wrongkey:fast", "http_4xx"),
+    ],
+)
 async def test_every_simulator_fault_is_a_200_with_its_reason(
     aiohttp_client, tmp_path, env, target, reason
 ):
     setup = await fault_setup(aiohttp_client, tmp_path)
     # Prometheus' scrape timeout 1.5 s - 0.5 s offset: hang and stall end after 1 s.
     response = await setup.client.get(
-        "/probe", params={"target": target, "module": "latency"},
-        headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"})
+        "/probe",
+        params={"target": target, "module": "latency"},
+        headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"},
+    )
     body = await response.text()
     assert response.status == 200, body
     assert metric(body, "llm_probe_success") == 0
@@ -521,28 +592,34 @@ async def test_every_simulator_fault_is_a_200_with_its_reason(
     assert SIM_KEY not in everything and "sk-this-is-not-the-key-999" not in everything
 
 
-async def test_probe_api_key_override_is_used_and_never_shown(aiohttp_client, tmp_path, env,
-                                                              monkeypatch):
+async def test_probe_api_key_override_is_used_and_never_shown(
+    aiohttp_client, tmp_path, env, monkeypatch
+):
     # The proxy's key is wrong for the simulator; only the probe key opens it.
     monkeypatch.setenv("PERFGEN_TEST_PROBE_KEY", SIM_KEY)
-    setup = await fault_setup(aiohttp_client, tmp_path, extra="""
+    setup = await fault_setup(
+        aiohttp_client,
+        tmp_path,
+        extra="""
 [performance.providers.wrongkey]
 probe_api_key = "$PERFGEN_TEST_PROBE_KEY"
-""")
-    status, body = await setup.get("/probe", params={"target": "wrongkey:fast",
-                                                     "module": "latency", "debug": "true"})
+""",
+    )
+    status, body = await setup.get(
+        "/probe", params={"target": "wrongkey:fast", "module": "latency", "debug": "true"}
+    )
     assert status == 200
     assert 'llm_probe_success{model="fast",module="latency",provider="wrongkey"} 1.0' in body
     assert "probe_api_key = $PERFGEN_TEST_PROBE_KEY" in body
     assert SIM_KEY not in body + setup.logs.getvalue()
 
 
-async def test_unsendable_key_is_no_api_key_not_a_crash(aiohttp_client, tmp_path, env,
-                                                        monkeypatch):
+async def test_unsendable_key_is_no_api_key_not_a_crash(aiohttp_client, tmp_path, env, monkeypatch):
     monkeypatch.setenv("PERFGEN_TEST_SIM_KEY", SIM_KEY + "\u2019")
     setup = await fault_setup(aiohttp_client, tmp_path)
-    status, body = await setup.get("/probe", params={"target": "sim:fast", "module": "latency",
-                                                     "debug": "true"})
+    status, body = await setup.get(
+        "/probe", params={"target": "sim:fast", "module": "latency", "debug": "true"}
+    )
     assert status == 200, body
     assert 'reason="no_api_key"} 1.0' in body
     assert "$PERFGEN_TEST_SIM_KEY" in body
@@ -555,13 +632,19 @@ async def test_unsendable_key_is_no_api_key_not_a_crash(aiohttp_client, tmp_path
 async def test_debug_view_hides_a_key_in_the_base_url_query(aiohttp_client, tmp_path, env):
     secret = "query-secret-4711-abcdef"
     setup = await make_setup(aiohttp_client, tmp_path)
-    setup.config.write_text(exporter_toml(setup.port, extra=f"""
+    setup.config.write_text(
+        exporter_toml(
+            setup.port,
+            extra=f"""
 [performance.providers.sim]
 api_base_url = "http://127.0.0.1:{setup.port}/sim/v1?api_key={secret}#frag-x"
-"""))
+""",
+        )
+    )
     assert (await setup.client.post("/-/reload")).status == 200
-    status, body = await setup.get("/probe", params={"target": "sim:fast", "module": "latency",
-                                                     "debug": "true"})
+    status, body = await setup.get(
+        "/probe", params={"target": "sim:fast", "module": "latency", "debug": "true"}
+    )
     assert status == 200
     assert 'llm_probe_success{model="fast",module="latency",provider="sim"} 1.0' in body
     assert f"api_base_url = 'http://127.0.0.1:{setup.port}/sim/v1?...'" in body

@@ -15,14 +15,13 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from click.testing import CliRunner
-
-from exporter.cli import probe
-from simulator.config import parse_simulator_config
-from simulator.server import create_app as create_simulator
-from tests.test_exporter_app import SIM_KEY, SIMULATOR, exporter_toml
+from perfgen.exporter.cli import probe
+from perfgen.simulator.config import parse_simulator_config
+from perfgen.simulator.server import create_app as create_simulator
+from test_exporter_app import SIM_KEY, SIMULATOR, exporter_toml
 
 ROOT = Path(__file__).resolve().parents[1]
-PERFGEN = [sys.executable, "-c", "from generator.cli import main; main()"]
+PERFGEN = [sys.executable, "-c", "from perfgen.cli import main; main()"]
 
 
 @pytest.fixture
@@ -42,8 +41,13 @@ async def config_file(aiohttp_server, tmp_path, cli_env) -> Path:
 
 async def run_perfgen(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        *PERFGEN, *args, cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        *PERFGEN,
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
@@ -51,15 +55,33 @@ async def run_perfgen(env: dict[str, str], *args: str) -> tuple[int, str, str]:
 
 @pytest.mark.asyncio
 async def test_probe_json_success(config_file, cli_env):
-    code, out, err = await run_perfgen(cli_env, "probe", "--config", str(config_file),
-                                       "--target", "sim:fast", "--module", "latency",
-                                       "--format", "json")
+    code, out, err = await run_perfgen(
+        cli_env,
+        "probe",
+        "--config",
+        str(config_file),
+        "--target",
+        "sim:fast",
+        "--module",
+        "latency",
+        "--format",
+        "json",
+    )
     assert code == 0, err
     result = json.loads(out)
     assert result["success"] is True and result["failure_reason"] is None
     assert result["target"] == "sim:fast" and result["token_count_source"] == "usage"
-    for key in ("provider", "model", "module", "ttft_seconds", "first_content_seconds",
-                "duration_seconds", "output_tokens", "input_tokens", "tokens_per_second"):
+    for key in (
+        "provider",
+        "model",
+        "module",
+        "ttft_seconds",
+        "first_content_seconds",
+        "duration_seconds",
+        "output_tokens",
+        "input_tokens",
+        "tokens_per_second",
+    ):
         assert key in result
     assert result["spread"]["ttft_seconds"] == [result["ttft_seconds"]] * 2  # one request
     assert SIM_KEY not in out + err
@@ -67,25 +89,40 @@ async def test_probe_json_success(config_file, cli_env):
 
 @pytest.mark.asyncio
 async def test_probe_text_is_the_probe_exposition(config_file, cli_env):
-    code, out, err = await run_perfgen(cli_env, "probe", "--config", str(config_file),
-                                       "--target", "sim:fast", "--module", "health")
+    code, out, err = await run_perfgen(
+        cli_env, "probe", "--config", str(config_file), "--target", "sim:fast", "--module", "health"
+    )
     assert code == 0, err
     assert 'llm_probe_success{model="fast",module="health",provider="sim"} 1.0' in out
     assert "llm_ttft_seconds_bucket" in out
-    for name in ("llm_probe_ttft_min_seconds", "llm_probe_ttft_max_seconds",
-                 "llm_probe_tokens_per_second_min", "llm_probe_tokens_per_second_max"):
+    for name in (
+        "llm_probe_ttft_min_seconds",
+        "llm_probe_ttft_max_seconds",
+        "llm_probe_tokens_per_second_min",
+        "llm_probe_tokens_per_second_max",
+    ):
         assert f'{name}{{model="fast",module="health",provider="sim"}}' in out, name
     if shutil.which("promtool"):
-        checked = subprocess.run(["promtool", "check", "metrics"], input=out.encode(),
-                                 capture_output=True, timeout=30)
+        checked = subprocess.run(
+            ["promtool", "check", "metrics"], input=out.encode(), capture_output=True, timeout=30
+        )
         assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 @pytest.mark.asyncio
 async def test_failed_probe_exits_1_and_still_prints(config_file, cli_env):
-    code, out, err = await run_perfgen(cli_env, "probe", "--config", str(config_file),
-                                       "--target", "sim:broken", "--module", "latency",
-                                       "--format", "json")
+    code, out, err = await run_perfgen(
+        cli_env,
+        "probe",
+        "--config",
+        str(config_file),
+        "--target",
+        "sim:broken",
+        "--module",
+        "latency",
+        "--format",
+        "json",
+    )
     assert code == 1
     assert json.loads(out)["failure_reason"] == "http_5xx"
     assert "probe failed: http_5xx" in err
@@ -94,11 +131,14 @@ async def test_failed_probe_exits_1_and_still_prints(config_file, cli_env):
 @pytest.mark.asyncio
 async def test_probe_with_an_unsendable_key_fails_cleanly(config_file, cli_env):
     env = {**cli_env, "PERFGEN_TEST_SIM_KEY": SIM_KEY + "\u2019"}
-    code, out, err = await run_perfgen(env, "probe", "--config", str(config_file),
-                                       "--target", "sim:fast", "--module", "latency")
+    code, out, err = await run_perfgen(
+        env, "probe", "--config", str(config_file), "--target", "sim:fast", "--module", "latency"
+    )
     assert code == 1
-    assert 'llm_probe_failed{model="fast",module="latency",provider="sim",reason="no_api_key"} ' \
-        '1.0' in out
+    assert (
+        'llm_probe_failed{model="fast",module="latency",provider="sim",reason="no_api_key"} '
+        "1.0" in out
+    )
     assert "probe failed: no_api_key" in err and "$PERFGEN_TEST_SIM_KEY" in err
     assert "Traceback" not in err and SIM_KEY not in out + err
 
@@ -107,19 +147,22 @@ def test_probe_usage_errors_exit_2(tmp_path, cli_env):
     config = tmp_path / "config.toml"
     config.write_text(exporter_toml(1))
     runner = CliRunner()
-    unknown_target = runner.invoke(probe, ["--config", str(config), "--target", "sim:nope",
-                                           "--module", "latency"])
+    unknown_target = runner.invoke(
+        probe, ["--config", str(config), "--target", "sim:nope", "--module", "latency"]
+    )
     assert unknown_target.exit_code == 2 and "unknown target 'sim:nope'" in unknown_target.output
-    unknown_module = runner.invoke(probe, ["--config", str(config), "--target", "sim:fast",
-                                           "--module", "nope"])
+    unknown_module = runner.invoke(
+        probe, ["--config", str(config), "--target", "sim:fast", "--module", "nope"]
+    )
     assert unknown_module.exit_code == 2 and "unknown module 'nope'" in unknown_module.output
 
 
 def test_probe_bad_config_exits_1(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text(exporter_toml(1, extra="nonsense = true"))
-    result = CliRunner().invoke(probe, ["--config", str(config), "--target", "sim:fast",
-                                        "--module", "latency"])
+    result = CliRunner().invoke(
+        probe, ["--config", str(config), "--target", "sim:fast", "--module", "latency"]
+    )
     assert result.exit_code == 1
     assert "performance.exporter.nonsense" in result.output and str(config) in result.output
 
@@ -127,9 +170,19 @@ def test_probe_bad_config_exits_1(tmp_path):
 @pytest.mark.asyncio
 async def test_exporter_serves_reloads_on_sighup_and_stops_on_sigterm(config_file, cli_env):
     process = await asyncio.create_subprocess_exec(
-        *PERFGEN, "exporter", "--config", str(config_file), "--listen", "127.0.0.1:0",
-        "--log-format", "json", cwd=ROOT, env=cli_env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        *PERFGEN,
+        "exporter",
+        "--config",
+        str(config_file),
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        cwd=ROOT,
+        env=cli_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         assert process.stdout is not None
         line = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
@@ -138,13 +191,17 @@ async def test_exporter_serves_reloads_on_sighup_and_stops_on_sigterm(config_fil
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{base}/-/healthy") as response:
                 assert response.status == 200
-            async with http.get(f"{base}/probe",
-                                params={"target": "sim:fast", "module": "latency"}) as response:
+            async with http.get(
+                f"{base}/probe", params={"target": "sim:fast", "module": "latency"}
+            ) as response:
                 assert response.status == 200
-                assert 'llm_probe_success{model="fast",module="latency",provider="sim"} 1.0' \
+                assert (
+                    'llm_probe_success{model="fast",module="latency",provider="sim"} 1.0'
                     in await response.text()
-            config_file.write_text(config_file.read_text().replace(
-                '"sim:fast", "anthropic:claude-sim"', '"sim:other"'))
+                )
+            config_file.write_text(
+                config_file.read_text().replace('"sim:fast", "anthropic:claude-sim"', '"sim:other"')
+            )
             process.send_signal(signal.SIGHUP)
             for _ in range(100):
                 async with http.get(f"{base}/sd") as response:
@@ -171,9 +228,19 @@ async def test_exporter_serves_reloads_on_sighup_and_stops_on_sigterm(config_fil
 @pytest.mark.asyncio
 async def test_sighup_with_a_bad_config_keeps_the_running_one(config_file, cli_env):
     process = await asyncio.create_subprocess_exec(
-        *PERFGEN, "exporter", "--config", str(config_file), "--listen", "127.0.0.1:0",
-        "--log-format", "json", cwd=ROOT, env=cli_env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        *PERFGEN,
+        "exporter",
+        "--config",
+        str(config_file),
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        cwd=ROOT,
+        env=cli_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         assert process.stdout is not None
         line = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
@@ -183,13 +250,18 @@ async def test_sighup_with_a_bad_config_keeps_the_running_one(config_file, cli_e
             async def reload_gauge() -> str:
                 async with http.get(f"{base}/metrics") as response:
                     text = await response.text()
-                return next(row.split()[-1] for row in text.splitlines() if row.startswith(
-                    "perfgen_exporter_config_last_reload_successful "))
+                return next(
+                    row.split()[-1]
+                    for row in text.splitlines()
+                    if row.startswith("perfgen_exporter_config_last_reload_successful ")
+                )
 
             assert float(await reload_gauge()) == 1
             # New targets and an unknown key: the whole file is refused.
-            config_file.write_text(config_file.read_text().replace(
-                '"sim:fast", "anthropic:claude-sim"', '"sim:other"') + "unknown_knob = 1\n")
+            config_file.write_text(
+                config_file.read_text().replace('"sim:fast", "anthropic:claude-sim"', '"sim:other"')
+                + "unknown_knob = 1\n"
+            )
             process.send_signal(signal.SIGHUP)
             for _ in range(100):
                 if float(await reload_gauge()) == 0:
@@ -200,16 +272,19 @@ async def test_sighup_with_a_bad_config_keeps_the_running_one(config_file, cli_e
                 targets = {g["targets"][0] for g in await response.json()}
             assert targets == {"sim:fast", "anthropic:claude-sim"}
             for target in targets:  # the old targets are still probed, for real
-                async with http.get(f"{base}/probe",
-                                    params={"target": target, "module": "health"}) as response:
+                async with http.get(
+                    f"{base}/probe", params={"target": target, "module": "health"}
+                ) as response:
                     text = await response.text()
                 assert response.status == 200
                 if target == "sim:fast":
-                    assert 'llm_probe_success{model="fast",module="health",provider="sim"} 1.0' \
-                        in text
+                    assert (
+                        'llm_probe_success{model="fast",module="health",provider="sim"} 1.0' in text
+                    )
                 assert "llm_probe_success{" in text and "llm_probe_cached{" in text
-                assert [r for r in text.splitlines() if r.startswith("llm_probe_cached{")][0] \
-                    .endswith(" 0.0")
+                assert [r for r in text.splitlines() if r.startswith("llm_probe_cached{")][
+                    0
+                ].endswith(" 0.0")
         process.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(process.communicate(), 10)
         assert process.returncode == 0
@@ -230,6 +305,7 @@ async def test_exporter_bad_config_and_bad_listen(tmp_path, cli_env):
     code, out, err = await run_perfgen(cli_env, "exporter", "--config", str(config))
     assert code == 1 and "performance.exporter.nonsense" in err and out == ""
     config.write_text(exporter_toml(1))
-    code, _, err = await run_perfgen(cli_env, "exporter", "--config", str(config),
-                                     "--listen", "nowhere")
+    code, _, err = await run_perfgen(
+        cli_env, "exporter", "--config", str(config), "--listen", "nowhere"
+    )
     assert code == 2 and "HOST:PORT" in err

@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from exporter import logs
+from perfgen.exporter import logs
 
 SECRET = "sk-live-abcdef123456"
 
@@ -18,10 +18,19 @@ def make(log_format: str) -> tuple[logging.Logger, io.StringIO]:
 
 def test_logfmt_line_quotes_and_skips_unknown_values():
     logger, stream = make("logfmt")
-    logs.event(logger, logging.INFO, "probe finished", target="sim:fast", module="latency",
-               success=True, ttft_seconds=0.1234567, reason=None, detail='HTTP 500: "oops"\n')
+    logs.event(
+        logger,
+        logging.INFO,
+        "probe finished",
+        target="sim:fast",
+        module="latency",
+        success=True,
+        ttft_seconds=0.1234567,
+        reason=None,
+        detail='HTTP 500: "oops"\n',
+    )
     line = stream.getvalue().strip()
-    assert line.startswith("ts=") and " level=info msg=\"probe finished\" " in line
+    assert line.startswith("ts=") and ' level=info msg="probe finished" ' in line
     assert "target=sim:fast module=latency success=true ttft_seconds=0.123457" in line
     assert "reason=" not in line
     assert 'detail="HTTP 500: \\"oops\\"\\n"' in line

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from exporter.result import ProbeResult, RequestResult
-from exporter.scheduler import CostSettings, Scheduler
+from perfgen.exporter.result import ProbeResult, RequestResult
+from perfgen.exporter.scheduler import CostSettings, Scheduler
 
 pytestmark = pytest.mark.asyncio
 
@@ -26,10 +25,17 @@ class FakeClock:
 
 
 def make_result(success: bool = True, tokens: int = 10) -> ProbeResult:
-    request = (RequestResult(success=True, ttft_seconds=0.1, duration_seconds=0.5,
-                             output_tokens=tokens, token_count_source="usage")
-               if success else
-               RequestResult(success=False, failure_reason="http_5xx", output_tokens=None))
+    request = (
+        RequestResult(
+            success=True,
+            ttft_seconds=0.1,
+            duration_seconds=0.5,
+            output_tokens=tokens,
+            token_count_source="usage",
+        )
+        if success
+        else RequestResult(success=False, failure_reason="http_5xx", output_tokens=None)
+    )
     return ProbeResult("sim", "m", "latency", 0.0, 0.5, (request,))
 
 
@@ -52,8 +58,12 @@ class Upstream:
 
 
 def settings(**overrides: float) -> CostSettings:
-    values = {"interval_seconds": 600.0, "backoff_initial_seconds": 30.0,
-              "max_concurrent": 3, "tokens_per_hour": 0}
+    values = {
+        "interval_seconds": 600.0,
+        "backoff_initial_seconds": 30.0,
+        "max_concurrent": 3,
+        "tokens_per_hour": 0,
+    }
     values.update(overrides)
     return CostSettings(**values)  # type: ignore[arg-type]
 
@@ -78,8 +88,9 @@ async def test_concurrent_scrapes_share_one_probe():
     upstream = Upstream()
     upstream.gate = asyncio.Event()
     scheduler = Scheduler(settings(), FakeClock())
-    scrapes = [asyncio.create_task(scheduler.probe(KEY, upstream, timeout=5, cost=16))
-               for _ in range(5)]
+    scrapes = [
+        asyncio.create_task(scheduler.probe(KEY, upstream, timeout=5, cost=16)) for _ in range(5)
+    ]
     await asyncio.sleep(0)
     assert scheduler.in_flight == 1
     upstream.gate.set()
@@ -104,8 +115,10 @@ async def test_max_concurrent_tests_limits_running_probes():
         return make_result()
 
     scheduler = Scheduler(settings(max_concurrent=2), FakeClock())
-    tasks = [asyncio.create_task(scheduler.probe(("sim", f"m{i}", "latency"), slow,
-                                                 timeout=5, cost=1)) for i in range(4)]
+    tasks = [
+        asyncio.create_task(scheduler.probe(("sim", f"m{i}", "latency"), slow, timeout=5, cost=1))
+        for i in range(4)
+    ]
     for _ in range(5):
         await asyncio.sleep(0)
     assert peak == 2 and scheduler.in_flight == 4
@@ -123,8 +136,7 @@ async def test_no_slot_within_half_the_timeout_skips_the_round():
         return make_result()
 
     scheduler = Scheduler(settings(max_concurrent=1), FakeClock())
-    holder = asyncio.create_task(scheduler.probe(("sim", "a", "latency"), hold, timeout=5,
-                                                 cost=1))
+    holder = asyncio.create_task(scheduler.probe(("sim", "a", "latency"), hold, timeout=5, cost=1))
     await asyncio.sleep(0)
     upstream = Upstream()
     answer = await scheduler.probe(KEY, upstream, timeout=0.05, cost=1)
@@ -167,8 +179,9 @@ async def test_zero_budget_is_unlimited():
     clock = FakeClock()
     scheduler = Scheduler(settings(interval_seconds=1, tokens_per_hour=0), clock)
     for _ in range(5):
-        assert (await scheduler.probe(KEY, Upstream(tokens=10**6), timeout=5,
-                                      cost=10**6)).outcome == "fresh"
+        assert (
+            await scheduler.probe(KEY, Upstream(tokens=10**6), timeout=5, cost=10**6)
+        ).outcome == "fresh"
         clock.advance(1)
     assert not scheduler.budget.exhausted()
 
@@ -230,17 +243,32 @@ async def test_probe_receives_the_time_left():
     assert 7.0 < upstream.timeouts[0] <= 7.5
 
 
-@pytest.mark.parametrize(("retry_after", "retried_after"), [
-    (None, 30),  # no Retry-After: the backoff
-    (10.0, 30),  # shorter than the backoff: the backoff
-    (90.0, 90),  # longer: the provider's word
-    (5000.0, 600),  # longer than the interval: capped at the interval
-])
+@pytest.mark.parametrize(
+    ("retry_after", "retried_after"),
+    [
+        (None, 30),  # no Retry-After: the backoff
+        (10.0, 30),  # shorter than the backoff: the backoff
+        (90.0, 90),  # longer: the provider's word
+        (5000.0, 600),  # longer than the interval: capped at the interval
+    ],
+)
 async def test_retry_after_lengthens_the_backoff(retry_after, retried_after):
     clock = FakeClock()
-    limited = ProbeResult("sim", "m", "latency", 0.0, 0.5, (RequestResult(
-        success=False, failure_reason="http_429", http_status=429,
-        retry_after_seconds=retry_after),))
+    limited = ProbeResult(
+        "sim",
+        "m",
+        "latency",
+        0.0,
+        0.5,
+        (
+            RequestResult(
+                success=False,
+                failure_reason="http_429",
+                http_status=429,
+                retry_after_seconds=retry_after,
+            ),
+        ),
+    )
     calls = 0
 
     async def upstream(timeout: float) -> ProbeResult:

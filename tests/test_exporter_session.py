@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
-
-from exporter.app import create_app, exporter_of
-from exporter.cli import GC_THRESHOLDS, tune_gc
+from perfgen.exporter.app import create_app, exporter_of
+from perfgen.exporter.cli import GC_THRESHOLDS, tune_gc
 
 KEY = "sk-session-test-0123456789"
 
@@ -28,8 +27,9 @@ _CHUNKS = [
 ]
 BODY = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in _CHUNKS)
 BODY += b"data: [DONE]\n\n"
-RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(BODY)) + BODY
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n" % len(BODY)
+) + BODY
 
 
 class Upstream:
@@ -110,8 +110,9 @@ async def start(aiohttp_client, tmp_path: Path, upstream: Upstream) -> TestClien
 
 
 async def probe(client: TestClient, model: str) -> str:
-    response = await client.get("/probe", params={"target": f"up:{model}", "module": "latency",
-                                                  "debug": "true"})
+    response = await client.get(
+        "/probe", params={"target": f"up:{model}", "module": "latency", "debug": "true"}
+    )
     text = await response.text()
     assert response.status == 200, text
     return text
@@ -162,7 +163,8 @@ async def test_probe_after_the_upstream_closed_the_idle_connection(aiohttp_clien
 
 @pytest.mark.asyncio
 async def test_upstream_closing_a_kept_alive_connection_as_the_request_arrives(
-        aiohttp_client, tmp_path):
+    aiohttp_client, tmp_path
+):
     upstream = Upstream(close="on_reuse")
     client = await start(aiohttp_client, tmp_path, upstream)
     try:

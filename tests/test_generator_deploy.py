@@ -43,8 +43,15 @@ def test_systemd_analyze_accepts_the_units(tmp_path):
         text = (SYSTEMD / name).read_text().replace("/usr/local/bin/perfgen", str(fake))
         (tmp_path / name).write_text(text)
     result = subprocess.run(
-        [analyze, "verify", str(tmp_path / "perfgen-generate.service"),
-         str(tmp_path / "perfgen-generate.timer")], capture_output=True, text=True)
+        [
+            analyze,
+            "verify",
+            str(tmp_path / "perfgen-generate.service"),
+            str(tmp_path / "perfgen-generate.timer"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -57,10 +64,15 @@ def test_cronjob_maps_changed_to_success(tmp_path, code, expected):
     fake = tmp_path / "perfgen"
     fake.write_text(f'#!/bin/sh\necho "$@" > "{tmp_path}/args"\nexit {code}\n')
     fake.chmod(0o755)
-    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "PERFGEN_PROMETHEUS_URL": "http://prom:9090",
-           "PROXY_RELOAD_URL": "http://proxy:3456"}
+    env = {
+        "PATH": f"{tmp_path}:/usr/bin:/bin",
+        "PERFGEN_PROMETHEUS_URL": "http://prom:9090",
+        "PROXY_RELOAD_URL": "http://proxy:3456",
+    }
     result = subprocess.run(["/bin/sh", "-c", container["args"][0]], env=env)
     assert result.returncode == expected
     args = (tmp_path / "args").read_text()
-    assert args.startswith("generate --config /etc/terraphim/config.toml --prometheus "
-                           "http://prom:9090 --reload-url http://proxy:3456")
+    assert args.startswith(
+        "generate --config /etc/terraphim/config.toml --prometheus "
+        "http://prom:9090 --reload-url http://proxy:3456"
+    )

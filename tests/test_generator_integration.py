@@ -25,14 +25,13 @@ from pathlib import Path
 import pytest
 import requests
 from click.testing import CliRunner
-
-from generator.generate_cli import generate, generate_once
-from generator.promql import PromClient
-from generator.proxy_schema import validate_text
-from generator.proxy_toml import only_routes_changed
-from generator.query_cli import query
-from generator.snapshot import hold_queries
-from stack.processes import (
+from perfgen.generator.generate_cli import generate, generate_once
+from perfgen.generator.promql import PromClient
+from perfgen.generator.proxy_schema import validate_text
+from perfgen.generator.proxy_toml import only_routes_changed
+from perfgen.generator.query_cli import query
+from perfgen.generator.snapshot import hold_queries
+from perfgen.stack.processes import (
     BinaryMissing,
     ManagedProcess,
     find_binary,
@@ -55,11 +54,27 @@ STEP = 30
 Score = float | Callable[[float], float | None]  # constant, or f(age in seconds)
 
 
-def model(score: Score, *, meets: int = 1, samples: float = 20, ttft: float = 0.4,
-          decode: float = 60.0, success: float = 1.0, probe_age: float = 0,
-          scenarios: tuple[str, ...] = ("default",)) -> dict[str, object]:
-    return dict(score=score, meets=meets, samples=samples, ttft=ttft, decode=decode,
-                success=success, probe_age=probe_age, scenarios=scenarios)
+def model(
+    score: Score,
+    *,
+    meets: int = 1,
+    samples: float = 20,
+    ttft: float = 0.4,
+    decode: float = 60.0,
+    success: float = 1.0,
+    probe_age: float = 0,
+    scenarios: tuple[str, ...] = ("default",),
+) -> dict[str, object]:
+    return dict(
+        score=score,
+        meets=meets,
+        samples=samples,
+        ttft=ttft,
+        decode=decode,
+        success=success,
+        probe_age=probe_age,
+        scenarios=scenarios,
+    )
 
 
 # provider -> model -> series. Every case uses its own providers.
@@ -70,21 +85,30 @@ DATA: dict[str, dict[str, dict[str, object]]] = {
     "thresh": {"a": model(0.95, meets=0, ttft=9.0), "b": model(0.60)},
     # Inside the margin (0.85 < 1.1 x 0.80): no takeover. "d" became much better only
     # five minutes ago, less than the 15 m hold time: no takeover either.
-    "hyst": {"a": model(0.80), "b": model(0.85), "c": model(0.50),
-             "d": model(lambda age: 0.99 if age < 300 else 0.40)},
+    "hyst": {
+        "a": model(0.80),
+        "b": model(0.85),
+        "c": model(0.50),
+        "d": model(lambda age: 0.99 if age < 300 else 0.40),
+    },
     # Far better now, but "b" has a score only for the last 10 minutes of the 15 m hold
     # time and "n" was NaN once 5 minutes ago: neither takes over. "c" has had its score
     # for 20 minutes and does.
-    "late": {"a": model(0.20), "b": model(lambda age: 0.35 if age < 600 else None),
-             "c": model(lambda age: 0.35 if age < 1200 else None),
-             "n": model(lambda age: math.nan if 300 <= age < 330 else 0.35)},
+    "late": {
+        "a": model(0.20),
+        "b": model(lambda age: 0.35 if age < 600 else None),
+        "c": model(lambda age: 0.35 if age < 1200 else None),
+        "n": model(lambda age: math.nan if 300 <= age < 330 else 0.35),
+    },
     # Stale: the last probe is four hours old, so its (still recorded) score is ignored.
     "stale": {"a": model(0.30), "b": model(0.95, probe_age=4 * 3600)},
     # The example config's own providers: deepseek-chat becomes the fastest.
     "groq": {"llama-3.3-70b-versatile": model(0.55), "llama-3.1-8b-instant": model(0.5)},
     "deepseek": {"deepseek-chat": model(0.91), "deepseek-reasoner": model(0.7)},
-    "openrouter": {"anthropic/claude-3.5-sonnet": model(0.6),
-                   "deepseek/deepseek-r1": model(0.3, meets=0, success=0.5)},
+    "openrouter": {
+        "anthropic/claude-3.5-sonnet": model(0.6),
+        "deepseek/deepseek-r1": model(0.3, meets=0, success=0.5),
+    },
     "ollama": {"qwen2.5-coder:latest": model(0.4, scenarios=("default", "background"))},
 }
 
@@ -113,17 +137,28 @@ def openmetrics() -> str:
             score_at = score if callable(score) else (lambda age, s=score: s)
             if spec["samples"]:
                 for scenario in spec["scenarios"]:
-                    add("provider_model:llm_performance_score:ratio_1h",
-                        {**labels, "scenario": scenario}, score_at)
-                    add("provider_model:llm_meets_thresholds:bool_1h",
-                        {**labels, "scenario": scenario}, lambda age, s=spec: s["meets"])
-                for rule, key in (("llm_requests:increase_1h", "samples"),
-                                  ("llm_ttft_seconds:p95_1h", "ttft"),
-                                  ("llm_decode_tokens_per_second:mean_1h", "decode"),
-                                  ("llm_request_success:ratio_1h", "success")):
+                    add(
+                        "provider_model:llm_performance_score:ratio_1h",
+                        {**labels, "scenario": scenario},
+                        score_at,
+                    )
+                    add(
+                        "provider_model:llm_meets_thresholds:bool_1h",
+                        {**labels, "scenario": scenario},
+                        lambda age, s=spec: s["meets"],
+                    )
+                for rule, key in (
+                    ("llm_requests:increase_1h", "samples"),
+                    ("llm_ttft_seconds:p95_1h", "ttft"),
+                    ("llm_decode_tokens_per_second:mean_1h", "decode"),
+                    ("llm_request_success:ratio_1h", "success"),
+                ):
                     add(f"provider_model:{rule}", labels, lambda age, s=spec, k=key: s[k])
-            add("llm_probe_timestamp_seconds", {**labels, "module": "latency"},
-                lambda age, s=spec: NOW - age - s["probe_age"])
+            add(
+                "llm_probe_timestamp_seconds",
+                {**labels, "module": "latency"},
+                lambda age, s=spec: NOW - age - s["probe_age"],
+            )
     out = []
     for name, lines in families.items():
         out.append(f"# TYPE {name} gauge")
@@ -145,18 +180,30 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     source = workdir / "series.om"
     reset_now()
     source.write_text(openmetrics())
-    subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(source),
-                    str(workdir / "prometheus-data")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            promtool,
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            str(source),
+            str(workdir / "prometheus-data"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     process: ManagedProcess = start_prometheus(
-        workdir, "global:\n  scrape_interval: 15s\n", retention="100y")
+        workdir, "global:\n  scrape_interval: 15s\n", retention="100y"
+    )
     try:
         yield process.url or ""
     finally:
         process.stop()
 
 
-def write_config(tmp_path: Path, provider: str, models: list[str], router: dict[str, str],
-                 extra: str = "") -> Path:
+def write_config(
+    tmp_path: Path, provider: str, models: list[str], router: dict[str, str], extra: str = ""
+) -> Path:
     routes = "\n".join(f'{key} = "{value}"' for key, value in router.items())
     text = f"""# a comment the generator must keep
 [router]
@@ -203,14 +250,20 @@ def router(path: Path) -> dict[str, object]:
 
 
 def test_backfilled_series_reach_now(prometheus):
-    samples = PromClient(prometheus).instant("provider_model:llm_performance_score:ratio_1h"
-                                             '{provider="fast",model="b"}')
+    samples = PromClient(prometheus).instant(
+        'provider_model:llm_performance_score:ratio_1h{provider="fast",model="b"}'
+    )
     assert samples and samples[0].value == 0.9
 
 
 def test_faster_model_moves_to_front(prometheus, tmp_path):
-    cfg = write_config(tmp_path, "fast", ["a", "b", "c"], {"default": "fast,a|fast,b"},
-                       '[performance.scenarios.web_search]\ncandidates = ["fast,c", "fast,a"]\n')
+    cfg = write_config(
+        tmp_path,
+        "fast",
+        ["a", "b", "c"],
+        {"default": "fast,a|fast,b"},
+        '[performance.scenarios.web_search]\ncandidates = ["fast,c", "fast,a"]\n',
+    )
     before = cfg.read_text()
     code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus)
     assert code == 3, err
@@ -237,11 +290,14 @@ def test_model_over_threshold_drops_behind(prometheus, tmp_path):
 
 
 def test_challenger_inside_hysteresis_margin_does_not_take_over(prometheus, tmp_path):
-    cfg = write_config(tmp_path, "hyst", ["a", "b", "c", "d"],
-                       {"default": "hyst,a|hyst,b", "think": "hyst,c|hyst,d"})
+    cfg = write_config(
+        tmp_path,
+        "hyst",
+        ["a", "b", "c", "d"],
+        {"default": "hyst,a|hyst,b", "think": "hyst,c|hyst,d"},
+    )
     before = cfg.read_bytes()
-    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus,
-                                  "--explain")
+    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus, "--explain")
     assert code == 0, err
     assert cfg.read_bytes() == before
     assert not (tmp_path / "config.toml.bak").exists()
@@ -252,22 +308,33 @@ def test_challenger_inside_hysteresis_margin_does_not_take_over(prometheus, tmp_
     quick = cfg.read_text().replace('hysteresis_for = "15m"', 'hysteresis_for = "0s"')
     cfg.write_text(quick)
     assert run_generate("--config", str(cfg), "--prometheus", prometheus)[0] == 3
-    assert router(cfg) == {"default": "hyst,a|hyst,b", "think": "hyst,d|hyst,c",
-                           "strategy": "FillFirst"}
+    assert router(cfg) == {
+        "default": "hyst,a|hyst,b",
+        "think": "hyst,d|hyst,c",
+        "strategy": "FillFirst",
+    }
 
 
 def test_challenger_needs_a_score_for_the_whole_hold_time(prometheus, tmp_path):
-    cfg = write_config(tmp_path, "late", ["a", "b", "c", "n"],
-                       {"default": "late,a|late,b", "think": "late,a|late,c",
-                        "background": "late,a|late,n"})
-    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus,
-                                  "--explain")
+    cfg = write_config(
+        tmp_path,
+        "late",
+        ["a", "b", "c", "n"],
+        {"default": "late,a|late,b", "think": "late,a|late,c", "background": "late,a|late,n"},
+    )
+    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus, "--explain")
     assert code == 3, err
-    assert router(cfg) == {"default": "late,a|late,b", "think": "late,c|late,a",
-                           "background": "late,a|late,n", "strategy": "FillFirst"}
+    assert router(cfg) == {
+        "default": "late,a|late,b",
+        "think": "late,c|late,a",
+        "background": "late,a|late,n",
+        "strategy": "FillFirst",
+    }
     for challenger in ("b", "n"):
-        assert (f"hysteresis holds primary: late,a stays (late,{challenger} lowest score "
-                "over 15m 0.350 (no score for the whole hold time)") in out, out
+        assert (
+            f"hysteresis holds primary: late,a stays (late,{challenger} lowest score "
+            "over 15m 0.350 (no score for the whole hold time)"
+        ) in out, out
     assert "hysteresis switches primary to late,c: beat late,a for 15m" in out, out
 
 
@@ -296,8 +363,9 @@ def test_example_config_changes_only_route_values(prometheus, tmp_path):
     old_doc, new_doc = tomllib.loads(EXAMPLE), tomllib.loads(after)
     # deepseek-chat beats the margin; openrouter (0.60) is within 10 % of groq (0.55),
     # so the fallbacks keep their old order.
-    assert new_doc["router"]["default"] == ("deepseek,deepseek-chat|groq,llama-3.3-70b-"
-                                            "versatile|openrouter,anthropic/claude-3.5-sonnet")
+    assert new_doc["router"]["default"] == (
+        "deepseek,deepseek-chat|groq,llama-3.3-70b-versatile|openrouter,anthropic/claude-3.5-sonnet"
+    )
     # think: deepseek-r1 fails thresholds, so the reasoner stays first.
     assert new_doc["router"]["think"] == EXAMPLE_ROUTER["think"]
     for doc in (old_doc, new_doc):
@@ -305,8 +373,9 @@ def test_example_config_changes_only_route_values(prometheus, tmp_path):
             doc["router"].pop(key, None)
     assert old_doc == new_doc  # everything but the route values parses the same
     changed = [line for line in _line_diff(EXAMPLE, after)]
-    assert changed and all(line[2:].startswith(("default =", "background =", "think ="))
-                           for line in changed), changed
+    assert changed and all(
+        line[2:].startswith(("default =", "background =", "think =")) for line in changed
+    ), changed
     assert validate_text(after) == []
 
 
@@ -315,8 +384,12 @@ EXAMPLE_ROUTER = tomllib.loads(EXAMPLE)["router"]
 
 def _line_diff(old: str, new: str) -> list[str]:
     import difflib
-    return [line for line in difflib.ndiff(old.splitlines(), new.splitlines())
-            if line[:2] in ("- ", "+ ")]
+
+    return [
+        line
+        for line in difflib.ndiff(old.splitlines(), new.splitlines())
+        if line[:2] in ("- ", "+ ")
+    ]
 
 
 def test_dry_run_and_out(prometheus, tmp_path):
@@ -328,15 +401,17 @@ def test_dry_run_and_out(prometheus, tmp_path):
     assert "dry run, nothing written" in err
     target = tmp_path / "out" / "proxy.toml"
     target.parent.mkdir()
-    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus,
-                                  "--out", str(target), "--quiet")
+    code, out, err = run_generate(
+        "--config", str(cfg), "--prometheus", prometheus, "--out", str(target), "--quiet"
+    )
     assert code == 3 and cfg.read_bytes() == before and out == ""
     assert router(target)["default"] == "fast,b|fast,a"
     # The next run compares with what --out holds, not with --config: nothing to do
     # (with --every, no "changed" every run, no reload, no route_changes_total bump).
     mtime = target.stat().st_mtime_ns
-    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus,
-                                  "--out", str(target))
+    code, out, err = run_generate(
+        "--config", str(cfg), "--prometheus", prometheus, "--out", str(target)
+    )
     assert code == 0 and "routes unchanged" in err and out == "", err
     assert target.stat().st_mtime_ns == mtime and cfg.read_bytes() == before
 
@@ -344,8 +419,9 @@ def test_dry_run_and_out(prometheus, tmp_path):
 def test_prometheus_down_leaves_file_byte_identical(tmp_path):
     cfg = write_config(tmp_path, "fast", ["a", "b"], {"default": "fast,a|fast,b"})
     before = cfg.read_bytes()
-    code, out, err = run_generate("--config", str(cfg), "--prometheus",
-                                  f"http://127.0.0.1:{free_port()}", "--retries", "0")
+    code, out, err = run_generate(
+        "--config", str(cfg), "--prometheus", f"http://127.0.0.1:{free_port()}", "--retries", "0"
+    )
     assert code == 1
     assert cfg.read_bytes() == before and not (tmp_path / "config.toml.bak").exists()
     assert "is unreachable" in err and "the config file is unchanged" in err
@@ -354,10 +430,13 @@ def test_prometheus_down_leaves_file_byte_identical(tmp_path):
 def test_usage_errors_exit_2(tmp_path):
     cfg = write_config(tmp_path, "fast", ["a"], {"default": "fast,a"})
     assert run_generate("--config", str(cfg))[0] == 2  # no --prometheus
-    assert run_generate("--config", str(cfg), "--prometheus", "http://x",
-                        "--every", "soon")[0] == 2
-    assert run_generate("--config", str(cfg), "--prometheus", "http://x",
-                        "--metrics-listen", "127.0.0.1:1")[0] == 2
+    assert run_generate("--config", str(cfg), "--prometheus", "http://x", "--every", "soon")[0] == 2
+    assert (
+        run_generate(
+            "--config", str(cfg), "--prometheus", "http://x", "--metrics-listen", "127.0.0.1:1"
+        )[0]
+        == 2
+    )
 
 
 class ReloadReceiver:
@@ -390,9 +469,16 @@ def test_reload_after_change(prometheus, tmp_path, monkeypatch, status):
     monkeypatch.setenv("TEST_MGMT_KEY", "management-secret")
     try:
         cfg = write_config(tmp_path, "fast", ["a", "b"], {"default": "fast,a|fast,b"})
-        code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus,
-                                      "--reload-url", receiver.url,
-                                      "--management-key-env", "TEST_MGMT_KEY")
+        code, out, err = run_generate(
+            "--config",
+            str(cfg),
+            "--prometheus",
+            prometheus,
+            "--reload-url",
+            receiver.url,
+            "--management-key-env",
+            "TEST_MGMT_KEY",
+        )
     finally:
         receiver.close()
     assert receiver.calls[0]["path"] == "/v0/management/config/reload"
@@ -409,8 +495,9 @@ def test_reload_after_change(prometheus, tmp_path, monkeypatch, status):
 def test_reload_needs_the_key(tmp_path, monkeypatch):
     monkeypatch.delenv("PERFGEN_MANAGEMENT_KEY", raising=False)
     cfg = write_config(tmp_path, "fast", ["a"], {"default": "fast,a"})
-    code, _, err = run_generate("--config", str(cfg), "--prometheus", "http://x",
-                                "--reload-url", "http://127.0.0.1:1")
+    code, _, err = run_generate(
+        "--config", str(cfg), "--prometheus", "http://x", "--reload-url", "http://127.0.0.1:1"
+    )
     assert code == 1 and "$PERFGEN_MANAGEMENT_KEY" in err
 
 
@@ -419,7 +506,7 @@ def test_python_api(prometheus, tmp_path):
     result = generate_once(cfg, PromClient(prometheus), dry_run=True)
     assert result.exit_code == 3 and result.written is None
     assert result.plan.changed_scenarios == ["default"]
-    assert "+default = \"thresh,b|thresh,a\"" in result.plan.diff()
+    assert '+default = "thresh,b|thresh,a"' in result.plan.diff()
 
 
 def test_every_serves_metrics_and_stops_on_sigterm(prometheus, tmp_path):
@@ -427,10 +514,26 @@ def test_every_serves_metrics_and_stops_on_sigterm(prometheus, tmp_path):
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from generator.cli import main; main(prog_name='perfgen')",
-         "generate", "--config", str(cfg), "--prometheus", prometheus, "--every", "1s",
-         "--metrics-listen", f"127.0.0.1:{port}", "--quiet"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "from perfgen.cli import main; main(prog_name='perfgen')",
+            "generate",
+            "--config",
+            str(cfg),
+            "--prometheus",
+            prometheus,
+            "--every",
+            "1s",
+            "--metrics-listen",
+            f"127.0.0.1:{port}",
+            "--quiet",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         body = ""
         deadline = time.monotonic() + 20
@@ -442,8 +545,9 @@ def test_every_serves_metrics_and_stops_on_sigterm(prometheus, tmp_path):
             time.sleep(0.2)
         assert "perfgen_generator_last_run_success 1.0" in body, body
         assert 'perfgen_generator_route_changes_total{scenario="default"} 1.0' in body
-        assert ('perfgen_generator_primary_info{model="b",provider="fast",scenario="default"}'
-                ' 1.0') in body
+        assert (
+            'perfgen_generator_primary_info{model="b",provider="fast",scenario="default"} 1.0'
+        ) in body
         assert "perfgen_generator_last_success_timestamp_seconds" in body
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=15)
@@ -466,8 +570,16 @@ def run_query(*args: str) -> tuple[int, str, str]:
 def test_query_json_ranks_like_the_generator(prometheus, tmp_path):
     cfg = tmp_path / "config.toml"
     cfg.write_text(EXAMPLE)
-    code, out, err = run_query("--prometheus", prometheus, "--config", str(cfg),
-                               "--format", "json", "--scenario", "long_context")
+    code, out, err = run_query(
+        "--prometheus",
+        prometheus,
+        "--config",
+        str(cfg),
+        "--format",
+        "json",
+        "--scenario",
+        "long_context",
+    )
     assert code == 0, err
     payload = json.loads(out)
     assert payload["scenario"] == "long_context" and payload["window"] == "1h"
@@ -479,9 +591,18 @@ def test_query_json_ranks_like_the_generator(prometheus, tmp_path):
     assert {p for p, _ in rows} == {"groq", "deepseek", "openrouter", "ollama"}
     gemini = rows[("openrouter", "google/gemini-2.0-flash-exp")]
     assert gemini["score"] is None and gemini["reason"].startswith("no fresh data")
-    assert list(first) == ["rank", "provider", "model", "score", "ttft_p95_seconds",
-                           "decode_tokens_per_second", "success_ratio", "samples",
-                           "meets_thresholds", "reason"]
+    assert list(first) == [
+        "rank",
+        "provider",
+        "model",
+        "score",
+        "ttft_p95_seconds",
+        "decode_tokens_per_second",
+        "success_ratio",
+        "samples",
+        "meets_thresholds",
+        "reason",
+    ]
     r1 = rows[("openrouter", "deepseek/deepseek-r1")]
     assert r1["meets_thresholds"] is False and "success ratio 0.500 < 0.95" in r1["reason"]
     meets = [r["meets_thresholds"] for r in payload["models"]]
@@ -499,21 +620,23 @@ def test_query_table_and_csv_without_config(prometheus):
     assert stale.endswith("no fresh data: last probe 4.0 h ago")
     # Columns are aligned: every row's MODEL column starts where the header's does.
     column = lines[1].index("MODEL")
-    assert all(line[column - 2:column] == "  " for line in lines[2:])
-    code, out, _ = run_query("--prometheus", prometheus, "--format", "csv",
-                             "--scenario", "background")
+    assert all(line[column - 2 : column] == "  " for line in lines[2:])
+    code, out, _ = run_query(
+        "--prometheus", prometheus, "--format", "csv", "--scenario", "background"
+    )
     assert code == 0
     header, *rows = out.splitlines()
-    assert header == ("rank,provider,model,score,ttft_p95_seconds,decode_tokens_per_second,"
-                      "success_ratio,samples,meets_thresholds,reason")
+    assert header == (
+        "rank,provider,model,score,ttft_p95_seconds,decode_tokens_per_second,"
+        "success_ratio,samples,meets_thresholds,reason"
+    )
     # background has its own series only for ollama; the rest fall back to "default".
     assert rows[0].startswith("1,hyst,d,0.99,")
     assert rows[1].startswith("2,deepseek,deepseek-chat,0.91,0.4,60.0,1.0,20.0,true,")
 
 
 def test_query_prometheus_down_is_an_error():
-    code, _, err = run_query("--prometheus", f"http://127.0.0.1:{free_port()}",
-                             "--retries", "0")
+    code, _, err = run_query("--prometheus", f"http://127.0.0.1:{free_port()}", "--retries", "0")
     assert code == 1 and "unreachable" in err
 
 
@@ -522,7 +645,10 @@ def test_metrics_endpoint_format_is_prometheus(prometheus):
     # server version accepts the hysteresis subqueries (millisecond offset and range).
     held = hold_queries("1h", 900, NOW + 0.123)
     for promql in held.queries.values():
-        response = requests.get(f"{prometheus}/api/v1/query", params={
-            "query": promql, "time": f"{held.time:.3f}"}, timeout=5)
+        response = requests.get(
+            f"{prometheus}/api/v1/query",
+            params={"query": promql, "time": f"{held.time:.3f}"},
+            timeout=5,
+        )
         assert response.json()["status"] == "success", response.text
         assert response.json()["data"]["result"]

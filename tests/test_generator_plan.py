@@ -16,32 +16,44 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
-from generator import query_cli
-from generator.generate_cli import (
+from perfgen.generator import query_cli
+from perfgen.generator.generate_cli import (
     EXIT_CHANGED,
     EXIT_UNCHANGED,
     GenerateError,
     generate_once,
     plan_routes,
 )
-from generator.promql import QueryError, Sample
-from generator.proxy_toml import only_routes_changed
-from generator.query_cli import query
+from perfgen.generator.promql import QueryError, Sample
+from perfgen.generator.proxy_toml import only_routes_changed
+from perfgen.generator.query_cli import query
 
 NOW = 1_700_000_000.0
 
 # Which number of a model answers a query, by a piece of the series name.
-ROLES = (("llm_performance_score", "score"), ("llm_meets_thresholds", "meets"),
-         ("llm_requests:", "samples"), ("llm_ttft_seconds", "ttft"),
-         ("llm_decode_tokens_per_second", "decode"), ("llm_request_success", "success"),
-         ("llm_probe_timestamp_seconds", "probe"))
+ROLES = (
+    ("llm_performance_score", "score"),
+    ("llm_meets_thresholds", "meets"),
+    ("llm_requests:", "samples"),
+    ("llm_ttft_seconds", "ttft"),
+    ("llm_decode_tokens_per_second", "decode"),
+    ("llm_request_success", "success"),
+    ("llm_probe_timestamp_seconds", "probe"),
+)
 
 
-def model(score: float | None, *, meets: int = 1, samples: float = 20,
-          probe_age: float | None = 10) -> dict[str, Any]:
-    return dict(score=score, meets=meets, samples=samples, ttft=0.4, decode=60.0,
-                success=1.0, probe_age=probe_age)
+def model(
+    score: float | None, *, meets: int = 1, samples: float = 20, probe_age: float | None = 10
+) -> dict[str, Any]:
+    return dict(
+        score=score,
+        meets=meets,
+        samples=samples,
+        ttft=0.4,
+        decode=60.0,
+        success=1.0,
+        probe_age=probe_age,
+    )
 
 
 class FakeRules:
@@ -53,15 +65,20 @@ class FakeRules:
     def instant(self, query: str, at: float | None = None) -> list[Sample]:
         at = NOW if at is None else at
         role = next(field for needle, field in ROLES if needle in query)
-        hold = re.search(r"(\w+)_over_time\(\(\S+(?: offset \d+ms)?\)\[(\d+)ms:(\d+)ms\]\)",
-                         query)
+        hold = re.search(r"(\w+)_over_time\(\(\S+(?: offset \d+ms)?\)\[(\d+)ms:(\d+)ms\]\)", query)
         if hold:  # the hysteresis subqueries: the score was the same at every step
             fn, span, step = hold.group(1), int(hold.group(2)), int(hold.group(3))
             end = round(at * 1000)
             steps = len(range(-(-(end - span) // step) * step, end + 1, step))
-            return [Sample({"provider": p, "model": m, "scenario": "default"},
-                           float(steps if fn == "count" else spec["score"]), at)
-                    for (p, m), spec in self.models.items() if spec["score"] is not None]
+            return [
+                Sample(
+                    {"provider": p, "model": m, "scenario": "default"},
+                    float(steps if fn == "count" else spec["score"]),
+                    at,
+                )
+                for (p, m), spec in self.models.items()
+                if spec["score"] is not None
+            ]
         out = []
         for (provider, name), spec in self.models.items():
             labels = {"provider": provider, "model": name}
@@ -78,8 +95,16 @@ class FakeRules:
         return out
 
 
-def write_config(path: Path, default: str, *, models: str = "abcdef", extra: str = "",
-                 margin: float = 0.10, hold: str = "15m", max_chain: int = 3) -> Path:
+def write_config(
+    path: Path,
+    default: str,
+    *,
+    models: str = "abcdef",
+    extra: str = "",
+    margin: float = 0.10,
+    hold: str = "15m",
+    max_chain: int = 3,
+) -> Path:
     path.write_text(f"""# kept
 [router]
 default = "{default}"
@@ -145,8 +170,9 @@ class FailingRules(FakeRules):
 def test_queries_run_together_but_the_first_failed_one_in_order_is_the_error(tmp_path):
     cfg = write_config(tmp_path / "config.toml", "p,a|p,b")
     # The score query fails last in time but comes first: its error is the one raised.
-    rules = FailingRules({"a": model(0.5), "b": model(0.9)}, "llm_performance_score",
-                         "llm_probe_timestamp_seconds")
+    rules = FailingRules(
+        {"a": model(0.5), "b": model(0.9)}, "llm_performance_score", "llm_probe_timestamp_seconds"
+    )
     with pytest.raises(QueryError, match="llm_performance_score failed"):
         plan_routes(cfg, rules, at=NOW)
     # The hold-time queries count only when there are scores (as when they ran last).
@@ -187,8 +213,7 @@ def test_out_hysteresis_defends_the_primary_written_there(tmp_path):
     close = FakeRules({"a": model(0.95), "b": model(0.9)})
     result = generate_once(cfg, close, out=out, at=NOW + 60)
     assert result.exit_code == EXIT_UNCHANGED and default_route(out) == "p,b|p,a"
-    assert any("hysteresis holds primary: p,b stays" in n
-               for n in result.plan.decisions[0].notes)
+    assert any("hysteresis holds primary: p,b stays" in n for n in result.plan.decisions[0].notes)
 
 
 def test_out_routes_config_no_longer_allows_are_not_reused(tmp_path):
@@ -229,18 +254,33 @@ def test_query_lists_models_in_the_order_generate_chooses(tmp_path, monkeypatch)
     # Ties and models without fresh data are where a separate sort would drift: f and
     # a tie (the old chain decides), d has too few samples and e no data (old order).
     cfg = write_config(
-        tmp_path / "config.toml", "p,e|p,d|p,f|p,a", margin=0.0, hold="0s", max_chain=6,
-        extra='[performance.scenarios.default]\n'
-              'candidates = ["p,c", "p,a", "p,b", "p,d", "p,e", "p,f"]\n')
-    rules = FakeRules({"a": model(0.5), "b": model(0.9), "c": model(0.7, meets=0),
-                       "d": model(0.8, samples=2), "e": model(None, samples=0),
-                       "f": model(0.5)})
+        tmp_path / "config.toml",
+        "p,e|p,d|p,f|p,a",
+        margin=0.0,
+        hold="0s",
+        max_chain=6,
+        extra="[performance.scenarios.default]\n"
+        'candidates = ["p,c", "p,a", "p,b", "p,d", "p,e", "p,f"]\n',
+    )
+    rules = FakeRules(
+        {
+            "a": model(0.5),
+            "b": model(0.9),
+            "c": model(0.7, meets=0),
+            "d": model(0.8, samples=2),
+            "e": model(None, samples=0),
+            "f": model(0.5),
+        }
+    )
     plan = plan_routes(cfg, rules, at=NOW)
     chain = [str(route) for route in plan.decisions[0].new_chain]
     assert chain == ["p,b", "p,f", "p,a", "p,c", "p,e", "p,d"]
     monkeypatch.setattr(query_cli, "make_client", lambda options: rules)
-    result = CliRunner().invoke(query, ["--prometheus", "http://unused", "--config", str(cfg),
-                                        "--format", "json"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        query,
+        ["--prometheus", "http://unused", "--config", str(cfg), "--format", "json"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.stderr
     rows = json.loads(result.stdout)["models"]
     assert [f"{r['provider']},{r['model']}" for r in rows] == chain

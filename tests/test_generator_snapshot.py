@@ -5,15 +5,27 @@ from __future__ import annotations
 import re
 
 import pytest
+from perfgen.generator.ranking import UNKNOWN, Policy, classify
+from perfgen.generator.snapshot import (
+    HoldScores,
+    Snapshot,
+    hold_queries,
+    model_stats,
+    snapshot_queries,
+)
 
-from exporter.config import Route
-from generator.ranking import UNKNOWN, Policy, classify
-from generator.snapshot import HoldScores, Snapshot, hold_queries, model_stats, snapshot_queries
+from perfgen.config import Route
 
 
 def snapshot(**kwargs: float) -> Snapshot:
-    values = dict(at=1000.0, window="1h", stale_after_seconds=600, hold_seconds=60,
-                  hold_step=15, hold_points=5)
+    values = dict(
+        at=1000.0,
+        window="1h",
+        stale_after_seconds=600,
+        hold_seconds=60,
+        hold_step=15,
+        hold_points=5,
+    )
     values.update(kwargs)
     return Snapshot(**values)
 
@@ -60,8 +72,7 @@ def test_a_model_without_its_own_probe_timestamp_is_stale():
 
 def test_last_probe_query_looks_back_stale_after():
     query = snapshot_queries("1h", "15m")["last_probe"]
-    assert query == ("max by (provider, model) "
-                     "(max_over_time(llm_probe_timestamp_seconds[15m]))")
+    assert query == ("max by (provider, model) (max_over_time(llm_probe_timestamp_seconds[15m]))")
 
 
 @pytest.mark.parametrize("at", [1000.0, 1_700_000_000.0, 1_700_000_007.123, 1_795_706_837.976])
@@ -82,7 +93,9 @@ def test_hold_subqueries_evaluate_the_steps_of_a_range_query(at, hold):
         found = re.fullmatch(
             rf"max by \(provider, model, scenario\) \({name}_over_time\("
             r"\(provider_model:llm_performance_score:ratio_1h(?: offset (\d+)ms)?\)"
-            r"\[(\d+)ms:(\d+)ms\]\)\)", query)
+            r"\[(\d+)ms:(\d+)ms\]\)\)",
+            query,
+        )
         assert found, query
         offset, span = int(found.group(1) or 0), int(found.group(2))
         assert int(found.group(3)) == step_ms and 0 <= offset < step_ms

@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
-
-from grafana import build
-from grafana.queries import (
+from perfgen.grafana import build
+from perfgen.grafana.queries import (
     BUILTINS,
     Query,
     extract_queries,
@@ -34,8 +33,14 @@ EXPECTED_UIDS = {"perfgen-overview", "perfgen-model", "perfgen-exporter"}
 JOBS = {"llm_probe", "perfgen_exporter", "perfgen_generator"}
 # Standard series every Prometheus has; the dashboards may use them besides the contract's.
 PROMETHEUS_BUILTINS = {"up", "ALERTS", "scrape_duration_seconds"}
-SAMPLE_VALUES = {"datasource": "prometheus", "window": "1h", "scenario": "default",
-                 "provider": "fastai", "model": "fast-chat", "module": "latency"}
+SAMPLE_VALUES = {
+    "datasource": "prometheus",
+    "window": "1h",
+    "scenario": "default",
+    "provider": "fastai",
+    "model": "fast-chat",
+    "module": "latency",
+}
 
 DASHBOARDS = load_dashboards()
 QUERIES = extract_queries(DASHBOARDS)
@@ -59,8 +64,12 @@ def contract_names() -> tuple[set[str], set[str]]:
             rules.add(name[: -len("_W")] + "_$window")
         elif re.fullmatch(r"(llm|perfgen)_[a-z_]+", name):
             metrics.add(name)
-    histograms = {"llm_ttft_seconds", "llm_first_content_seconds",
-                  "llm_request_duration_seconds", "llm_decode_tokens_per_second"}
+    histograms = {
+        "llm_ttft_seconds",
+        "llm_first_content_seconds",
+        "llm_request_duration_seconds",
+        "llm_decode_tokens_per_second",
+    }
     for name in histograms & metrics:
         metrics |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
     return metrics, rules
@@ -71,8 +80,11 @@ def names_in(expr: str) -> set[str]:
     without_strings = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
     without_ranges = re.sub(r"\[[^\]]*\]", "", without_strings)
     tokens = set(re.findall(r"[A-Za-z_:$][A-Za-z0-9_:$]*", without_ranges))
-    return {t for t in tokens if ":" in t or t.startswith(("llm_", "perfgen_"))
-            or t in PROMETHEUS_BUILTINS}
+    return {
+        t
+        for t in tokens
+        if ":" in t or t.startswith(("llm_", "perfgen_")) or t in PROMETHEUS_BUILTINS
+    }
 
 
 # --------------------------------------------------------------------------- generated JSON
@@ -114,8 +126,7 @@ def test_every_panel_and_target_uses_the_datasource_variable(name: str) -> None:
     for panel in iter_panels(board["panels"]):
         if panel["type"] == "row":
             continue
-        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, (
-            panel["title"])
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
         assert panel["targets"], f"{panel['title']} has no query"
         for target in panel["targets"]:
             assert target["datasource"]["uid"] == "${datasource}", panel["title"]
@@ -189,8 +200,12 @@ def test_recording_rules_preferred_over_raw_histograms() -> None:
     for query in QUERIES:
         assert "histogram_quantile" not in query.expr, str(query)
         if "_bucket" in query.expr:
-            panel = next(p for b in DASHBOARDS.values() for p in iter_panels(b["panels"])
-                         if any(t.get("expr") == query.expr for t in p.get("targets", [])))
+            panel = next(
+                p
+                for b in DASHBOARDS.values()
+                for p in iter_panels(b["panels"])
+                if any(t.get("expr") == query.expr for t in p.get("targets", []))
+            )
             assert panel["type"] == "heatmap", str(query)
 
 
@@ -207,13 +222,18 @@ def test_names_come_from_the_contract() -> None:
 def test_overview_covers_the_required_views() -> None:
     board = DASHBOARDS["perfgen-overview.json"]
     exprs = " ".join(q.expr for q in QUERIES if q.dashboard == board["uid"])
-    for needle in ("llm_performance_score:ratio_$window", "llm_ttft_seconds:p50_$window",
-                   "llm_ttft_seconds:p95_$window", "llm_ttft_seconds:p99_$window",
-                   "llm_decode_tokens_per_second:mean_$window",
-                   "llm_request_success:ratio_$window", "llm_request_failures_total",
-                   "perfgen_generator_primary_info",
-                   "perfgen_exporter_budget_output_tokens_used",
-                   "perfgen_exporter_budget_output_tokens_limit"):
+    for needle in (
+        "llm_performance_score:ratio_$window",
+        "llm_ttft_seconds:p50_$window",
+        "llm_ttft_seconds:p95_$window",
+        "llm_ttft_seconds:p99_$window",
+        "llm_decode_tokens_per_second:mean_$window",
+        "llm_request_success:ratio_$window",
+        "llm_request_failures_total",
+        "perfgen_generator_primary_info",
+        "perfgen_exporter_budget_output_tokens_used",
+        "perfgen_exporter_budget_output_tokens_limit",
+    ):
         assert needle in exprs, needle
     ranking = next(p for p in board["panels"] if p["title"].startswith("Ranking"))
     assert ranking["type"] == "table"
@@ -233,8 +253,12 @@ def test_exporter_dashboard_covers_its_metrics() -> None:
 @pytest.mark.skipif(not RENDERED_RECORDING.exists(), reason="rules/rendered not rendered yet")
 def test_every_rule_used_is_recorded_by_the_rendered_rules() -> None:
     document = yaml.safe_load(RENDERED_RECORDING.read_text(encoding="utf-8"))
-    recorded = {rule["record"] for group in document["groups"] for rule in group["rules"]
-                if "record" in rule}
+    recorded = {
+        rule["record"]
+        for group in document["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
     for query in QUERIES:
         for name in names_in(substitute(query.expr, SAMPLE_VALUES)):
             if ":" in name:
@@ -243,20 +267,24 @@ def test_every_rule_used_is_recorded_by_the_rendered_rules() -> None:
 
 def test_every_query_parses(tmp_path: Path) -> None:
     """promtool parses every expression offline, wrapped as a recording rule."""
-    from stack.processes import BinaryMissing, find_binary
+    from perfgen.stack.processes import BinaryMissing, find_binary
 
     try:
         promtool = find_binary("promtool")
     except BinaryMissing as exc:
         pytest.skip(str(exc))
     queries: list[Query] = QUERIES
-    rules = [{"record": f"grafana:query_{index}", "expr": substitute(q.expr, SAMPLE_VALUES)}
-             for index, q in enumerate(queries)]
+    rules = [
+        {"record": f"grafana:query_{index}", "expr": substitute(q.expr, SAMPLE_VALUES)}
+        for index, q in enumerate(queries)
+    ]
     path = tmp_path / "dashboard-queries.yml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "grafana", "rules": rules}]}),
-                    encoding="utf-8")
-    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
-                            text=True, timeout=30)
+    path.write_text(
+        yaml.safe_dump({"groups": [{"name": "grafana", "rules": rules}]}), encoding="utf-8"
+    )
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=30
+    )
     if result.returncode != 0:
         # promtool names the failing rule by its record name; map it back to the panel.
         output = result.stdout + result.stderr

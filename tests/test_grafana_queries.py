@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from perfgen.grafana.queries import Query, extract_queries, substitute
 
-from exporter.config import duration_seconds
-from grafana.queries import Query, extract_queries, substitute
+from perfgen.config import duration_seconds
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -55,8 +55,13 @@ class Live:
         if query.instant:
             return self.get("/api/v1/query", query=expr)
         now = time.time()
-        return self.get("/api/v1/query_range", query=expr, start=f"{now - RANGE_SECONDS:.3f}",
-                        end=f"{now:.3f}", step=self.step)
+        return self.get(
+            "/api/v1/query_range",
+            query=expr,
+            start=f"{now - RANGE_SECONDS:.3f}",
+            end=f"{now:.3f}",
+            step=self.step,
+        )
 
 
 def _wait_for(live: Live, expr: str, timeout: float) -> list[dict[str, Any]]:
@@ -76,8 +81,10 @@ def _healthy_model(live: Live, window: str, module: str) -> tuple[str, str] | No
     last-probe panels for a reason that is not the dashboard's fault.
     """
     score = f'provider_model:llm_performance_score:ratio_{window}{{scenario="default"}}'
-    expr = (f"sort_desc(max by (provider, model) ({score}) and on (provider, model) "
-            f'(max by (provider, model) (llm_probe_success{{module="{module}"}}) == 1))')
+    expr = (
+        f"sort_desc(max by (provider, model) ({score}) and on (provider, model) "
+        f'(max by (provider, model) (llm_probe_success{{module="{module}"}}) == 1))'
+    )
     rows = live.get("/api/v1/query", query=expr)["data"]["result"]
     return (rows[0]["metric"]["provider"], rows[0]["metric"]["model"]) if rows else None
 
@@ -85,7 +92,7 @@ def _healthy_model(live: Live, window: str, module: str) -> tuple[str, str] | No
 @pytest.fixture(scope="module")
 def live(demo_stack: Any) -> Live:
     """The demo stack once every default candidate is ranked and the generator has run."""
-    if importlib.util.find_spec("rules.render") is None:
+    if importlib.util.find_spec("perfgen.rules.render") is None:
         pytest.skip("rules/render.py is not written yet: no recording rules to query")
     demo_stack.wait_for_rankings(timeout=240)
     window = demo_stack.window
@@ -100,9 +107,16 @@ def live(demo_stack: Any) -> Live:
     # What Grafana computes for a zoomed-in panel: $__interval is the step, and
     # $__rate_interval = max($__interval + scrape interval, 4 x scrape interval).
     scrape = duration_seconds(demo_stack.scrape_interval)
-    live.values.update(datasource="prometheus", window=window, scenario="default",
-                       provider=provider, model=model, module=module,
-                       __interval=f"{scrape:g}s", __rate_interval=f"{4 * scrape:g}s")
+    live.values.update(
+        datasource="prometheus",
+        window=window,
+        scenario="default",
+        provider=provider,
+        model=model,
+        module=module,
+        __interval=f"{scrape:g}s",
+        __rate_interval=f"{4 * scrape:g}s",
+    )
     return live
 
 

@@ -6,42 +6,53 @@ import shutil
 import subprocess
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
-from exporter.metrics import (
+from perfgen.exporter.metrics import (
     TTFT_BUCKETS,
     CumulativeStore,
     render_probe,
     render_single_probe,
 )
-from exporter.result import (
+from perfgen.exporter.result import (
     COUNTED_FAILURE_REASONS,
     FAILURE_REASONS,
     ProbeResult,
     RequestResult,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 KEY = ("sim", "fast-model", "latency")
 LABELS = {"provider": "sim", "model": "fast-model", "module": "latency"}
 
 
 def ok_request(ttft: float = 0.2, duration: float = 1.2, tokens: int = 51) -> RequestResult:
-    return RequestResult(success=True, http_status=200, ttft_seconds=ttft,
-                         first_content_seconds=ttft, duration_seconds=duration,
-                         output_tokens=tokens, input_tokens=12,
-                         tokens_per_second=(tokens - 1) / (duration - ttft),
-                         token_count_source="usage")
+    return RequestResult(
+        success=True,
+        http_status=200,
+        ttft_seconds=ttft,
+        first_content_seconds=ttft,
+        duration_seconds=duration,
+        output_tokens=tokens,
+        input_tokens=12,
+        tokens_per_second=(tokens - 1) / (duration - ttft),
+        token_count_source="usage",
+    )
 
 
 def failed_request(reason: str = "http_5xx") -> RequestResult:
-    return RequestResult(success=False, failure_reason=reason, http_status=500,
-                         failure_detail="upstream said no")
+    return RequestResult(
+        success=False, failure_reason=reason, http_status=500, failure_detail="upstream said no"
+    )
 
 
 def result_of(*requests: RequestResult, **kwargs: object) -> ProbeResult:
-    fields: dict = {"provider": "sim", "model": "fast-model", "module": "latency",
-                    "started_at": 1_700_000_000.0, "elapsed_seconds": 1.5,
-                    "requests": requests}
+    fields: dict = {
+        "provider": "sim",
+        "model": "fast-model",
+        "module": "latency",
+        "started_at": 1_700_000_000.0,
+        "elapsed_seconds": 1.5,
+        "requests": requests,
+    }
     fields.update(kwargs)
     return ProbeResult(**fields)
 
@@ -61,11 +72,19 @@ def value(text: str, name: str, **extra: str) -> float | None:
 
 def test_successful_probe_exposes_every_contract_gauge():
     text = render_single_probe(result_of(ok_request()))
-    for name in ("llm_probe_success", "llm_probe_duration_seconds", "llm_probe_ttft_seconds",
-                 "llm_probe_first_content_seconds", "llm_probe_request_duration_seconds",
-                 "llm_probe_tokens_per_second", "llm_probe_output_tokens",
-                 "llm_probe_input_tokens", "llm_probe_token_count_estimated",
-                 "llm_probe_cached", "llm_probe_timestamp_seconds"):
+    for name in (
+        "llm_probe_success",
+        "llm_probe_duration_seconds",
+        "llm_probe_ttft_seconds",
+        "llm_probe_first_content_seconds",
+        "llm_probe_request_duration_seconds",
+        "llm_probe_tokens_per_second",
+        "llm_probe_output_tokens",
+        "llm_probe_input_tokens",
+        "llm_probe_token_count_estimated",
+        "llm_probe_cached",
+        "llm_probe_timestamp_seconds",
+    ):
         assert value(text, name) is not None, name
     assert value(text, "llm_probe_success") == 1
     assert value(text, "llm_probe_ttft_seconds") == pytest.approx(0.2)
@@ -106,8 +125,7 @@ def test_value_on_a_bucket_bound_lands_in_that_bucket():
 
 def test_failures_count_but_never_feed_histograms():
     store = CumulativeStore()
-    store.observe(result_of(failed_request("http_429"), failed_request("http_429"),
-                            ok_request()))
+    store.observe(result_of(failed_request("http_429"), failed_request("http_429"), ok_request()))
     failed = result_of(failed_request("timeout"))
     store.observe(failed)
     text = render_probe(store, KEY, failed, cached=False).decode()
@@ -143,11 +161,17 @@ def test_each_scrape_only_shows_its_own_target_and_module():
 
 
 def test_estimated_tokens_and_concurrent_aggregate():
-    estimated = RequestResult(success=True, ttft_seconds=0.1, duration_seconds=0.6,
-                              output_tokens=11, tokens_per_second=20.0,
-                              token_count_source="estimate")
+    estimated = RequestResult(
+        success=True,
+        ttft_seconds=0.1,
+        duration_seconds=0.6,
+        output_tokens=11,
+        tokens_per_second=20.0,
+        token_count_source="estimate",
+    )
     text = render_single_probe(
-        result_of(estimated, ok_request(), module="concurrent", aggregate_tokens_per_second=90.0))
+        result_of(estimated, ok_request(), module="concurrent", aggregate_tokens_per_second=90.0)
+    )
     labels = {**LABELS, "module": "concurrent"}
     found = samples(text)
     assert found[("llm_probe_token_count_estimated", tuple(sorted(labels.items())))] == 1
@@ -162,16 +186,22 @@ def test_promtool_accepts_the_exposition():
     store.observe(result_of(ok_request()))
     store.observe(failed)
     text = render_probe(store, KEY, failed, cached=True)
-    checked = subprocess.run(["promtool", "check", "metrics"], input=text,
-                             capture_output=True, timeout=30)
+    checked = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, timeout=30
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_unsent_request_is_not_counted_against_the_model():
     store = CumulativeStore()
     store.observe(result_of(ok_request()))
-    unsent = result_of(RequestResult(success=False, failure_reason="no_api_key",
-                                     failure_detail="environment variable K is not set"))
+    unsent = result_of(
+        RequestResult(
+            success=False,
+            failure_reason="no_api_key",
+            failure_detail="environment variable K is not set",
+        )
+    )
     store.observe(unsent)
     text = render_probe(store, KEY, unsent, cached=False).decode()
     # The per-probe gauges tell the story ...
@@ -180,13 +210,19 @@ def test_unsent_request_is_not_counted_against_the_model():
     # ... but the success ratio the rules and the generator use is untouched.
     assert value(text, "llm_requests_total") == 1
     assert value(text, "llm_request_failures_total", reason="no_api_key") is None
-    assert sum(value(text, "llm_request_failures_total", reason=r)
-               for r in COUNTED_FAILURE_REASONS) == 0
+    assert (
+        sum(value(text, "llm_request_failures_total", reason=r) for r in COUNTED_FAILURE_REASONS)
+        == 0
+    )
 
 
 def test_spread_of_the_successful_requests():
-    requests = (ok_request(ttft=0.2, duration=1.2), ok_request(ttft=0.5, duration=1.0),
-                ok_request(ttft=0.3, duration=2.3), failed_request("timeout"))
+    requests = (
+        ok_request(ttft=0.2, duration=1.2),
+        ok_request(ttft=0.5, duration=1.0),
+        ok_request(ttft=0.3, duration=2.3),
+        failed_request("timeout"),
+    )
     result = result_of(*requests, module="concurrent")
     text = render_single_probe(result)
     labels = {"module": "concurrent"}
@@ -194,12 +230,18 @@ def test_spread_of_the_successful_requests():
     assert value(text, "llm_probe_ttft_max_seconds", **labels) == pytest.approx(0.5)
     assert value(text, "llm_probe_tokens_per_second_min", **labels) == pytest.approx(25.0)
     assert value(text, "llm_probe_tokens_per_second_max", **labels) == pytest.approx(100.0)
-    assert result.to_json()["spread"] == {"ttft_seconds": [0.2, 0.5],
-                                          "tokens_per_second": [pytest.approx(25.0), 100.0]}
+    assert result.to_json()["spread"] == {
+        "ttft_seconds": [0.2, 0.5],
+        "tokens_per_second": [pytest.approx(25.0), 100.0],
+    }
     # No successful request, no spread (absent, not 0).
     failed = result_of(failed_request())
     text = render_single_probe(failed)
-    for name in ("llm_probe_ttft_min_seconds", "llm_probe_ttft_max_seconds",
-                 "llm_probe_tokens_per_second_min", "llm_probe_tokens_per_second_max"):
+    for name in (
+        "llm_probe_ttft_min_seconds",
+        "llm_probe_ttft_max_seconds",
+        "llm_probe_tokens_per_second_min",
+        "llm_probe_tokens_per_second_max",
+    ):
         assert value(text, name) is None, name
     assert failed.to_json()["spread"] == {"ttft_seconds": None, "tokens_per_second": None}

@@ -20,8 +20,12 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from perfgen.exporter.metrics import render_single_probe
+from perfgen.exporter.probe import create_session, run_probe
+from perfgen.exporter.result import FAILURE_REASONS, ProbeResult
+from perfgen.exporter.scheduler import spent_tokens
 
-from exporter.config import (
+from perfgen.config import (
     Config,
     Module,
     Performance,
@@ -30,10 +34,6 @@ from exporter.config import (
     Target,
     parse_config,
 )
-from exporter.metrics import render_single_probe
-from exporter.probe import create_session, run_probe
-from exporter.result import FAILURE_REASONS, ProbeResult
-from exporter.scheduler import spent_tokens
 
 pytestmark = pytest.mark.asyncio
 
@@ -87,21 +87,32 @@ SCRIPTS: dict[str, Script] = {
 
 class OpenAIEncoder:
     def preamble(self) -> bytes:
-        return b': keep-alive\n\ndata: {"choices":[{"index":0,"delta":{"role":"assistant",' \
-               b'"content":""},"finish_reason":null}],"usage":null}\n\n'
+        return (
+            b': keep-alive\n\ndata: {"choices":[{"index":0,"delta":{"role":"assistant",'
+            b'"content":""},"finish_reason":null}],"usage":null}\n\n'
+        )
 
     def token(self, text: str, reasoning: bool) -> bytes:
         delta = {"reasoning_content": text} if reasoning else {"content": text}
-        return _data({"choices": [{"index": 0, "delta": delta, "finish_reason": None}],
-                      "usage": None})
+        return _data(
+            {"choices": [{"index": 0, "delta": delta, "finish_reason": None}], "usage": None}
+        )
 
     def finish(self, script: Script, produced: int) -> bytes:
-        out = _data({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-                     "usage": None})
+        out = _data(
+            {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": None}
+        )
         if script.usage:
-            out += _data({"choices": [], "usage": {
-                "prompt_tokens": PROMPT_TOKENS, "completion_tokens": produced,
-                "completion_tokens_details": {"reasoning_tokens": script.reasoning}}})
+            out += _data(
+                {
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": PROMPT_TOKENS,
+                        "completion_tokens": produced,
+                        "completion_tokens_details": {"reasoning_tokens": script.reasoning},
+                    },
+                }
+            )
         return out + b"data: [DONE]\n\n"
 
     def error(self, message: str) -> bytes:
@@ -113,29 +124,46 @@ class OpenAIEncoder:
 
 class AnthropicEncoder:
     def preamble(self) -> bytes:
-        start = {"type": "message_start", "message": {"usage": {
-            "input_tokens": PROMPT_TOKENS, "output_tokens": 1}}}
-        block = {"type": "content_block_start", "index": 0,
-                 "content_block": {"type": "text", "text": ""}}
-        return (_event("message_start", start) + _event("content_block_start", block)
-                + b'event: ping\ndata: {"type": "ping"}\n\n')
+        start = {
+            "type": "message_start",
+            "message": {"usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": 1}},
+        }
+        block = {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "text", "text": ""},
+        }
+        return (
+            _event("message_start", start)
+            + _event("content_block_start", block)
+            + b'event: ping\ndata: {"type": "ping"}\n\n'
+        )
 
     def token(self, text: str, reasoning: bool) -> bytes:
-        delta = ({"type": "thinking_delta", "thinking": text} if reasoning
-                 else {"type": "text_delta", "text": text})
-        return _event("content_block_delta",
-                      {"type": "content_block_delta", "index": 0, "delta": delta})
+        delta = (
+            {"type": "thinking_delta", "thinking": text}
+            if reasoning
+            else {"type": "text_delta", "text": text}
+        )
+        return _event(
+            "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+        )
 
     def finish(self, script: Script, produced: int) -> bytes:
         usage = {"output_tokens": produced if script.usage else None}
-        return (_event("content_block_stop", {"type": "content_block_stop", "index": 0})
-                + _event("message_delta", {"type": "message_delta",
-                                           "delta": {"stop_reason": "end_turn"}, "usage": usage})
-                + _event("message_stop", {"type": "message_stop"}))
+        return (
+            _event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            + _event(
+                "message_delta",
+                {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": usage},
+            )
+            + _event("message_stop", {"type": "message_stop"})
+        )
 
     def error(self, message: str) -> bytes:
-        return _event("error", {"type": "error",
-                                "error": {"type": "overloaded_error", "message": message}})
+        return _event(
+            "error", {"type": "error", "error": {"type": "overloaded_error", "message": message}}
+        )
 
     def malformed(self) -> bytes:
         return b'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"t\n\n'
@@ -179,8 +207,15 @@ class ScriptedServer:
         body = await request.json()
         # Ground truth: when this handler really wrote its first and last token.
         writes: list[float] = []
-        self.requests.append({"path": request.path, "headers": dict(request.headers),
-                              "body": body, "received": received, "writes": writes})
+        self.requests.append(
+            {
+                "path": request.path,
+                "headers": dict(request.headers),
+                "body": body,
+                "received": received,
+                "writes": writes,
+            }
+        )
         # Misbehaving servers echo keys; the probe must scrub them from what it reports.
         echo = request.headers.get("Authorization") or request.headers.get("x-api-key", "")
         if script.status == 307:
@@ -188,9 +223,15 @@ class ScriptedServer:
         if script.status:
             headers = {"Retry-After": "7"} if script.status == 429 else {}
             return web.json_response(
-                {"error": {"message": f"Incorrect API key provided: {echo}",
-                           "type": "invalid_request_error"}},
-                status=script.status, headers=headers)
+                {
+                    "error": {
+                        "message": f"Incorrect API key provided: {echo}",
+                        "type": "invalid_request_error",
+                    }
+                },
+                status=script.status,
+                headers=headers,
+            )
         if script.json_body:
             return web.json_response({"choices": [{"message": {"content": "hello"}}]})
         if script.hang:
@@ -201,7 +242,8 @@ class ScriptedServer:
         await response.write(encoder.preamble())
         first = received + script.ttft
         steps = [(True, "think ")] * script.reasoning + [(False, script.answer)] * (
-            0 if script.empty else script.tokens)
+            0 if script.empty else script.tokens
+        )
         for index, (reasoning, text) in enumerate(steps):
             if script.fault and index == script.fault_after:
                 return await self._fault(response, encoder, script, echo)
@@ -213,8 +255,9 @@ class ScriptedServer:
         await response.write_eof()
         return response
 
-    async def _fault(self, response: web.StreamResponse, encoder: Any, script: Script,
-                     echo: str) -> web.StreamResponse:
+    async def _fault(
+        self, response: web.StreamResponse, encoder: Any, script: Script, echo: str
+    ) -> web.StreamResponse:
         if script.fault == "stall":
             await self.stop.wait()
         elif script.fault == "malformed":
@@ -242,18 +285,22 @@ def make_config(base: str, key: str = KEY) -> Config:
     providers: dict[str, Provider] = {}
     for scenario in SCRIPTS:
         providers[f"o-{scenario}"] = Provider(
-            f"o-{scenario}", f"{base}/{scenario}/v1", Secret(key), ("m",), "openai")
+            f"o-{scenario}", f"{base}/{scenario}/v1", Secret(key), ("m",), "openai"
+        )
         providers[f"a-{scenario}"] = Provider(
-            f"a-{scenario}", f"{base}/{scenario}", Secret(key), ("m",), "anthropic")
+            f"a-{scenario}", f"{base}/{scenario}", Secret(key), ("m",), "anthropic"
+        )
     return Config(path="<test>", providers=providers, performance=Performance(), router={})
 
 
-MODULE = Module("test", ("Say something.", "Say more.", "Say less."), max_tokens=64,
-                timeout_seconds=5.0)
+MODULE = Module(
+    "test", ("Say something.", "Say more.", "Say less."), max_tokens=64, timeout_seconds=5.0
+)
 
 
-async def probe(server: ScriptedServer, name: str, module: Module = MODULE,
-                **kwargs: Any) -> ProbeResult:
+async def probe(
+    server: ScriptedServer, name: str, module: Module = MODULE, **kwargs: Any
+) -> ProbeResult:
     return await run_probe(make_config(server.base), Target(name, "m"), module, **kwargs)
 
 
@@ -509,12 +556,10 @@ async def test_unknown_target_is_a_caller_bug(server):
 
 async def test_external_session_with_and_without_trace_hook(server):
     async with create_session() as session:
-        traced = await timed(lambda: probe(server, "o-ok", session=session),
-                             lambda: truth(server))
+        traced = await timed(lambda: probe(server, "o-ok", session=session), lambda: truth(server))
         assert not session.closed  # the caller's session is the caller's to close
     async with aiohttp.ClientSession() as session:
-        plain = await timed(lambda: probe(server, "o-ok", session=session),
-                            lambda: truth(server))
+        plain = await timed(lambda: probe(server, "o-ok", session=session), lambda: truth(server))
     assert any("t0 includes connection setup" in line for line in plain.log)
     assert not any("t0 includes connection setup" in line for line in traced.log)
 
@@ -553,13 +598,15 @@ async def test_failed_requests_keep_the_tokens_they_received(
     assert f"{tokens} output tokens received" in result.log[-2]
 
 
-
-@pytest.mark.parametrize("bad", [
-    "\u043a\u043b\u044e\u0447",  # Cyrillic look-alikes: not latin-1 at all
-    "\u00a0",  # a no-break space pasted along: latin-1, but aiohttp would send UTF-8
-    "\udcff",  # an undecodable byte of the environment (surrogate escape)
-    "\x7f",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "\u043a\u043b\u044e\u0447",  # Cyrillic look-alikes: not latin-1 at all
+        "\u00a0",  # a no-break space pasted along: latin-1, but aiohttp would send UTF-8
+        "\udcff",  # an undecodable byte of the environment (surrogate escape)
+        "\x7f",
+    ],
+)
 async def test_unsendable_key_is_no_api_key_naming_the_variable(server, monkeypatch, bad):
     key = KEY + bad + "tail"
     monkeypatch.setenv("PERFGEN_TEST_KEY", key)
@@ -631,11 +678,23 @@ probe_api_key = "$PERFGEN_TEST_PROBE_KEY"
 
 async def test_secrets_in_the_base_url_never_reach_the_result(server):
     def provider(name: str, protocol: str, path: str) -> Provider:
-        return Provider(name, f"http://user:pw-IN-URL-1234@{server.base[7:]}/{path}"
-                        "?api_key=QUERY-SECRET-5678#frag", Secret(KEY), ("m",), protocol)
+        return Provider(
+            name,
+            f"http://user:pw-IN-URL-1234@{server.base[7:]}/{path}?api_key=QUERY-SECRET-5678#frag",
+            Secret(KEY),
+            ("m",),
+            protocol,
+        )
 
-    config = Config(path="<test>", performance=Performance(), router={}, providers={
-        "o": provider("o", "openai", "fast/v1"), "a": provider("a", "anthropic", "fast")})
+    config = Config(
+        path="<test>",
+        performance=Performance(),
+        router={},
+        providers={
+            "o": provider("o", "openai", "fast/v1"),
+            "a": provider("a", "anthropic", "fast"),
+        },
+    )
     # aiohttp cannot send URL credentials next to an Authorization header: a config
     # error (connect), not a crash.
     refused = await run_probe(config, Target("o", "m"), MODULE)
@@ -647,9 +706,20 @@ async def test_secrets_in_the_base_url_never_reach_the_result(server):
     assert server.requests[-1]["path"] == "/fast/v1/messages"
     assert f"POST {server.base}/fast/v1/messages?... " in "\n".join(sent.log)
     # An invalid port: aiohttp quotes the whole URL in its error.
-    config = Config(path="<test>", performance=Performance(), router={}, providers={
-        "o": Provider("o", "http://127.0.0.1:99999/v1?api_key=QUERY-SECRET-5678",
-                      Secret(KEY), ("m",), "openai")})
+    config = Config(
+        path="<test>",
+        performance=Performance(),
+        router={},
+        providers={
+            "o": Provider(
+                "o",
+                "http://127.0.0.1:99999/v1?api_key=QUERY-SECRET-5678",
+                Secret(KEY),
+                ("m",),
+                "openai",
+            )
+        },
+    )
     invalid = await run_probe(config, Target("o", "m"), MODULE)
     assert invalid.failure_reason == "connect"
     assert "http://127.0.0.1:99999/v1/chat/completions?..." in invalid.failure_detail
@@ -667,23 +737,34 @@ def assert_no_secret(result: ProbeResult) -> None:
 
 # ----------------------------------------------------------------- the real simulator
 
+
 @pytest_asyncio.fixture
 async def simulator() -> AsyncIterator[str]:
-    server_module = pytest.importorskip("simulator.server")
-    config_module = pytest.importorskip("simulator.config")
+    server_module = pytest.importorskip("perfgen.simulator.server")
+    config_module = pytest.importorskip("perfgen.simulator.config")
 
     def model(name: str, **profile: Any) -> dict[str, Any]:
-        return {"name": name, "ttft_ms": 300, "tokens_per_second": 50,
-                "output_tokens": TOKENS, **profile}
+        return {
+            "name": name,
+            "ttft_ms": 300,
+            "tokens_per_second": 50,
+            "output_tokens": TOKENS,
+            **profile,
+        }
 
     faults = ("http_429", "http_500", "hang", "stall", "malformed", "error_event", "empty")
-    models = [model("ok"), model("nousage", include_usage=False),
-              model("think", reasoning_tokens=10, output_tokens=11),
-              *(model(f"f-{f}", error_rate=1.0, faults={f: 1.0}) for f in faults)]
-    data = {"providers": [
-        {"name": "simo", "protocol": "openai", "api_key": KEY, "models": models},
-        {"name": "sima", "protocol": "anthropic", "api_key": KEY, "models": models},
-    ]}
+    models = [
+        model("ok"),
+        model("nousage", include_usage=False),
+        model("think", reasoning_tokens=10, output_tokens=11),
+        *(model(f"f-{f}", error_rate=1.0, faults={f: 1.0}) for f in faults),
+    ]
+    data = {
+        "providers": [
+            {"name": "simo", "protocol": "openai", "api_key": KEY, "models": models},
+            {"name": "sima", "protocol": "anthropic", "api_key": KEY, "models": models},
+        ]
+    }
     app = server_module.create_app(config_module.parse_simulator_config(data, "<test>"), 1)
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
@@ -694,19 +775,32 @@ async def simulator() -> AsyncIterator[str]:
 
 
 def simulator_config(base: str, key: str = KEY) -> Config:
-    names = ["ok", "nousage", "think", *(f"f-{f}" for f in (
-        "http_429", "http_500", "hang", "stall", "malformed", "error_event", "empty"))]
-    return Config(path="<test>", performance=Performance(), router={}, providers={
-        "simo": Provider("simo", f"{base}/simo/v1", Secret(key), tuple(names), "openai"),
-        "sima": Provider("sima", f"{base}/sima", Secret(key), tuple(names), "anthropic"),
-    })
+    names = [
+        "ok",
+        "nousage",
+        "think",
+        *(
+            f"f-{f}"
+            for f in ("http_429", "http_500", "hang", "stall", "malformed", "error_event", "empty")
+        ),
+    ]
+    return Config(
+        path="<test>",
+        performance=Performance(),
+        router={},
+        providers={
+            "simo": Provider("simo", f"{base}/simo/v1", Secret(key), tuple(names), "openai"),
+            "sima": Provider("sima", f"{base}/sima", Secret(key), tuple(names), "anthropic"),
+        },
+    )
 
 
 async def simulator_truth(base: str, provider: str, model: str) -> tuple[float, float]:
     """(TTFT, tokens/s) of the simulator's last request to a model, from its own records."""
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{base}/-/requests",
-                               params={"limit": "1", "provider": provider, "model": model}) as r:
+        async with session.get(
+            f"{base}/-/requests", params={"limit": "1", "provider": provider, "model": model}
+        ) as r:
             record = (await r.json())["requests"][0]
     first, last = record["first_token_sent"], record["last_token_sent"]
     return first - record["received"], (record["tokens_sent"] - 1) / (last - first)
@@ -715,27 +809,41 @@ async def simulator_truth(base: str, provider: str, model: str) -> tuple[float, 
 @pytest.mark.parametrize("provider", ["simo", "sima"])
 async def test_simulator_timing_and_token_source(simulator, provider):
     config = simulator_config(simulator)
-    ok = await timed(lambda: run_probe(config, Target(provider, "ok"), MODULE),
-                     lambda: simulator_truth(simulator, provider, "ok"))
+    ok = await timed(
+        lambda: run_probe(config, Target(provider, "ok"), MODULE),
+        lambda: simulator_truth(simulator, provider, "ok"),
+    )
     assert ok.token_count_source == "usage" and ok.output_tokens == TOKENS
-    estimated = await timed(lambda: run_probe(config, Target(provider, "nousage"), MODULE),
-                            lambda: simulator_truth(simulator, provider, "nousage"))
+    estimated = await timed(
+        lambda: run_probe(config, Target(provider, "nousage"), MODULE),
+        lambda: simulator_truth(simulator, provider, "nousage"),
+    )
     assert estimated.token_count_source == "estimate" and estimated.output_tokens == TOKENS
-    think = await timed(lambda: run_probe(config, Target(provider, "think"), MODULE),
-                        lambda: simulator_truth(simulator, provider, "think"))
+    think = await timed(
+        lambda: run_probe(config, Target(provider, "think"), MODULE),
+        lambda: simulator_truth(simulator, provider, "think"),
+    )
     assert think.first_content_seconds == pytest.approx(TTFT + 10 / TPS, abs=0.03)
     assert think.first_content_seconds - think.ttft_seconds == pytest.approx(10 / TPS, abs=0.005)
 
 
 @pytest.mark.parametrize("provider", ["simo", "sima"])
-@pytest.mark.parametrize(("model", "reason"), [
-    ("f-http_429", "http_429"), ("f-http_500", "http_5xx"), ("f-hang", "timeout"),
-    ("f-stall", "timeout"), ("f-malformed", "bad_stream"), ("f-error_event", "error_event"),
-    ("f-empty", "empty_response"),
-])
+@pytest.mark.parametrize(
+    ("model", "reason"),
+    [
+        ("f-http_429", "http_429"),
+        ("f-http_500", "http_5xx"),
+        ("f-hang", "timeout"),
+        ("f-stall", "timeout"),
+        ("f-malformed", "bad_stream"),
+        ("f-error_event", "error_event"),
+        ("f-empty", "empty_response"),
+    ],
+)
 async def test_simulator_failures(simulator, provider, model, reason):
-    result = await run_probe(simulator_config(simulator), Target(provider, model), MODULE,
-                             timeout=0.5)
+    result = await run_probe(
+        simulator_config(simulator), Target(provider, model), MODULE, timeout=0.5
+    )
     assert result.failure_reason == reason, result.log
     assert_no_secret(result)
 

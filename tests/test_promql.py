@@ -9,8 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-
-from generator.promql import (
+from perfgen.generator.promql import (
     Auth,
     EmptyResult,
     NaNResult,
@@ -21,7 +20,7 @@ from generator.promql import (
     QueryError,
     parse_headers,
 )
-from stack.processes import free_port
+from perfgen.stack.processes import free_port
 
 
 class FakePrometheus:
@@ -38,8 +37,14 @@ class FakePrometheus:
                 body = self.rfile.read(length).decode() if length else ""
                 url = urlparse(self.path)
                 params = parse_qs(body if self.command == "POST" else url.query)
-                fake.requests.append({"method": self.command, "path": url.path,
-                                      "params": params, "headers": dict(self.headers)})
+                fake.requests.append(
+                    {
+                        "method": self.command,
+                        "path": url.path,
+                        "params": params,
+                        "headers": dict(self.headers),
+                    }
+                )
                 status, payload = fake.script.pop(0) if fake.script else (200, _vector([]))
                 data = payload if isinstance(payload, str) else json.dumps(payload)
                 self.send_response(status)
@@ -58,8 +63,15 @@ class FakePrometheus:
 
 
 def _vector(items: list[tuple[dict[str, str], str]]) -> dict[str, object]:
-    return {"status": "success", "data": {"resultType": "vector", "result": [
-        {"metric": labels, "value": [1700000000.0, value]} for labels, value in items]}}
+    return {
+        "status": "success",
+        "data": {
+            "resultType": "vector",
+            "result": [
+                {"metric": labels, "value": [1700000000.0, value]} for labels, value in items
+            ],
+        },
+    }
 
 
 @pytest.fixture()
@@ -76,8 +88,14 @@ def client(url: str, **kwargs) -> PromClient:
 
 
 def test_instant_vector_and_nan(fake):
-    fake.script.append((200, _vector([({"provider": "p", "model": "m"}, "0.5"),
-                                      ({"provider": "p", "model": "n"}, "NaN")])))
+    fake.script.append(
+        (
+            200,
+            _vector(
+                [({"provider": "p", "model": "m"}, "0.5"), ({"provider": "p", "model": "n"}, "NaN")]
+            ),
+        )
+    )
     samples = client(fake.url).instant("up", at=1700000000)
     assert samples[0].labels == {"provider": "p", "model": "m"} and samples[0].value == 0.5
     assert math.isnan(samples[1].value)
@@ -86,8 +104,11 @@ def test_instant_vector_and_nan(fake):
 
 
 def test_scalar_raises_clear_errors_for_empty_and_nan(fake):
-    fake.script += [(200, _vector([])), (200, _vector([({}, "NaN")])),
-                    (200, _vector([({}, "+Inf")]))]
+    fake.script += [
+        (200, _vector([])),
+        (200, _vector([({}, "NaN")])),
+        (200, _vector([({}, "+Inf")])),
+    ]
     c = client(fake.url)
     with pytest.raises(EmptyResult, match="returned no series"):
         c.scalar("nothing")
@@ -97,16 +118,30 @@ def test_scalar_raises_clear_errors_for_empty_and_nan(fake):
 
 
 def test_range_query(fake):
-    fake.script.append((200, {"status": "success", "data": {"resultType": "matrix", "result": [
-        {"metric": {"a": "b"}, "values": [[10, "1"], [25, "2"]]}]}}))
+    fake.script.append(
+        (
+            200,
+            {
+                "status": "success",
+                "data": {
+                    "resultType": "matrix",
+                    "result": [{"metric": {"a": "b"}, "values": [[10, "1"], [25, "2"]]}],
+                },
+            },
+        )
+    )
     series = client(fake.url).range("x", 10, 25, 15)
     assert series[0].points == ((10.0, 1.0), (25.0, 2.0))
     assert fake.requests[0]["params"]["step"] == ["15"]
 
 
 def test_promql_error_is_not_retried_and_says_why(fake):
-    fake.script.append((400, {"status": "error", "errorType": "bad_data",
-                              "error": "parse error: unexpected <EOF>"}))
+    fake.script.append(
+        (
+            400,
+            {"status": "error", "errorType": "bad_data", "error": "parse error: unexpected <EOF>"},
+        )
+    )
     with pytest.raises(QueryError, match="bad_data.*unexpected <EOF>"):
         client(fake.url, retries=3).instant("sum(")
     assert len(fake.requests) == 1
@@ -144,8 +179,11 @@ def test_bearer_token_and_headers_are_sent_and_never_printed(fake, monkeypatch):
     monkeypatch.setenv("PROM_TOKEN", "s3cret-token-value")
     monkeypatch.setenv("ORG", "tenant-a")
     fake.script.append((401, "bad token s3cret-token-value"))
-    c = client(fake.url, auth=Auth(bearer_token_env="PROM_TOKEN"),
-               headers=parse_headers(["X-Scope-OrgID: $ORG", "X-Extra: 1"]))
+    c = client(
+        fake.url,
+        auth=Auth(bearer_token_env="PROM_TOKEN"),
+        headers=parse_headers(["X-Scope-OrgID: $ORG", "X-Extra: 1"]),
+    )
     with pytest.raises(PrometheusHTTPError) as info:
         c.instant("up")
     headers = fake.requests[0]["headers"]

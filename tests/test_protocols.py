@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 
 import pytest
+from perfgen.exporter.protocols import CONTENT, END, TOKEN, StreamFailure, get_protocol
+from perfgen.exporter.protocols.base import StreamFacts, loggable_url
+from perfgen.exporter.sse import Event, SSEDecoder
 
-from exporter.config import BUILTIN_MODULES, Provider, Secret
-from exporter.protocols import CONTENT, END, TOKEN, StreamFailure, get_protocol
-from exporter.protocols.base import StreamFacts, loggable_url
-from exporter.sse import Event, SSEDecoder
+from perfgen.config import BUILTIN_MODULES, Provider, Secret
 
 
 def _openai_chunk(delta: dict, finish: str | None = None, model: str = "gpt-4o-mini") -> str:
     chunk = {
-        "id": "chatcmpl-AZ1", "object": "chat.completion.chunk", "created": 1730000000,
-        "model": model, "system_fingerprint": "fp_0ba0d124f1",
+        "id": "chatcmpl-AZ1",
+        "object": "chat.completion.chunk",
+        "created": 1730000000,
+        "model": model,
+        "system_fingerprint": "fp_0ba0d124f1",
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         "usage": None,
     }
@@ -39,12 +42,17 @@ OPENAI_STREAM = (
 # content chunk.
 DEEPSEEK_REASONER_STREAM = (
     ": keep-alive\n\n: keep-alive\n\n"
-    + _openai_chunk({"role": "assistant", "content": None, "reasoning_content": ""},
-                    model="deepseek-reasoner")
-    + "".join(_openai_chunk({"content": None, "reasoning_content": t}, model="deepseek-reasoner")
-              for t in ["Okay", ",", " the", " user"])
-    + "".join(_openai_chunk({"content": t, "reasoning_content": None}, model="deepseek-reasoner")
-              for t in ["OK", "."])
+    + _openai_chunk(
+        {"role": "assistant", "content": None, "reasoning_content": ""}, model="deepseek-reasoner"
+    )
+    + "".join(
+        _openai_chunk({"content": None, "reasoning_content": t}, model="deepseek-reasoner")
+        for t in ["Okay", ",", " the", " user"]
+    )
+    + "".join(
+        _openai_chunk({"content": t, "reasoning_content": None}, model="deepseek-reasoner")
+        for t in ["OK", "."]
+    )
     + 'data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"deepseek-reasoner",'
     '"choices":[{"index":0,"delta":{"content":"","reasoning_content":null},"logprobs":null,'
     '"finish_reason":"stop"}],"usage":{"prompt_tokens":11,"completion_tokens":6,'
@@ -68,11 +76,22 @@ OPENROUTER_STREAM = (
 ).replace("\n", "\r\n")
 
 OPENAI_TOOL_STREAM = (
-    _openai_chunk({"role": "assistant", "content": None, "tool_calls": [
-        {"index": 0, "id": "call_1", "type": "function",
-         "function": {"name": "get_weather", "arguments": ""}}]})
-    + _openai_chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{\"ci"}}]})
-    + _openai_chunk({"tool_calls": [{"index": 0, "function": {"arguments": "ty\":1}"}}]})
+    _openai_chunk(
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": ""},
+                }
+            ],
+        }
+    )
+    + _openai_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"ci'}}]})
+    + _openai_chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'ty":1}'}}]})
     + _openai_chunk({}, "tool_calls")
     + "data: [DONE]\n\n"
 )
@@ -89,38 +108,88 @@ def _anthropic_delta(index: int, delta: dict) -> str:
 
 
 ANTHROPIC_THINKING_STREAM = (
-    _anthropic_event("message_start", {"type": "message_start", "message": {
-        "id": "msg_01", "type": "message", "role": "assistant",
-        "model": "claude-sonnet-4-20250514", "content": [], "stop_reason": None,
-        "stop_sequence": None, "usage": {
-            "input_tokens": 40, "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 2, "output_tokens": 1, "service_tier": "standard"}}})
-    + _anthropic_event("content_block_start", {"type": "content_block_start", "index": 0,
-                       "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
+    _anthropic_event(
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_01",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-sonnet-4-20250514",
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {
+                    "input_tokens": 40,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 2,
+                    "output_tokens": 1,
+                    "service_tier": "standard",
+                },
+            },
+        },
+    )
+    + _anthropic_event(
+        "content_block_start",
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+        },
+    )
     + 'event: ping\ndata: {"type": "ping"}\n\n'
-    + "".join(_anthropic_delta(0, {"type": "thinking_delta", "thinking": t})
-              for t in ["Let me", " think", "."])
+    + "".join(
+        _anthropic_delta(0, {"type": "thinking_delta", "thinking": t})
+        for t in ["Let me", " think", "."]
+    )
     + _anthropic_delta(0, {"type": "signature_delta", "signature": "EqQBCgIYAhIM1gbcDa9G"})
     + _anthropic_event("content_block_stop", {"type": "content_block_stop", "index": 0})
-    + _anthropic_event("content_block_start", {"type": "content_block_start", "index": 1,
-                       "content_block": {"type": "text", "text": ""}})
+    + _anthropic_event(
+        "content_block_start",
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+    )
     + "".join(_anthropic_delta(1, {"type": "text_delta", "text": t}) for t in ["OK", ", done"])
     + _anthropic_event("content_block_stop", {"type": "content_block_stop", "index": 1})
-    + _anthropic_event("message_delta", {"type": "message_delta", "delta": {
-        "stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 57}})
+    + _anthropic_event(
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": 57},
+        },
+    )
     + _anthropic_event("message_stop", {"type": "message_stop"})
 )
 
 ANTHROPIC_TOOL_STREAM = (
-    _anthropic_event("message_start", {"type": "message_start", "message": {
-        "usage": {"input_tokens": 300, "output_tokens": 0}}})
-    + _anthropic_event("content_block_start", {"type": "content_block_start", "index": 0,
-                       "content_block": {"type": "tool_use", "id": "toolu_1",
-                                         "name": "get_weather", "input": {}}})
+    _anthropic_event(
+        "message_start",
+        {"type": "message_start", "message": {"usage": {"input_tokens": 300, "output_tokens": 0}}},
+    )
+    + _anthropic_event(
+        "content_block_start",
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {
+                "type": "tool_use",
+                "id": "toolu_1",
+                "name": "get_weather",
+                "input": {},
+            },
+        },
+    )
     + _anthropic_delta(0, {"type": "input_json_delta", "partial_json": ""})
-    + _anthropic_delta(0, {"type": "input_json_delta", "partial_json": "{\"city\": 1}"})
-    + _anthropic_event("message_delta", {"type": "message_delta", "delta": {
-        "stop_reason": "tool_use"}, "usage": {"output_tokens": 12}})
+    + _anthropic_delta(0, {"type": "input_json_delta", "partial_json": '{"city": 1}'})
+    + _anthropic_event(
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "tool_use"},
+            "usage": {"output_tokens": 12},
+        },
+    )
     + _anthropic_event("message_stop", {"type": "message_stop"})
 )
 
@@ -175,8 +244,22 @@ def test_anthropic_thinking_stream():
     facts, flags = _replay("anthropic", ANTHROPIC_THINKING_STREAM)
     # message_start, block start, ping, 3 thinking, signature, stop, start, 2 text, stop,
     # message_delta, message_stop
-    assert flags == [0, 0, 0, TOKEN, TOKEN, TOKEN, 0, 0, 0, TOKEN | CONTENT, TOKEN | CONTENT,
-                     0, 0, END]
+    assert flags == [
+        0,
+        0,
+        0,
+        TOKEN,
+        TOKEN,
+        TOKEN,
+        0,
+        0,
+        0,
+        TOKEN | CONTENT,
+        TOKEN | CONTENT,
+        0,
+        0,
+        END,
+    ]
     assert facts.reasoning_events == 3
     assert facts.content_text == "OK, done"
     # input = input + cache writes + cache reads; message_start's output 1 is a placeholder
@@ -197,8 +280,11 @@ def test_anthropic_tool_use():
 
 
 def test_anthropic_without_event_lines_uses_payload_type():
-    text = "".join(line + "\n" for line in ANTHROPIC_THINKING_STREAM.split("\n")
-                   if not line.startswith("event:"))
+    text = "".join(
+        line + "\n"
+        for line in ANTHROPIC_THINKING_STREAM.split("\n")
+        if not line.startswith("event:")
+    )
     facts, flags = _replay("anthropic", text)
     assert flags[-1] == END and facts.output_tokens == 57
 
@@ -209,14 +295,26 @@ def test_anthropic_without_event_lines_uses_payload_type():
         ("openai", Event(None, '{"choices":[{"delta":{"content":"tru'), "bad_stream"),
         ("openai", Event(None, "[1, 2]"), "bad_stream"),
         ("openai", Event(None, '{"choices":[{"delta":"oops"}]}'), "bad_stream"),
-        ("openai", Event(None, '{"error":{"message":"The server had an error","type":'
-                               '"server_error"}}'), "error_event"),
+        (
+            "openai",
+            Event(None, '{"error":{"message":"The server had an error","type":"server_error"}}'),
+            "error_event",
+        ),
         ("openai", Event("error", '{"message":"overloaded"}'), "error_event"),
         ("anthropic", Event("content_block_delta", "{not json"), "bad_stream"),
-        ("anthropic", Event("error", '{"type":"error","error":{"type":"overloaded_error",'
-                                     '"message":"Overloaded"}}'), "error_event"),
-        ("anthropic", Event(None, '{"type":"error","error":{"type":"api_error",'
-                                  '"message":"boom"}}'), "error_event"),
+        (
+            "anthropic",
+            Event(
+                "error",
+                '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}',
+            ),
+            "error_event",
+        ),
+        (
+            "anthropic",
+            Event(None, '{"type":"error","error":{"type":"api_error","message":"boom"}}'),
+            "error_event",
+        ),
     ],
 )
 def test_failures(protocol, event, reason):
@@ -229,14 +327,25 @@ def test_failures(protocol, event, reason):
 def test_error_event_detail_is_readable():
     with pytest.raises(StreamFailure) as caught:
         get_protocol("anthropic").new_stream().feed(
-            Event("error", '{"type":"error","error":{"type":"overloaded_error",'
-                           '"message":"Overloaded"}}'))
+            Event(
+                "error",
+                '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}',
+            )
+        )
     assert caught.value.detail == "overloaded_error: Overloaded"
 
 
-@pytest.mark.parametrize("data", ["", " ", "{}", '{"choices":[]}',
-                                  '{"choices":[{"delta":{"role":"assistant"}}]}',
-                                  '{"choices":[{"delta":{"content":""}}]}'])
+@pytest.mark.parametrize(
+    "data",
+    [
+        "",
+        " ",
+        "{}",
+        '{"choices":[]}',
+        '{"choices":[{"delta":{"role":"assistant"}}]}',
+        '{"choices":[{"delta":{"content":""}}]}',
+    ],
+)
 def test_openai_non_token_events(data):
     assert get_protocol("openai").new_stream().feed(Event(None, data)) == 0
 
@@ -247,17 +356,20 @@ def test_openai_non_token_events(data):
         ("https://api.groq.com/openai/v1", "https://api.groq.com/openai/v1/chat/completions"),
         ("https://api.deepseek.com", "https://api.deepseek.com/v1/chat/completions"),
         ("https://api.deepseek.com/", "https://api.deepseek.com/v1/chat/completions"),
-        ("https://api.deepseek.com/chat/completions",
-         "https://api.deepseek.com/chat/completions"),
+        ("https://api.deepseek.com/chat/completions", "https://api.deepseek.com/chat/completions"),
         ("https://openrouter.ai/api/v1", "https://openrouter.ai/api/v1/chat/completions"),
         ("https://openrouter.ai/api/v1/", "https://openrouter.ai/api/v1/chat/completions"),
         ("http://127.0.0.1:11434", "http://127.0.0.1:11434/v1/chat/completions"),
         ("http://127.0.0.1:11434/v1", "http://127.0.0.1:11434/v1/chat/completions"),
         ("http://127.0.0.1:8700/fastai/v1", "http://127.0.0.1:8700/fastai/v1/chat/completions"),
-        ("https://generativelanguage.googleapis.com/v1beta/openai",
-         "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions"),
-        ("https://x.example/openai/v1?api-version=2024",
-         "https://x.example/openai/v1/chat/completions?api-version=2024"),
+        (
+            "https://generativelanguage.googleapis.com/v1beta/openai",
+            "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions",
+        ),
+        (
+            "https://x.example/openai/v1?api-version=2024",
+            "https://x.example/openai/v1/chat/completions?api-version=2024",
+        ),
     ],
 )
 def test_openai_endpoint(base, url):
@@ -287,8 +399,13 @@ def _provider(protocol: str, base: str) -> Provider:
 def test_openai_request():
     module = BUILTIN_MODULES["latency"]
     request = get_protocol("openai").build_request(
-        _provider("openai", "https://api.groq.com/openai/v1"), "llama", module, "Hi", 16,
-        "sk-secret-value")
+        _provider("openai", "https://api.groq.com/openai/v1"),
+        "llama",
+        module,
+        "Hi",
+        16,
+        "sk-secret-value",
+    )
     body = json.loads(request.body)
     assert body["stream"] is True
     assert body["stream_options"] == {"include_usage": True}
@@ -302,8 +419,13 @@ def test_openai_request():
 def test_anthropic_request():
     module = BUILTIN_MODULES["latency"]
     request = get_protocol("anthropic").build_request(
-        _provider("anthropic", "https://api.anthropic.com"), "claude", module, "Hi", 16,
-        "sk-secret-value")
+        _provider("anthropic", "https://api.anthropic.com"),
+        "claude",
+        module,
+        "Hi",
+        16,
+        "sk-secret-value",
+    )
     body = json.loads(request.body)
     assert request.url == "https://api.anthropic.com/v1/messages"
     assert body["stream"] is True and body["max_tokens"] == 16
@@ -317,7 +439,8 @@ def test_anthropic_request():
 def test_both_protocols_stream_one_message_uncompressed(protocol):
     module = BUILTIN_MODULES["throughput"]
     request = get_protocol(protocol).build_request(
-        _provider(protocol, "https://example.org/v1"), "m", module, "Hi", 7, "sk-secret-value")
+        _provider(protocol, "https://example.org/v1"), "m", module, "Hi", 7, "sk-secret-value"
+    )
     body = json.loads(request.body)
     assert body["messages"] == [{"role": "user", "content": "Hi"}]
     assert body["temperature"] == module.temperature and body["max_tokens"] == 7

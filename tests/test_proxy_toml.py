@@ -8,9 +8,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
-from generator import proxy_toml
-from generator.proxy_toml import (
+from perfgen.generator import proxy_toml
+from perfgen.generator.proxy_toml import (
     TomlEditError,
     apply_routes,
     atomic_write,
@@ -23,13 +22,21 @@ EXAMPLE = (Path(__file__).resolve().parent.parent / "examples" / "config.example
 
 
 def changed_lines(old: str, new: str) -> list[str]:
-    return [line for line in difflib.ndiff(old.splitlines(), new.splitlines())
-            if line[:2] in ("- ", "+ ")]
+    return [
+        line
+        for line in difflib.ndiff(old.splitlines(), new.splitlines())
+        if line[:2] in ("- ", "+ ")
+    ]
 
 
 def test_only_the_route_lines_change_and_comments_survive():
-    new = apply_routes(EXAMPLE, {"default": "deepseek,deepseek-chat|groq,llama-3.3-70b-versatile",
-                                 "think": "openrouter,deepseek/deepseek-r1"})
+    new = apply_routes(
+        EXAMPLE,
+        {
+            "default": "deepseek,deepseek-chat|groq,llama-3.3-70b-versatile",
+            "think": "openrouter,deepseek/deepseek-r1",
+        },
+    )
     assert only_routes_changed(EXAMPLE, new) == []
     assert changed_lines(EXAMPLE, new) == [
         '- default = "groq,llama-3.3-70b-versatile|deepseek,deepseek-chat|openrouter,'
@@ -51,7 +58,7 @@ def test_unchanged_values_are_not_touched_and_style_is_kept():
 
 
 def test_new_route_key_is_appended_to_router_and_others_refused():
-    text = "[router]\ndefault = \"a,b\"\n\n[other]\nx = 1\n"
+    text = '[router]\ndefault = "a,b"\n\n[other]\nx = 1\n'
     edited = apply_routes(text, {"think": "c,d"})
     assert tomllib.loads(edited)["router"] == {"default": "a,b", "think": "c,d"}
     assert only_routes_changed(text, edited) == []
@@ -62,7 +69,7 @@ def test_new_route_key_is_appended_to_router_and_others_refused():
 
 
 def test_only_routes_changed_catches_other_edits():
-    base = "[router]\ndefault = \"a,b\"\nstrategy = \"FillFirst\"\n[x]\ny = 1\n"
+    base = '[router]\ndefault = "a,b"\nstrategy = "FillFirst"\n[x]\ny = 1\n'
     assert only_routes_changed(base, base.replace("y = 1", "y = 2"))
     assert only_routes_changed(base, base.replace("FillFirst", "RoundRobin"))
     assert only_routes_changed(base, base.replace('default = "a,b"\n', ""))
@@ -84,8 +91,11 @@ def test_atomic_write_keeps_backup_mode_and_follows_symlinks(tmp_path):
     assert link.is_symlink() and real.read_text() == "new\n"
     assert backup == tmp_path / "real.toml.bak" and backup.read_text() == "old\n"
     assert real.stat().st_mode & 0o777 == 0o640
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "real.toml",
-                                                          "real.toml.bak"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "config.toml",
+        "real.toml",
+        "real.toml.bak",
+    ]
     assert atomic_write(tmp_path / "fresh.toml", "x\n") is None  # nothing to back up
 
 
@@ -140,8 +150,11 @@ def test_crash_while_writing_leaves_the_old_file_whole(tmp_path, monkeypatch, cr
             return HalfWriter(handle)
         return handle
 
-    patch = {"replace": ("replace", crashing_replace), "fsync": ("fsync", crashing_fsync),
-             "write": ("fdopen", crashing_fdopen)}[crash_point]
+    patch = {
+        "replace": ("replace", crashing_replace),
+        "fsync": ("fsync", crashing_fsync),
+        "write": ("fdopen", crashing_fdopen),
+    }[crash_point]
     monkeypatch.setattr(proxy_toml.os, *patch)
     with pytest.raises(Crash):
         atomic_write(target, new)

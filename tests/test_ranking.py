@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from exporter.config import Route, Thresholds
-from generator.ranking import (
+from perfgen.generator.ranking import (
     FAILS,
     MEETS,
     UNKNOWN,
@@ -16,18 +15,37 @@ from generator.ranking import (
     threshold_failures,
 )
 
+from perfgen.config import Route, Thresholds
+
 A, B, C, D = (Route("p", name) for name in "abcd")
 X = Route("q", "x")
 PROVIDERS = {"p": ["a", "b", "c", "d"], "q": ["x"]}
 POLICY = Policy(min_samples=5, max_chain=3, margin=0.10, hold="15m", thresholds=Thresholds())
 
 
-def stats(route: Route, score: float | None, *, meets: bool | None = True,
-          samples: float | None = 20, fresh: bool = True, hold: tuple[float, float] | None = None,
-          covered: bool = True, **extra: float) -> ModelStats:
+def stats(
+    route: Route,
+    score: float | None,
+    *,
+    meets: bool | None = True,
+    samples: float | None = 20,
+    fresh: bool = True,
+    hold: tuple[float, float] | None = None,
+    covered: bool = True,
+    **extra: float,
+) -> ModelStats:
     low, high = hold if hold is not None else (score, score)
-    return ModelStats(route, score=score, meets_thresholds=meets, samples=samples, fresh=fresh,
-                      hold_min=low, hold_max=high, hold_covered=covered, **extra)
+    return ModelStats(
+        route,
+        score=score,
+        meets_thresholds=meets,
+        samples=samples,
+        fresh=fresh,
+        hold_min=low,
+        hold_max=high,
+        hold_covered=covered,
+        **extra,
+    )
 
 
 def run(old, data, candidates=(), policy=POLICY):
@@ -43,8 +61,9 @@ def test_faster_model_moves_to_front_when_it_held_the_margin():
 
 
 def test_model_over_threshold_drops_behind_those_meeting_them():
-    decision = run([A, B, C], [stats(A, 0.95, meets=False, ttft_p95_seconds=9.0),
-                               stats(B, 0.4), stats(C, 0.6)])
+    decision = run(
+        [A, B, C], [stats(A, 0.95, meets=False, ttft_p95_seconds=9.0), stats(B, 0.4), stats(C, 0.6)]
+    )
     assert decision.new_chain == [C, B, A]
     entry = next(e for e in decision.entries if e.route == A)
     assert entry.group == FAILS and "p95 TTFT 9.000 s > 5 s" in entry.reason
@@ -90,9 +109,11 @@ def test_no_fresh_data_at_all_leaves_route_untouched():
 
 
 def test_models_without_fresh_data_keep_old_order_after_ranked_ones():
-    decision = run([A, B, C, D], [stats(A, None), stats(B, 0.3, samples=2), stats(C, 0.7),
-                                  stats(D, 0.2, meets=False)],
-                   policy=Policy(max_chain=4))
+    decision = run(
+        [A, B, C, D],
+        [stats(A, None), stats(B, 0.3, samples=2), stats(C, 0.7), stats(D, 0.2, meets=False)],
+        policy=Policy(max_chain=4),
+    )
     # C meets; D fails; A and B (no data / too few samples) keep their old order.
     assert decision.new_chain == [C, D, A, B]
     reasons = {e.route: e.reason for e in decision.entries}
@@ -107,8 +128,7 @@ def test_candidates_without_data_follow_old_chain_members_in_config_order():
 
 def test_model_missing_from_its_provider_is_never_written():
     ghost, stranger = Route("p", "ghost"), Route("nobody", "m")
-    decision = run([ghost, A, stranger], [stats(ghost, 0.99), stats(A, 0.5),
-                                          stats(stranger, 0.99)])
+    decision = run([ghost, A, stranger], [stats(ghost, 0.99), stats(A, 0.5), stats(stranger, 0.99)])
     assert decision.new_chain == [A]
     excluded = {e.route: e.reason for e in decision.entries if e.group == "excluded"}
     assert "not in provider 'p'" in excluded[ghost]
@@ -116,8 +136,11 @@ def test_model_missing_from_its_provider_is_never_written():
 
 
 def test_chain_is_cut_to_max_chain():
-    decision = run([A, B, C, D], [stats(r, s) for r, s in ((A, .9), (B, .8), (C, .7), (D, .6))],
-                   policy=Policy(max_chain=2))
+    decision = run(
+        [A, B, C, D],
+        [stats(r, s) for r, s in ((A, 0.9), (B, 0.8), (C, 0.7), (D, 0.6))],
+        policy=Policy(max_chain=2),
+    )
     assert decision.new_chain == [A, B]
     cut = [e for e in decision.entries if not e.kept]
     assert [e.route for e in cut] == [C, D] and "max_chain=2" in cut[0].reason
@@ -160,11 +183,13 @@ def test_model_failing_every_request_is_demoted_without_a_score():
 
 
 def test_hysteresis_notes_name_the_chain_position():
-    decision = run([A, B, C], [stats(A, 0.9), stats(B, 0.2, meets=False),
-                               stats(C, 0.21, meets=False)])
+    decision = run(
+        [A, B, C], [stats(A, 0.9), stats(B, 0.2, meets=False), stats(C, 0.21, meets=False)]
+    )
     assert decision.new_chain == [A, B, C]
-    assert any(note.startswith("hysteresis holds position 2: p,b stays")
-               for note in decision.notes), decision.notes
+    assert any(
+        note.startswith("hysteresis holds position 2: p,b stays") for note in decision.notes
+    ), decision.notes
 
 
 def test_incumbent_without_any_score_gives_way_to_a_scored_challenger():
@@ -172,23 +197,28 @@ def test_incumbent_without_any_score_gives_way_to_a_scored_challenger():
     # thresholds but has a score. Used to raise ValueError (max of nothing) and to keep A.
     decision = run([A, B], [stats(A, None, meets=False), stats(B, 0.3, meets=False)])
     assert decision.new_chain == [B, A]
-    assert any(note.startswith("hysteresis switches primary to p,b") and "counted as 0" in note
-               for note in decision.notes), decision.notes
+    assert any(
+        note.startswith("hysteresis switches primary to p,b") and "counted as 0" in note
+        for note in decision.notes
+    ), decision.notes
     # Even a challenger without a score for the whole hold time: there is nothing to defend.
-    young = run([A, B], [stats(A, None, meets=False), stats(B, 0.3, meets=False,
-                                                             covered=False)])
+    young = run([A, B], [stats(A, None, meets=False), stats(B, 0.3, meets=False, covered=False)])
     assert young.new_chain == [B, A]
     assert holds_over(stats(B, 0.3), stats(A, None, meets=False), 0.10) is True
     assert holds_over(stats(B, None, meets=False), stats(A, None, meets=False), 0.10) is False
     # A score earlier in the hold time is still defended.
-    recent = run([A, B], [stats(A, None, meets=False, hold=(0.5, 0.5)),
-                          stats(B, 0.3, meets=False)])
+    recent = run([A, B], [stats(A, None, meets=False, hold=(0.5, 0.5)), stats(B, 0.3, meets=False)])
     assert recent.new_chain == [A, B]
 
 
 def test_rank_is_decide_without_hysteresis():
-    data = [stats(A, 0.5), stats(B, 0.9), stats(C, 0.7, meets=False), stats(D, 0.8, samples=2),
-            stats(X, 0.5)]
+    data = [
+        stats(A, 0.5),
+        stats(B, 0.9),
+        stats(C, 0.7, meets=False),
+        stats(D, 0.8, samples=2),
+        stats(X, 0.5),
+    ]
     old = [D, X, A]
     no_hysteresis = Policy(max_chain=9, margin=0.0, hold="0s")
     decision = run(old, data, candidates=[C, A, B, D, X], policy=no_hysteresis)

@@ -15,16 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-
-from exporter.config import (
-    BUILTIN_MODULES,
-    GeneratorSettings,
-    Performance,
-    load_config,
-    parse_config,
-)
-from generator.cli import main
-from rules.render import (
+from perfgen.rules.render import (
     RENDERED_DIR,
     TEMPLATES,
     RuleError,
@@ -36,6 +27,15 @@ from rules.render import (
     rule_params,
     timings,
     write_rules,
+)
+
+from perfgen.cli import main
+from perfgen.config import (
+    BUILTIN_MODULES,
+    GeneratorSettings,
+    Performance,
+    load_config,
+    parse_config,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,9 +86,7 @@ def rules_of(text: str) -> list[dict]:
 
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     assert PROMTOOL is not None
-    return subprocess.run(
-        [PROMTOOL, *args], capture_output=True, text=True, timeout=60, cwd=cwd
-    )
+    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -162,7 +160,7 @@ def test_baseline_modules_are_those_without_load_or_padding() -> None:
     config = parse_config(
         '[[providers]]\nname = "groq"\napi_base_url = "https://api.groq.com/openai/v1"\n'
         'api_key = "k"\nmodels = ["m"]\n\n'
-        "[performance.modules.coding]\nprompts = [\"Write a function.\"]\n\n"
+        '[performance.modules.coding]\nprompts = ["Write a function."]\n\n'
         "[performance.modules.health]\nconcurrency = 2\n\n"
         "[performance.modules.throughput]\ninput_tokens = 1000\n"
     )
@@ -171,8 +169,10 @@ def test_baseline_modules_are_those_without_load_or_padding() -> None:
 
 
 def test_baseline_matcher_is_regex_escaped(tmp_path: Path) -> None:
-    modules = {"a.b": replace(BUILTIN_MODULES["latency"], name="a.b"),
-               "long_context": BUILTIN_MODULES["long_context"]}
+    modules = {
+        "a.b": replace(BUILTIN_MODULES["latency"], name="a.b"),
+        "long_context": BUILTIN_MODULES["long_context"],
+    }
     performance = replace(example_performance(), modules=modules, sd_modules=("a.b",))
     # The regex a\.b as a PromQL string literal.
     assert rule_params(performance).baseline_matcher == 'module=~"a\\\\.b"'
@@ -183,10 +183,14 @@ def test_baseline_matcher_is_regex_escaped(tmp_path: Path) -> None:
 
 
 def test_no_baseline_module_is_refused() -> None:
-    modules = {name: module for name, module in BUILTIN_MODULES.items()
-               if name in ("concurrent", "long_context")}
-    performance = replace(example_performance(), modules=modules,
-                          sd_modules=("concurrent", "long_context"))
+    modules = {
+        name: module
+        for name, module in BUILTIN_MODULES.items()
+        if name in ("concurrent", "long_context")
+    }
+    performance = replace(
+        example_performance(), modules=modules, sd_modules=("concurrent", "long_context")
+    )
     with pytest.raises(RuleError, match=r"performance\.modules.*input_tokens = 0"):
         render_rules(performance)
 
@@ -194,17 +198,22 @@ def test_no_baseline_module_is_refused() -> None:
 def test_score_figures_read_only_the_baseline_modules() -> None:
     rendered = render_rules(example_performance())
     recording = {rule["record"]: rule["expr"] for rule in rules_of(rendered["recording.yml"])}
-    for name in ("provider_model:llm_ttft_seconds:p50_1h", "provider_model:llm_ttft_seconds:p95_1h",
-                 "provider_model:llm_ttft_seconds:p99_1h",
-                 "provider_model:llm_first_content_seconds:p95_1h",
-                 "provider_model:llm_request_duration_seconds:p95_1h",
-                 "provider_model:llm_decode_tokens_per_second:mean_1h",
-                 "provider_model:llm_requests:increase_1h"):
+    for name in (
+        "provider_model:llm_ttft_seconds:p50_1h",
+        "provider_model:llm_ttft_seconds:p95_1h",
+        "provider_model:llm_ttft_seconds:p99_1h",
+        "provider_model:llm_first_content_seconds:p95_1h",
+        "provider_model:llm_request_duration_seconds:p95_1h",
+        "provider_model:llm_decode_tokens_per_second:mean_1h",
+        "provider_model:llm_requests:increase_1h",
+    ):
         selectors = re.findall(r"\b(llm_\w+)\{([^}]*)\}", recording[name])
         assert selectors and all(matchers == BASELINE for _, matchers in selectors), name
     # The per-module p95 and the success ratio read every module.
-    for name in ("provider_model_module:llm_ttft_seconds:p95_1h",
-                 "provider_model:llm_request_success:ratio_1h"):
+    for name in (
+        "provider_model_module:llm_ttft_seconds:p95_1h",
+        "provider_model:llm_request_success:ratio_1h",
+    ):
         assert "module=~" not in recording[name] and 'job="llm_probe"' in recording[name]
     alerts = {rule["alert"]: rule["expr"] for rule in rules_of(rendered["alerts.yml"])}
     assert f"llm_probe_ttft_seconds{{{BASELINE}}}" in alerts["PerfgenLatencyHigh"]
@@ -332,10 +341,19 @@ def test_cli_warns_about_a_window_that_cannot_hold_min_test_count(tmp_path: Path
 
 
 def test_cli_runbook_option(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, [
-        "rules", "render", "--config", str(EXAMPLE_CONFIG), "--out", str(tmp_path),
-        "--runbook-base-url", "https://runbooks.example.org/perfgen",
-    ])
+    result = CliRunner().invoke(
+        main,
+        [
+            "rules",
+            "render",
+            "--config",
+            str(EXAMPLE_CONFIG),
+            "--out",
+            str(tmp_path),
+            "--runbook-base-url",
+            "https://runbooks.example.org/perfgen",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "https://runbooks.example.org/perfgen#perfgenexporterdown" in (
         (tmp_path / "alerts.yml").read_text()
@@ -352,11 +370,11 @@ BAD_PERFORMANCE = {
         "performance.thresholds.min_throughput_tokens_per_sec",
     ),
     "unknown key": (
-        "[performance]\nwindwo = \"1h\"\n",
+        '[performance]\nwindwo = "1h"\n',
         "performance.windwo",
     ),
     "bad window": (
-        "[performance]\nwindow = \"an hour\"\n",
+        '[performance]\nwindow = "an hour"\n',
         "performance.window",
     ),
 }
@@ -381,9 +399,17 @@ def test_cli_refuses_a_bad_performance_table(case: str, tmp_path: Path) -> None:
 
 
 def test_cli_missing_config_is_an_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, [
-        "rules", "render", "--config", str(tmp_path / "nope.toml"), "--out", str(tmp_path),
-    ])
+    result = CliRunner().invoke(
+        main,
+        [
+            "rules",
+            "render",
+            "--config",
+            str(tmp_path / "nope.toml"),
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 1
     assert "nope.toml" in result.stderr
 
@@ -400,7 +426,9 @@ def test_cli_missing_option_is_a_usage_error() -> None:
 def test_alertmanager_config_is_valid() -> None:
     result = subprocess.run(
         [AMTOOL, "check-config", str(ALERTMANAGER_CONFIG)],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -409,18 +437,20 @@ def test_alertmanager_config_is_valid() -> None:
 @pytest.mark.parametrize(
     ("labels", "receiver"),
     [
-        (["alertname=PerfgenProbeFailing", "severity=critical", "provider=groq"],
-         "perfgen-critical"),
-        (["alertname=PerfgenLatencyHigh", "severity=warning", "provider=groq"],
-         "perfgen-warning"),
+        (
+            ["alertname=PerfgenProbeFailing", "severity=critical", "provider=groq"],
+            "perfgen-critical",
+        ),
+        (["alertname=PerfgenLatencyHigh", "severity=warning", "provider=groq"], "perfgen-warning"),
         (["alertname=SomethingElse"], "perfgen-warning"),
     ],
 )
 def test_alertmanager_routes_by_severity(labels: list[str], receiver: str) -> None:
     result = subprocess.run(
-        [AMTOOL, "config", "routes", "test", "--config.file", str(ALERTMANAGER_CONFIG),
-         *labels],
-        capture_output=True, text=True, timeout=30,
+        [AMTOOL, "config", "routes", "test", "--config.file", str(ALERTMANAGER_CONFIG), *labels],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == receiver

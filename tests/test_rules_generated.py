@@ -19,9 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from exporter.config import Performance, duration_seconds, load_config, parse_config
-from rules.render import (
+from perfgen.rules.render import (
     TEMPLATES,
     is_baseline,
     meets_thresholds,
@@ -33,6 +31,8 @@ from rules.render import (
     timings,
     write_rules,
 )
+
+from perfgen.config import Performance, duration_seconds, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMTOOL = shutil.which("promtool")
@@ -54,7 +54,9 @@ models = ["deepseek-chat"]
 
 # Other weights, thresholds, window, sample count; a scenario with its own thresholds
 # (its components are computed inline) and one that scores throughput alone.
-SECOND_CONFIG = PROVIDERS + """
+SECOND_CONFIG = (
+    PROVIDERS
+    + """
 [performance]
 test_interval_minutes = 5
 min_test_count = 8
@@ -85,9 +87,12 @@ weights = { latency = 0, throughput = 1, reliability = 0 }
 hysteresis_for = "30m"
 stale_after = "20m"
 """
+)
 
 # The demo's timings: probes every 15 s, a 2 m window.
-DEMO_CONFIG = PROVIDERS + """
+DEMO_CONFIG = (
+    PROVIDERS
+    + """
 [performance]
 test_interval_minutes = 0.25
 min_test_count = 3
@@ -98,6 +103,7 @@ max_latency_ms = 1500
 min_throughput_tokens_per_sec = 0
 min_success_rate = 1
 """
+)
 
 
 def example() -> Performance:
@@ -157,8 +163,12 @@ def good_figures(performance: Performance) -> dict[str, float]:
     thresholds = performance.thresholds
     latency = thresholds.max_latency_ms / 1000
     throughput = max(thresholds.min_throughput_tokens_per_sec, 10.0)
-    return {"p95": latency / 2, "decode": 2 * throughput, "success": 1.0,
-            "requests": requests_per_case(performance)}
+    return {
+        "p95": latency / 2,
+        "decode": 2 * throughput,
+        "success": 1.0,
+        "requests": requests_per_case(performance),
+    }
 
 
 def cases(performance: Performance) -> list[Case]:
@@ -203,8 +213,10 @@ def input_series(
 ) -> list[dict[str, str]]:
     """The exporter's series of one module of a model. `bounds`: further bucket bounds,
     so that series of one model summed over modules share every `le`, as real ones do."""
-    base = (f'job="llm_probe",instance="exporter:9101",provider="gen",'
-            f'model="{case.model}",module="{module}"')
+    base = (
+        f'job="llm_probe",instance="exporter:9101",provider="gen",'
+        f'model="{case.model}",module="{module}"'
+    )
     successes = case.requests * case.success
     bucket = bucket_of(case)
     observed = successes if case.p95 is not None else 0.0
@@ -245,27 +257,34 @@ def recording_test(performance: Performance) -> dict[str, object]:
         for case in chosen:
             figures = (case.p95, case.decode, case.success)
             for scenario in scenarios:
-                flag = meets_thresholds(*figures, case.requests, scenario.thresholds,
-                                        performance.min_test_count)
-                flags.append(sample(
-                    f'{meets}{{provider="gen",model="{case.model}",scenario="{scenario.name}"}}',
-                    1 if flag else 0,
-                ))
+                flag = meets_thresholds(
+                    *figures, case.requests, scenario.thresholds, performance.min_test_count
+                )
+                flags.append(
+                    sample(
+                        f'{meets}{{provider="gen",model="{case.model}",scenario="{scenario.name}"}}',
+                        1 if flag else 0,
+                    )
+                )
             if case.requests < performance.min_test_count:
                 continue  # too few samples: no component, no score
             for name, value in score_components(*figures, performance.thresholds).items():
-                components.append(sample(
-                    f'{{provider="gen",model="{case.model}",component="{name}"}}',
-                    round4(value),
-                ))
+                components.append(
+                    sample(
+                        f'{{provider="gen",model="{case.model}",component="{name}"}}',
+                        round4(value),
+                    )
+                )
             for scenario in scenarios:
                 value = performance_score(
                     score_components(*figures, scenario.thresholds), scenario.weights
                 )
-                scores.append(sample(
-                    f'{{provider="gen",model="{case.model}",scenario="{scenario.name}"}}',
-                    round4(value),
-                ))
+                scores.append(
+                    sample(
+                        f'{{provider="gen",model="{case.model}",scenario="{scenario.name}"}}',
+                        round4(value),
+                    )
+                )
         return components, scores, flags
 
     components, scores, flags = expected(all_cases)
@@ -274,14 +293,23 @@ def recording_test(performance: Performance) -> dict[str, object]:
         {"expr": f"round({score}, 0.0001)", "eval_time": at, "exp_samples": scores},
         {"expr": meets, "eval_time": at, "exp_samples": flags},
         # Within [0, 1].
-        {"expr": f"{score} > 1 or {score} < 0 or {component} > 1 or {component} < 0",
-         "eval_time": at, "exp_samples": []},
+        {
+            "expr": f"{score} > 1 or {score} < 0 or {component} > 1 or {component} < 0",
+            "eval_time": at,
+            "exp_samples": [],
+        },
         # Too few samples: no score at all.
-        {"expr": f'{score}{{model="few"}} or {component}{{model="few"}}',
-         "eval_time": at, "exp_samples": []},
+        {
+            "expr": f'{score}{{model="few"}} or {component}{{model="few"}}',
+            "eval_time": at,
+            "exp_samples": [],
+        },
         # Nothing fresh two windows later: no score, no flag.
-        {"expr": f"{score} or {meets}", "eval_time": prom_duration(4 * t.window_seconds),
-         "exp_samples": []},
+        {
+            "expr": f"{score} or {meets}",
+            "eval_time": prom_duration(4 * t.window_seconds),
+            "exp_samples": [],
+        },
     ]
     # Monotonic: a worse figure never raises the score and strictly lowers its component:
     # a slower first token, a lower decode rate, a lower success ratio, each down to its
@@ -291,29 +319,41 @@ def recording_test(performance: Performance) -> dict[str, object]:
     for family, name in (("lat", "latency"), ("thr", "throughput"), ("rel", "reliability")):
         for index in range(FAMILY_STEPS - 1):
             better, worse = f"{family}-{index}", f"{family}-{index + 1}"
-            checks.append({
-                "expr": f'{score}{{model="{worse}"}} > on (scenario) {score}{{model="{better}"}}'
-                        f" + {NOISE}",
-                "eval_time": at, "exp_samples": [],
-            })
-            checks.append({
-                "expr": f'{component}{{model="{worse}",component="{name}"}}'
-                        f' >= on () {component}{{model="{better}",component="{name}"}}',
-                "eval_time": at, "exp_samples": [],
-            })
+            checks.append(
+                {
+                    "expr": f'{score}{{model="{worse}"}} > on (scenario) '
+                    f'{score}{{model="{better}"}} + {NOISE}',
+                    "eval_time": at,
+                    "exp_samples": [],
+                }
+            )
+            checks.append(
+                {
+                    "expr": f'{component}{{model="{worse}",component="{name}"}}'
+                    f' >= on () {component}{{model="{better}",component="{name}"}}',
+                    "eval_time": at,
+                    "exp_samples": [],
+                }
+            )
         worst = f"{family}-{FAMILY_STEPS - 1}"
-        checks.append({
-            "expr": f'{score}{{model="allfail"}} > on (scenario) {score}{{model="{worst}"}}'
-                    f" + {NOISE}",
-            "eval_time": at, "exp_samples": [],
-        })
+        checks.append(
+            {
+                "expr": f'{score}{{model="allfail"}} > on (scenario) {score}{{model="{worst}"}}'
+                f" + {NOISE}",
+                "eval_time": at,
+                "exp_samples": [],
+            }
+        )
     # The extremes themselves, each scored (present) and within [0, 1] (checked above).
     extremes = [*(f"{family}-{FAMILY_STEPS - 1}" for family in ("lat", "thr", "rel")), "allfail"]
-    checks.append({
-        "expr": f'count by (model) ({score}{{scenario="default",model=~"{"|".join(extremes)}"}})',
-        "eval_time": at,
-        "exp_samples": [sample(f'{{model="{model}"}}', 1) for model in extremes],
-    })
+    checks.append(
+        {
+            "expr": f"count by (model) "
+            f'({score}{{scenario="default",model=~"{"|".join(extremes)}"}})',
+            "eval_time": at,
+            "exp_samples": [sample(f'{{model="{model}"}}', 1) for model in extremes],
+        }
+    )
     alone = [case for case in all_cases if case.model in ("ref", "lat-3")]
     _, alone_scores, _ = expected(alone)
     return {
@@ -333,8 +373,11 @@ def recording_test(performance: Performance) -> dict[str, object]:
                 "interval": step,
                 "input_series": [s for case in alone for s in input_series(case)],
                 "promql_expr_test": [
-                    {"expr": f"round({score}, 0.0001)", "eval_time": at,
-                     "exp_samples": alone_scores},
+                    {
+                        "expr": f"round({score}, 0.0001)",
+                        "eval_time": at,
+                        "exp_samples": alone_scores,
+                    },
                 ],
             },
             baseline_modules_test(performance),
@@ -380,13 +423,17 @@ def baseline_modules_test(performance: Performance) -> dict[str, object]:
     def series(model: str, module: str, figures: dict) -> list[dict[str, str]]:
         return input_series(Case(model, **figures), module, bounds)
 
-    inputs = [s for model in ("plain", "padded", "crowded", "slowed", "strained")
-              for s in series(model, "throughput", good)]
+    inputs = [
+        s
+        for model in ("plain", "padded", "crowded", "slowed", "strained")
+        for s in series(model, "throughput", good)
+    ]
     inputs += series("padded", "long_context", slow)
     inputs += series("crowded", "concurrent", slow)
     inputs += series("slowed", "latency", slow)
-    inputs += series("strained", "long_context",
-                     {**slow, "p95": None, "decode": None, "success": 0.0})
+    inputs += series(
+        "strained", "long_context", {**slow, "p95": None, "decode": None, "success": 0.0}
+    )
     n = good["requests"]
     slowed_p95 = quantile_of_two(Case("", **good), Case("", **slow), 0.95)
     figures = {  # p95, decode, success, samples
@@ -398,39 +445,54 @@ def baseline_modules_test(performance: Performance) -> dict[str, object]:
     }
     score = f"provider_model:llm_performance_score:ratio_{w}"
     scores = [
-        sample(f'{{provider="gen",model="{model}",scenario="{scenario.name}"}}',
-               round4(performance_score(
-                   score_components(p95, decode, success, scenario.thresholds),
-                   scenario.weights)))
+        sample(
+            f'{{provider="gen",model="{model}",scenario="{scenario.name}"}}',
+            round4(
+                performance_score(
+                    score_components(p95, decode, success, scenario.thresholds), scenario.weights
+                )
+            ),
+        )
         for model, (p95, decode, success, _) in figures.items()
         for scenario in scenario_params(performance)
     ]
 
     def per_model(rule: str, index: int) -> dict[str, object]:
-        return {"expr": f"round({rule}, 0.0001)", "eval_time": at, "exp_samples": [
-            sample(f'{{provider="gen",model="{model}"}}', round4(values[index]))
-            for model, values in figures.items()
-        ]}
+        return {
+            "expr": f"round({rule}, 0.0001)",
+            "eval_time": at,
+            "exp_samples": [
+                sample(f'{{provider="gen",model="{model}"}}', round4(values[index]))
+                for model, values in figures.items()
+            ],
+        }
 
     # Slow requests of other modules leave every figure exactly as plain's.
     same = " or ".join(
         f'{rule}{{model=~"padded|crowded"}} != ignoring (model) group_left {rule}{{model="plain"}}'
-        for rule in (f"provider_model:llm_ttft_seconds:p50_{w}",
-                     f"provider_model:llm_ttft_seconds:p95_{w}",
-                     f"provider_model:llm_ttft_seconds:p99_{w}",
-                     f"provider_model:llm_decode_tokens_per_second:mean_{w}",
-                     f"provider_model:llm_requests:increase_{w}",
-                     f"provider_model:llm_request_success:ratio_{w}",
-                     f"provider_model:llm_score_component:ratio_{w}",
-                     score,
-                     f"provider_model:llm_meets_thresholds:bool_{w}")
+        for rule in (
+            f"provider_model:llm_ttft_seconds:p50_{w}",
+            f"provider_model:llm_ttft_seconds:p95_{w}",
+            f"provider_model:llm_ttft_seconds:p99_{w}",
+            f"provider_model:llm_decode_tokens_per_second:mean_{w}",
+            f"provider_model:llm_requests:increase_{w}",
+            f"provider_model:llm_request_success:ratio_{w}",
+            f"provider_model:llm_score_component:ratio_{w}",
+            score,
+            f"provider_model:llm_meets_thresholds:bool_{w}",
+        )
     )
     # ... while the same slow requests in a baseline module lower every score that
     # weighs latency or throughput.
-    weighed = [scenario.name for scenario in scenario_params(performance)
-               if scenario.weights.latency + scenario.weights.throughput > 0]
-    lower = (f'{score}{{model="slowed",scenario=~"{"|".join(weighed)}"}}'
-             f' < ignoring (model) {score}{{model="plain"}}')
+    weighed = [
+        scenario.name
+        for scenario in scenario_params(performance)
+        if scenario.weights.latency + scenario.weights.throughput > 0
+    ]
+    lower = (
+        f'{score}{{model="slowed",scenario=~"{"|".join(weighed)}"}}'
+        f' < ignoring (model) {score}{{model="plain"}}'
+    )
     return {
         "name": "generated: only the baseline modules feed the score's figures",
         "interval": prom_duration(t.window_seconds / 4),
@@ -442,17 +504,25 @@ def baseline_modules_test(performance: Performance) -> dict[str, object]:
             per_model(f"provider_model:llm_request_success:ratio_{w}", 2),
             per_model(f"provider_model:llm_requests:increase_{w}", 3),
             {"expr": same, "eval_time": at, "exp_samples": []},
-            {"expr": f"count({lower})", "eval_time": at,
-             "exp_samples": [sample("{}", len(weighed))]},
+            {
+                "expr": f"count({lower})",
+                "eval_time": at,
+                "exp_samples": [sample("{}", len(weighed))],
+            },
             # The per-module p95 keeps every module, for the dashboards (the slow requests
             # are in the bucket (b_good, b_slow]: their p95 interpolates from b_good).
-            {"expr": f'round(provider_model_module:llm_ttft_seconds:p95_{w}{{model="padded"}}'
-                     ", 0.0001)",
-             "eval_time": at, "exp_samples": [
-                 sample(f'{{provider="gen",model="padded",module="{module}"}}', round4(p95))
-                 for module, p95 in (("throughput", good["p95"]),
-                                     ("long_context", bounds[0] + 0.95 * (bounds[1] - bounds[0])))
-             ]},
+            {
+                "expr": f'round(provider_model_module:llm_ttft_seconds:p95_{w}{{model="padded"}}'
+                ", 0.0001)",
+                "eval_time": at,
+                "exp_samples": [
+                    sample(f'{{provider="gen",model="padded",module="{module}"}}', round4(p95))
+                    for module, p95 in (
+                        ("throughput", good["p95"]),
+                        ("long_context", bounds[0] + 0.95 * (bounds[1] - bounds[0])),
+                    )
+                ],
+            },
         ],
     }
 
@@ -466,13 +536,19 @@ def alerts_test(performance: Performance) -> dict[str, object]:
     # When the latest probe turns bad, the score halves and the exporter goes down. One
     # window of history keeps the score's baseline above 0.5 until the alert has fired.
     onset = int(t.window_seconds)
-    step = reduce(math.gcd, [60, onset, int(t.window_seconds), int(t.stale_after_seconds),
-                             *seconds.values()])
+    step = reduce(
+        math.gcd, [60, onset, int(t.window_seconds), int(t.stale_after_seconds), *seconds.values()]
+    )
     # The stale target was measured once, at 0: its age first exceeds stale_after at the
     # first evaluation after it.
     stale_active = (int(t.stale_after_seconds) // step + 1) * step
-    end = max(onset + max(int(t.window_seconds), *seconds.values()),
-              stale_active + seconds["infra_for"]) + 2 * step
+    end = (
+        max(
+            onset + max(int(t.window_seconds), *seconds.values()),
+            stale_active + seconds["infra_for"],
+        )
+        + 2 * step
+    )
     count = end // step
 
     def flip(before: float, after: float) -> str:
@@ -485,61 +561,103 @@ def alerts_test(performance: Performance) -> dict[str, object]:
     w = t.window
     series = [
         # failing: success under the threshold; its latest probe fails from the onset.
-        (f'provider_model:llm_request_success:ratio_{w}{{provider="gen",model="failing"}}',
-         steady(thresholds.min_success_rate / 2)),
-        (f'provider_model:llm_requests:increase_{w}{{provider="gen",model="failing"}}',
-         steady(performance.min_test_count)),
+        (
+            f'provider_model:llm_request_success:ratio_{w}{{provider="gen",model="failing"}}',
+            steady(thresholds.min_success_rate / 2),
+        ),
+        (
+            f'provider_model:llm_requests:increase_{w}{{provider="gen",model="failing"}}',
+            steady(performance.min_test_count),
+        ),
         (f'llm_probe_success{{{labels},model="failing",module="latency"}}', flip(1, 0)),
         # slow: p95 twice the threshold; its latest probe is slow from the onset.
-        (f'provider_model:llm_ttft_seconds:p95_{w}{{provider="gen",model="slow"}}',
-         steady(2 * latency)),
-        (f'provider_model:llm_requests:increase_{w}{{provider="gen",model="slow"}}',
-         steady(performance.min_test_count)),
-        (f'llm_probe_ttft_seconds{{{labels},model="slow",module="latency"}}',
-         flip(latency / 2, 2 * latency)),
+        (
+            f'provider_model:llm_ttft_seconds:p95_{w}{{provider="gen",model="slow"}}',
+            steady(2 * latency),
+        ),
+        (
+            f'provider_model:llm_requests:increase_{w}{{provider="gen",model="slow"}}',
+            steady(performance.min_test_count),
+        ),
+        (
+            f'llm_probe_ttft_seconds{{{labels},model="slow",module="latency"}}',
+            flip(latency / 2, 2 * latency),
+        ),
         # padded: as slow, but only its probes of modules outside the baseline turn slow.
-        (f'provider_model:llm_ttft_seconds:p95_{w}{{provider="gen",model="padded"}}',
-         steady(2 * latency)),
-        (f'provider_model:llm_requests:increase_{w}{{provider="gen",model="padded"}}',
-         steady(performance.min_test_count)),
-        (f'llm_probe_ttft_seconds{{{labels},model="padded",module="latency"}}',
-         steady(latency / 2)),
-        (f'llm_probe_ttft_seconds{{{labels},model="padded",module="long_context"}}',
-         flip(latency / 2, 2 * latency)),
-        (f'llm_probe_ttft_seconds{{{labels},model="padded",module="concurrent"}}',
-         flip(latency / 2, 2 * latency)),
+        (
+            f'provider_model:llm_ttft_seconds:p95_{w}{{provider="gen",model="padded"}}',
+            steady(2 * latency),
+        ),
+        (
+            f'provider_model:llm_requests:increase_{w}{{provider="gen",model="padded"}}',
+            steady(performance.min_test_count),
+        ),
+        (
+            f'llm_probe_ttft_seconds{{{labels},model="padded",module="latency"}}',
+            steady(latency / 2),
+        ),
+        (
+            f'llm_probe_ttft_seconds{{{labels},model="padded",module="long_context"}}',
+            flip(latency / 2, 2 * latency),
+        ),
+        (
+            f'llm_probe_ttft_seconds{{{labels},model="padded",module="concurrent"}}',
+            flip(latency / 2, 2 * latency),
+        ),
         # sinking: the score halves at the onset.
-        (f'provider_model:llm_performance_score:ratio_{w}{{provider="gen",model="sinking",'
-         'scenario="default"}', flip(0.8, 0.4)),
+        (
+            f'provider_model:llm_performance_score:ratio_{w}{{provider="gen",model="sinking",'
+            'scenario="default"}',
+            flip(0.8, 0.4),
+        ),
         # The exporter goes down at the onset.
         ('up{job="perfgen_exporter",instance="127.0.0.1:9101"}', flip(1, 0)),
         # stale: measured once, at 0.
         (f'llm_probe_timestamp_seconds{{{labels},model="stale",module="latency"}}', steady(0)),
         # The provider's probe key disappears at the onset.
-        (f'llm_probe_failed{{{labels},model="nokey",module="latency",reason="no_api_key"}}',
-         flip(0, 1)),
+        (
+            f'llm_probe_failed{{{labels},model="nokey",module="latency",reason="no_api_key"}}',
+            flip(0, 1),
+        ),
     ]
     minimum = thresholds.min_throughput_tokens_per_sec
     if minimum > 0:  # with no minimum, nothing is too slow
         series += [
             # crawl: half the minimum decode rate; its latest probe is slow from the onset.
-            (f'provider_model:llm_decode_tokens_per_second:mean_{w}{{provider="gen",model="crawl"}}',
-             steady(minimum / 2)),
-            (f'provider_model:llm_requests:increase_{w}{{provider="gen",model="crawl"}}',
-             steady(performance.min_test_count)),
-            (f'llm_probe_tokens_per_second{{{labels},model="crawl",module="latency"}}',
-             flip(2 * minimum, minimum / 2)),
+            (
+                f'provider_model:llm_decode_tokens_per_second:mean_{w}{{provider="gen",model="crawl"}}',
+                steady(minimum / 2),
+            ),
+            (
+                f'provider_model:llm_requests:increase_{w}{{provider="gen",model="crawl"}}',
+                steady(performance.min_test_count),
+            ),
+            (
+                f'llm_probe_tokens_per_second{{{labels},model="crawl",module="latency"}}',
+                flip(2 * minimum, minimum / 2),
+            ),
             # crowded: as crawl, but only its probes outside the baseline turn slow.
-            (f'provider_model:llm_decode_tokens_per_second:mean_{w}'
-             '{provider="gen",model="crowded"}', steady(minimum / 2)),
-            (f'provider_model:llm_requests:increase_{w}{{provider="gen",model="crowded"}}',
-             steady(performance.min_test_count)),
-            (f'llm_probe_tokens_per_second{{{labels},model="crowded",module="latency"}}',
-             steady(2 * minimum)),
-            (f'llm_probe_tokens_per_second{{{labels},model="crowded",module="concurrent"}}',
-             flip(2 * minimum, minimum / 2)),
-            (f'llm_probe_tokens_per_second{{{labels},model="crowded",module="long_context"}}',
-             flip(2 * minimum, minimum / 2)),
+            (
+                f"provider_model:llm_decode_tokens_per_second:mean_{w}"
+                '{provider="gen",model="crowded"}',
+                steady(minimum / 2),
+            ),
+            (
+                f'provider_model:llm_requests:increase_{w}{{provider="gen",model="crowded"}}',
+                steady(performance.min_test_count),
+            ),
+            (
+                f'llm_probe_tokens_per_second{{{labels},model="crowded",module="latency"}}',
+                steady(2 * minimum),
+            ),
+            (
+                f'llm_probe_tokens_per_second{{{labels},model="crowded",module="concurrent"}}',
+                flip(2 * minimum, minimum / 2),
+            ),
+            (
+                f'llm_probe_tokens_per_second{{{labels},model="crowded",module="long_context"}}',
+                flip(2 * minimum, minimum / 2),
+            ),
         ]
     firing = {
         ("PerfgenProbeFailing", 'model="failing",severity="warning"'): onset + seconds["probe_for"],
@@ -555,23 +673,40 @@ def alerts_test(performance: Performance) -> dict[str, object]:
     checks = []
     for (alert, selector), when in firing.items():
         expr = f'count by (alertstate) (ALERTS{{alertname="{alert}",{selector}}})'
-        checks.append({"expr": expr, "eval_time": prom_duration(when - step),
-                       "exp_samples": [sample('{alertstate="pending"}', 1)]})
-        checks.append({"expr": expr, "eval_time": prom_duration(when),
-                       "exp_samples": [sample('{alertstate="firing"}', 1)]})
+        checks.append(
+            {
+                "expr": expr,
+                "eval_time": prom_duration(when - step),
+                "exp_samples": [sample('{alertstate="pending"}', 1)],
+            }
+        )
+        checks.append(
+            {
+                "expr": expr,
+                "eval_time": prom_duration(when),
+                "exp_samples": [sample('{alertstate="firing"}', 1)],
+            }
+        )
     # Slow probes of modules outside the baseline confirm nothing: never pending either.
     for when in (onset + step, onset + seconds["probe_for"], end - step):
-        checks.append({"expr": 'ALERTS{model=~"padded|crowded"}',
-                       "eval_time": prom_duration(when), "exp_samples": []})
+        checks.append(
+            {
+                "expr": 'ALERTS{model=~"padded|crowded"}',
+                "eval_time": prom_duration(when),
+                "exp_samples": [],
+            }
+        )
     return {
         "rule_files": ["alerts.yml"],
         "evaluation_interval": prom_duration(step),
-        "tests": [{
-            "name": "generated: alerts fire after their derived for:",
-            "interval": prom_duration(step),
-            "input_series": [{"series": name, "values": values} for name, values in series],
-            "promql_expr_test": checks,
-        }],
+        "tests": [
+            {
+                "name": "generated: alerts fire after their derived for:",
+                "interval": prom_duration(step),
+                "input_series": [{"series": name, "values": values} for name, values in series],
+                "promql_expr_test": checks,
+            }
+        ],
     }
 
 
@@ -581,14 +716,21 @@ def _seconds(duration: str) -> int:
 
 def run_promtool(directory: Path, *tests: str) -> subprocess.CompletedProcess[str]:
     assert PROMTOOL is not None
-    return subprocess.run([PROMTOOL, "test", "rules", *tests], cwd=directory,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [PROMTOOL, "test", "rules", *tests],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def write_suite(performance: Performance, directory: Path) -> None:
     write_rules(render_rules(performance), directory)
-    for name, document in (("recording_test.yml", recording_test(performance)),
-                           ("alerts_test.yml", alerts_test(performance))):
+    for name, document in (
+        ("recording_test.yml", recording_test(performance)),
+        ("alerts_test.yml", alerts_test(performance)),
+    ):
         (directory / name).write_text(yaml.safe_dump(document, sort_keys=False))
 
 
@@ -599,8 +741,13 @@ def write_suite(performance: Performance, directory: Path) -> None:
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_generated_promtool_suite_passes(name: str, tmp_path: Path) -> None:
     write_suite(CONFIGS[name](), tmp_path)
-    check = subprocess.run([PROMTOOL, "check", "rules", *TEMPLATES], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=60)
+    check = subprocess.run(
+        [PROMTOOL, "check", "rules", *TEMPLATES],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "lint" not in (check.stdout + check.stderr).lower()
     result = run_promtool(tmp_path, "recording_test.yml", "alerts_test.yml")
@@ -634,16 +781,20 @@ def test_second_config_changes_the_expectations() -> None:
     assert default_scores != other_scores
     # think weighs throughput alone: its score is the throughput component.
     components = {
-        (s["labels"], s["value"])
-        for s in other["tests"][0]["promql_expr_test"][0]["exp_samples"]
+        (s["labels"], s["value"]) for s in other["tests"][0]["promql_expr_test"][0]["exp_samples"]
     }
     for case in cases(second()):
         if case.requests < 8:
             continue
-        think = next(s["value"] for s in other_scores
-                     if s["labels"] == f'{{provider="gen",model="{case.model}",scenario="think"}}')
-        assert (f'{{provider="gen",model="{case.model}",component="throughput"}}',
-                think) in components
+        think = next(
+            s["value"]
+            for s in other_scores
+            if s["labels"] == f'{{provider="gen",model="{case.model}",scenario="think"}}'
+        )
+        assert (
+            f'{{provider="gen",model="{case.model}",component="throughput"}}',
+            think,
+        ) in components
 
 
 @needs_promtool
@@ -668,8 +819,9 @@ def test_reference_score_properties() -> None:
             latency = thresholds.max_latency_ms / 1000
             minimum = thresholds.min_throughput_tokens_per_sec
             # Exactly 0.5 at each threshold (when the threshold is not a floor case).
-            at_threshold = score_components(latency, minimum or None,
-                                             thresholds.min_success_rate, thresholds)
+            at_threshold = score_components(
+                latency, minimum or None, thresholds.min_success_rate, thresholds
+            )
             assert at_threshold["latency"] == pytest.approx(0.5)
             if minimum >= 1:
                 assert at_threshold["throughput"] == pytest.approx(0.5)
@@ -685,8 +837,11 @@ SUCCESSES = (1.0, 0.999, 0.99, 0.9, 0.5, 0.01, 0.0)
 
 
 def scenarios_of_every_config() -> list:
-    return [scenario for performance in (example(), second(), demo())
-            for scenario in scenario_params(performance)]
+    return [
+        scenario
+        for performance in (example(), second(), demo())
+        for scenario in scenario_params(performance)
+    ]
 
 
 def test_reference_score_is_within_0_and_1_for_extreme_inputs() -> None:
@@ -718,8 +873,9 @@ def test_reference_score_is_monotonic_in_each_figure(figure: str) -> None:
                 previous_score, previous_component = math.inf, math.inf
                 for value in worsening:
                     args = {figure: value, others[0]: first, others[1]: second_value}
-                    components = score_components(args["p95"], args["decode"],
-                                                  args["success"], scenario.thresholds)
+                    components = score_components(
+                        args["p95"], args["decode"], args["success"], scenario.thresholds
+                    )
                     score = performance_score(components, scenario.weights)
                     assert score <= previous_score + 1e-12, (scenario.name, args)
                     if figure == "decode" and value is None:

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import openai
 from click.testing import CliRunner
+from perfgen.simulator.cli import parse_listen, simulate
+from perfgen.simulator.runner import SimulatorProcess, SimulatorThread
 from simulator_fixtures import OPENAI_KEY, make_config
-
-from simulator.cli import parse_listen, simulate
-from simulator.runner import SimulatorProcess, SimulatorThread
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "simulator" / "example.toml"
 
@@ -72,7 +71,7 @@ def test_bad_config_exits_with_the_file_and_key(tmp_path: Path) -> None:
 
 def test_subprocess_entry_point_help() -> None:
     out = subprocess.run(
-        [sys.executable, "-c", "from simulator.cli import simulate; simulate()", "--help"],
+        [sys.executable, "-c", "from perfgen.simulator.cli import simulate; simulate()", "--help"],
         capture_output=True,
         text=True,
         cwd=Path(__file__).resolve().parent.parent,

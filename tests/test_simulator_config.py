@@ -4,14 +4,13 @@ import random
 from pathlib import Path
 
 import pytest
-
-from simulator.config import (
+from perfgen.simulator.config import (
     ConfigError,
     Profile,
     apply_profile_changes,
     load_simulator_config,
 )
-from simulator.plan import draw_plan
+from perfgen.simulator.plan import draw_plan
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "simulator" / "example.toml"
 

@@ -7,11 +7,10 @@ from collections.abc import Awaitable, Callable
 import anthropic
 import openai
 import pytest
+from perfgen.simulator.config import SimulatorConfig
+from perfgen.simulator.server import create_app
+from perfgen.simulator.text import WORDS
 from simulator_fixtures import ANTHROPIC_KEY, OPENAI_KEY, make_config
-
-from simulator.config import SimulatorConfig
-from simulator.server import create_app
-from simulator.text import WORDS
 
 # pytest-aiohttp runs on pytest-asyncio, which is in strict mode here.
 pytestmark = pytest.mark.asyncio

@@ -15,6 +15,9 @@ import anthropic
 import openai
 import pytest
 import pytest_asyncio
+from perfgen.simulator.config import SimulatorConfig
+from perfgen.simulator.runner import SimulatorProcess
+from perfgen.simulator.server import create_app
 from simulator_fixtures import (
     ANTHROPIC_HEADERS,
     ANTHROPIC_KEY,
@@ -25,10 +28,6 @@ from simulator_fixtures import (
     records,
     timed_sse_lines,
 )
-
-from simulator.config import SimulatorConfig
-from simulator.runner import SimulatorProcess
-from simulator.server import create_app
 
 pytestmark = pytest.mark.asyncio
 

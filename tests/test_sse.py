@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from perfgen.exporter.sse import Event, SSEDecoder
 from test_protocols import RECORDED
-
-from exporter.sse import Event, SSEDecoder
 
 
 def _decode(*reads: bytes, flush: bool = False) -> tuple[list[Event], SSEDecoder]:
@@ -72,8 +71,11 @@ def test_event_name_id_and_unknown_fields():
         b"data: after\n\n"
         b"id: 8\0\nevent:ping\ndata:{}\n\n"
     )
-    assert events == [Event("message_start", "{}", "7"), Event(None, "after", "7"),
-                      Event("ping", "{}", "7")]
+    assert events == [
+        Event("message_start", "{}", "7"),
+        Event(None, "after", "7"),
+        Event("ping", "{}", "7"),
+    ]
 
 
 def test_event_without_data_is_not_dispatched():

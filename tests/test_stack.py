@@ -14,9 +14,8 @@ from threading import Thread
 
 import pytest
 import yaml
-
-from stack import processes
-from stack.processes import (
+from perfgen.stack import processes
+from perfgen.stack.processes import (
     INSTALL_HINT,
     BinaryMissing,
     ManagedProcess,
@@ -28,12 +27,12 @@ from stack.processes import (
     start_perfgen,
     start_prometheus,
 )
-from stack.prometheus_config import (
+from perfgen.stack.prometheus_config import (
     host_port,
     render_alertmanager_config,
     render_prometheus_config,
 )
-from stack.webhook import WebhookReceiver
+from perfgen.stack.webhook import WebhookReceiver
 
 RULES = """
 groups:
@@ -355,37 +354,52 @@ def test_webhook_receiver_records_and_waits() -> None:
 
 
 def test_webhook_receiver_runs_alone_and_prints_each_alert() -> None:
-    """`python -m stack.webhook` is docker-compose's alert-log: one line per alert."""
+    """`python -m perfgen.stack.webhook` is docker-compose's alert-log: one line per alert."""
     import json
     import signal
     import subprocess
     import sys
     import urllib.request
 
-    from stack.processes import free_port
+    from perfgen.stack.processes import free_port
 
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "stack.webhook", "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "perfgen.stack.webhook", "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout is not None
         assert process.stdout.readline().startswith("webhook receiver listening on")
-        body = {"status": "firing", "alerts": [{
+        body = {
             "status": "firing",
-            "labels": {"alertname": "PerfgenLatencyHigh", "provider": "groq",
-                       "model": "llama", "severity": "warning"},
-            "annotations": {"summary": "groq/llama is slow to the first token"},
-        }]}
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {
+                        "alertname": "PerfgenLatencyHigh",
+                        "provider": "groq",
+                        "model": "llama",
+                        "severity": "warning",
+                    },
+                    "annotations": {"summary": "groq/llama is slow to the first token"},
+                }
+            ],
+        }
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/alerts/warning", data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"}, method="POST")
+            f"http://127.0.0.1:{port}/alerts/warning",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         with urllib.request.urlopen(request, timeout=5) as response:
             assert response.status == 200
         line = process.stdout.readline().strip()
-        assert line == ("FIRING PerfgenLatencyHigh groq/llama severity=warning "
-                        "groq/llama is slow to the first token")
+        assert line == (
+            "FIRING PerfgenLatencyHigh groq/llama severity=warning "
+            "groq/llama is slow to the first token"
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0

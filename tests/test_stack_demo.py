@@ -14,12 +14,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from exporter.config import Route, load_config
-from generator.proxy_schema import validate_text
-from simulator.config import load_simulator_config
-from stack import processes
-from stack.demo import (
+from perfgen.generator.proxy_schema import validate_text
+from perfgen.simulator.config import load_simulator_config
+from perfgen.stack import processes
+from perfgen.stack.demo import (
     DEMO_PROXY_CONFIG,
     DEMO_SIMULATOR_CONFIG,
     SIMULATOR_PLACEHOLDER,
@@ -30,9 +28,11 @@ from stack.demo import (
     read_chain,
     router_diff,
 )
-from stack.demo_cli import demo
-from stack.processes import INSTALL_HINT, perfgen_command, perfgen_env
-from stack.webhook import WebhookReceiver
+from perfgen.stack.demo_cli import demo
+from perfgen.stack.processes import INSTALL_HINT, perfgen_command, perfgen_env
+from perfgen.stack.webhook import WebhookReceiver
+
+from perfgen.config import Route, load_config
 
 
 def test_demo_configs_load_and_agree() -> None:
@@ -61,9 +61,9 @@ def test_demo_default_primary_is_the_best_profile() -> None:
     best = profiles[(first.provider, first.model)]
     assert len(chain) >= 3
     for route in chain[1:]:
-            other = profiles[(route.provider, route.model)]
-            assert best.ttft_ms < other.ttft_ms
-            assert best.tokens_per_second >= other.tokens_per_second or other.error_rate > 0
+        other = profiles[(route.provider, route.model)]
+        assert best.ttft_ms < other.ttft_ms
+        assert best.tokens_per_second >= other.tokens_per_second or other.error_rate > 0
 
 
 def test_demo_probes_fit_the_scrape_timeout() -> None:
@@ -75,8 +75,10 @@ def test_demo_probes_fit_the_scrape_timeout() -> None:
             p = model.profile
             for module in config.performance.sd_modules:
                 tokens = min(p.output_tokens, config.performance.modules[module].max_tokens)
-                seconds = (p.ttft_ms / 1000 * (1 + p.ttft_sigma)
-                           + (tokens + p.reasoning_tokens) / p.tokens_per_second)
+                seconds = (
+                    p.ttft_ms / 1000 * (1 + p.ttft_sigma)
+                    + (tokens + p.reasoning_tokens) / p.tokens_per_second
+                )
                 assert seconds < 4.0, (provider.name, model.name, module, seconds)
 
 
@@ -106,8 +108,12 @@ def test_read_chain_and_router_diff(tmp_path: Path) -> None:
 def test_describe_alert_and_feed() -> None:
     alert = {
         "status": "firing",
-        "labels": {"alertname": "PerfgenLatencyHigh", "provider": "p", "model": "m",
-                   "severity": "warning"},
+        "labels": {
+            "alertname": "PerfgenLatencyHigh",
+            "provider": "p",
+            "model": "m",
+            "severity": "warning",
+        },
         "annotations": {"summary": "slow"},
     }
     assert describe_alert(alert) == "FIRING PerfgenLatencyHigh p/m (warning): slow"
@@ -258,9 +264,7 @@ def _processes_under(directory: Path) -> list[str]:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
-                errors="replace"
-            )
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
         try:
@@ -282,8 +286,9 @@ def _assert_everything_stopped(command: DemoCommand, directory: Path) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.integration
-def test_demo_ctrl_c_stops_every_process(run_demo: Callable[..., DemoCommand],
-                                         tmp_path: Path) -> None:
+def test_demo_ctrl_c_stops_every_process(
+    run_demo: Callable[..., DemoCommand], tmp_path: Path
+) -> None:
     workdir = tmp_path / "demo"
     command = run_demo("--workdir", str(workdir))
     command.wait_for_line("Step 1/4:", timeout=60)
@@ -301,8 +306,9 @@ def test_demo_ctrl_c_stops_every_process(run_demo: Callable[..., DemoCommand],
 
 @pytest.mark.e2e
 @pytest.mark.integration
-def test_demo_duration_runs_out_cleanly(run_demo: Callable[..., DemoCommand],
-                                        tmp_path: Path) -> None:
+def test_demo_duration_runs_out_cleanly(
+    run_demo: Callable[..., DemoCommand], tmp_path: Path
+) -> None:
     """The shortest --duration ends the story in step 1: exit 1, everything stopped."""
     workdir = tmp_path / "demo"
     command = run_demo("--workdir", str(workdir), "--duration", "10")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from exporter.protocols import anthropic, openai
-from exporter.protocols.base import (
+from perfgen.exporter.protocols import anthropic, openai
+from perfgen.exporter.protocols.base import (
     CONTENT,
     END,
     TOKEN,

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.config import Module, Provider
-from exporter.protocols.base import (
+from perfgen.exporter.protocols.base import (
     CONTENT,
     END,
     TOKEN,
@@ -29,7 +28,9 @@ from exporter.protocols.base import (
     streaming_request,
     url_path,
 )
-from exporter.sse import Event
+from perfgen.exporter.sse import Event
+
+from perfgen.config import Module, Provider
 
 API_VERSION = "2023-06-01"
 
@@ -48,8 +49,9 @@ class AnthropicStream(StreamFacts):
         try:
             return self._message(message, name)
         except (AttributeError, TypeError) as exc:
-            raise StreamFailure("bad_stream", f"unexpected event shape ({exc}): "
-                                f"{shorten(data)}") from None
+            raise StreamFailure(
+                "bad_stream", f"unexpected event shape ({exc}): {shorten(data)}"
+            ) from None
 
     def _message(self, message: dict[str, Any], name: str | None) -> int:
         # Compatible servers sometimes omit `event:` lines; the payload's type is authoritative.
@@ -113,8 +115,10 @@ class AnthropicStream(StreamFacts):
 
     def _usage(self, usage: dict[str, Any], *, output: bool) -> None:
         # The prompt is input + cache writes + cache reads: Anthropic splits them.
-        parts = [usage.get(key) for key in
-                 ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")]
+        parts = [
+            usage.get(key)
+            for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+        ]
         if isinstance(parts[0], int):
             self.input_tokens = sum(p for p in parts if isinstance(p, int))
         if output:
@@ -135,11 +139,20 @@ class AnthropicProtocol:
         return replace_path(api_base_url, path + "/v1/messages")
 
     def build_request(
-        self, provider: Provider, model: str, module: Module, prompt: str, max_tokens: int,
+        self,
+        provider: Provider,
+        model: str,
+        module: Module,
+        prompt: str,
+        max_tokens: int,
         api_key: str,
     ) -> WireRequest:
         return streaming_request(
-            self.endpoint(provider.api_base_url), model, module, prompt, max_tokens,
+            self.endpoint(provider.api_base_url),
+            model,
+            module,
+            prompt,
+            max_tokens,
             {"x-api-key": api_key, "anthropic-version": API_VERSION},
         )
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from exporter.config import Module, Provider
-from exporter.sse import Event
+from perfgen.exporter.sse import Event
+
+from perfgen.config import Module, Provider
 
 # Bit flags returned by StreamFacts.feed().
 TOKEN = 1  # the event carries a generated token of any kind (answer, reasoning, tool call)
@@ -45,8 +46,15 @@ class WireRequest:
 class StreamFacts(ABC):
     """What one response stream has said so far. Subclasses implement feed()."""
 
-    __slots__ = ("token_events", "reasoning_events", "content_parts", "input_tokens",
-                 "output_tokens", "reasoning_tokens", "finished")
+    __slots__ = (
+        "token_events",
+        "reasoning_events",
+        "content_parts",
+        "input_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+        "finished",
+    )
 
     def __init__(self) -> None:
         self.token_events = 0  # events that carried at least one token
@@ -76,7 +84,12 @@ class WireProtocol(Protocol):
         ...
 
     def build_request(
-        self, provider: Provider, model: str, module: Module, prompt: str, max_tokens: int,
+        self,
+        provider: Provider,
+        model: str,
+        module: Module,
+        prompt: str,
+        max_tokens: int,
         api_key: str,
     ) -> WireRequest: ...
 
@@ -93,8 +106,13 @@ STREAM_HEADERS = {
 
 
 def streaming_request(
-    url: str, model: str, module: Module, prompt: str, max_tokens: int,
-    auth_headers: dict[str, str], **extra_body: Any,
+    url: str,
+    model: str,
+    module: Module,
+    prompt: str,
+    max_tokens: int,
+    auth_headers: dict[str, str],
+    **extra_body: Any,
 ) -> WireRequest:
     """The part every wire format shares: one user message, streamed, no compression.
 

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.config import Module, Provider
-from exporter.protocols.base import (
+from perfgen.exporter.protocols.base import (
     CONTENT,
     END,
     TOKEN,
@@ -31,7 +30,9 @@ from exporter.protocols.base import (
     streaming_request,
     url_path,
 )
-from exporter.sse import Event
+from perfgen.exporter.sse import Event
+
+from perfgen.config import Module, Provider
 
 _SUFFIX = "/chat/completions"
 
@@ -53,8 +54,9 @@ class OpenAIStream(StreamFacts):
             return self._chunk(chunk)
         except (AttributeError, TypeError) as exc:
             # Valid JSON of the wrong shape (a list where an object belongs, ...).
-            raise StreamFailure("bad_stream", f"unexpected chunk shape ({exc}): "
-                                f"{shorten(data)}") from None
+            raise StreamFailure(
+                "bad_stream", f"unexpected chunk shape ({exc}): {shorten(data)}"
+            ) from None
 
     def _chunk(self, chunk: dict[str, Any]) -> int:
         error = chunk.get("error")
@@ -134,11 +136,20 @@ class OpenAIProtocol:
         return replace_path(api_base_url, path + _SUFFIX)
 
     def build_request(
-        self, provider: Provider, model: str, module: Module, prompt: str, max_tokens: int,
+        self,
+        provider: Provider,
+        model: str,
+        module: Module,
+        prompt: str,
+        max_tokens: int,
         api_key: str,
     ) -> WireRequest:
         return streaming_request(
-            self.endpoint(provider.api_base_url), model, module, prompt, max_tokens,
+            self.endpoint(provider.api_base_url),
+            model,
+            module,
+            prompt,
+            max_tokens,
             {"Authorization": f"Bearer {api_key}"},
             # Without this OpenAI-style servers send no usage and tokens must be estimated.
             stream_options={"include_usage": True},

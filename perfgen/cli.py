@@ -13,13 +13,13 @@ import click
 
 # name -> "module:attribute" of a click.Command; the order is the order of --help.
 COMMANDS: dict[str, str] = {
-    "demo": "stack.demo_cli:demo",
-    "simulate": "simulator.cli:simulate",
-    "exporter": "exporter.cli:exporter",
-    "probe": "exporter.cli:probe",
-    "rules": "rules.cli:rules",
-    "generate": "generator.generate_cli:generate",
-    "query": "generator.query_cli:query",
+    "demo": "perfgen.stack.demo_cli:demo",
+    "simulate": "perfgen.simulator.cli:simulate",
+    "exporter": "perfgen.exporter.cli:exporter",
+    "probe": "perfgen.exporter.cli:probe",
+    "rules": "perfgen.rules.cli:rules",
+    "generate": "perfgen.generator.generate_cli:generate",
+    "query": "perfgen.generator.query_cli:query",
 }
 
 

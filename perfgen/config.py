@@ -327,8 +327,13 @@ class _Reader:
         return value
 
     def number(
-        self, name: str, default: float, *, minimum: float | None = None,
-        maximum: float | None = None, exclusive_min: bool = False,
+        self,
+        name: str,
+        default: float,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        exclusive_min: bool = False,
     ) -> float:
         value = self.get(name, float, default)
         if minimum is not None and (value < minimum or (exclusive_min and value == minimum)):
@@ -378,13 +383,25 @@ class _Reader:
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "a table", list: "a list", str: "a string", bool: "a boolean",
-            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        dict: "a table",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 def _kind_names(kinds: tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-             list: "a list", dict: "a table"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
@@ -396,9 +413,9 @@ def infer_protocol(provider_name: str) -> str | None:
     return "anthropic" if name in _ANTHROPIC_NAMES else "openai"
 
 
-def _parse_providers(path: str, raw: Any, overrides: Mapping[str, Mapping[str, Any]]) -> dict[
-    str, Provider
-]:
+def _parse_providers(
+    path: str, raw: Any, overrides: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Provider]:
     if raw is None:
         raise ConfigError(path, "providers", "at least one [[providers]] entry is required")
     if not isinstance(raw, list):
@@ -425,9 +442,10 @@ def _parse_providers(path: str, raw: Any, overrides: Mapping[str, Mapping[str, A
         protocol = override.get("protocol") or infer_protocol(name)
         if protocol is None:
             raise ConfigError(
-                path, f"performance.providers.{name}.protocol",
+                path,
+                f"performance.providers.{name}.protocol",
                 f"provider {name!r} speaks a protocol perfgen cannot probe; set protocol = "
-                "\"openai\" and an OpenAI-compatible api_base_url to probe it",
+                '"openai" and an OpenAI-compatible api_base_url to probe it',
             )
         probe_key = override.get("probe_api_key")
         providers[name] = Provider(
@@ -460,7 +478,9 @@ def _parse_provider_overrides(perf: _Reader | None) -> dict[str, dict[str, Any]]
             raise reader.error("api_base_url", "must be an http(s) URL")
         reader.reject_unknown()
         overrides[name] = {
-            "protocol": protocol, "probe_api_key": probe_key, "api_base_url": base_url
+            "protocol": protocol,
+            "probe_api_key": probe_key,
+            "api_base_url": base_url,
         }
     return overrides
 
@@ -556,7 +576,8 @@ def _parse_targets(
     for index, name in enumerate(listed_providers):
         if name not in providers:
             raise ConfigError(
-                section.path, f"{section.key('providers')}[{index}]",
+                section.path,
+                f"{section.key('providers')}[{index}]",
                 f"provider {name!r} is not defined in [[providers]]",
             )
     targets: list[Target] = []
@@ -575,7 +596,8 @@ def _parse_targets(
             )
         if target.model not in provider.models:
             raise ConfigError(
-                section.path, key,
+                section.path,
+                key,
                 f"model {target.model!r} is not in provider {target.provider!r}'s models",
             )
         if target not in targets:
@@ -589,7 +611,8 @@ def _parse_targets(
     for index, module in enumerate(sd_modules):
         if module not in modules:
             raise ConfigError(
-                section.path, f"{section.key('modules')}[{index}]",
+                section.path,
+                f"{section.key('modules')}[{index}]",
                 f"unknown module {module!r} (known: {', '.join(sorted(modules))})",
             )
     section.reject_unknown()
@@ -628,7 +651,8 @@ def _parse_scenarios(
             name=name,
             weights=_parse_weights(weights_reader) if weights_reader else None,
             thresholds=_parse_thresholds(thresholds_reader, thresholds)
-            if thresholds_reader else None,
+            if thresholds_reader
+            else None,
             candidates=tuple(candidates),
         )
     return scenarios
@@ -640,8 +664,9 @@ def _parse_generator(perf: _Reader) -> GeneratorSettings:
         return GeneratorSettings()
     base = GeneratorSettings()
     settings = GeneratorSettings(
-        hysteresis_margin=reader.number("hysteresis_margin", base.hysteresis_margin,
-                                        minimum=0, maximum=1),
+        hysteresis_margin=reader.number(
+            "hysteresis_margin", base.hysteresis_margin, minimum=0, maximum=1
+        ),
         hysteresis_for=reader.duration("hysteresis_for", base.hysteresis_for) or "0s",
         max_chain=reader.integer("max_chain", base.max_chain, minimum=1),
         stale_after=reader.duration("stale_after", None),
@@ -657,14 +682,14 @@ def _parse_exporter(perf: _Reader) -> ExporterSettings:
     base = ExporterSettings()
     log_format = reader.get("log_format", str, base.log_format)
     if log_format not in ("logfmt", "json"):
-        raise reader.error("log_format", "must be \"logfmt\" or \"json\"")
+        raise reader.error("log_format", 'must be "logfmt" or "json"')
     token = reader.get("management_token", str)
     # Only a reference: this file is the proxy's config, often committed or shared, and a
     # token written into it would be readable by everyone who can read the file.
     if token is not None and not re.match(r"^\$[A-Za-z_][A-Za-z0-9_]*$", token):
         raise reader.error(
             "management_token",
-            "must be \"$ENV_NAME\", the environment variable holding the token "
+            'must be "$ENV_NAME", the environment variable holding the token '
             "(a literal token in the file is refused)",
         )
     settings = ExporterSettings(
@@ -673,7 +698,9 @@ def _parse_exporter(perf: _Reader) -> ExporterSettings:
         ),
         log_format=log_format,
         backoff_initial_seconds=reader.number(
-            "backoff_initial_seconds", base.backoff_initial_seconds, minimum=0,
+            "backoff_initial_seconds",
+            base.backoff_initial_seconds,
+            minimum=0,
             exclusive_min=True,
         ),
         management_token=Secret(token) if token is not None else None,
@@ -699,11 +726,13 @@ def _parse_performance(
     providers = _parse_providers(path, providers_raw, overrides)
     for name in overrides:
         if name not in providers:
-            raise ConfigError(path, f"performance.providers.{name}",
-                              "names no provider defined in [[providers]]")
+            raise ConfigError(
+                path, f"performance.providers.{name}", "names no provider defined in [[providers]]"
+            )
     base = Performance()
-    timeout = perf.number("test_timeout_seconds", base.test_timeout_seconds, minimum=0,
-                          exclusive_min=True)
+    timeout = perf.number(
+        "test_timeout_seconds", base.test_timeout_seconds, minimum=0, exclusive_min=True
+    )
     thresholds_reader = perf.sub("thresholds")
     thresholds = (
         _parse_thresholds(thresholds_reader, Thresholds()) if thresholds_reader else Thresholds()
@@ -713,11 +742,13 @@ def _parse_performance(
     targets, sd_modules = _parse_targets(perf, providers, modules)
     performance = Performance(
         enabled=perf.get("enabled", bool, True),
-        test_interval_minutes=perf.number("test_interval_minutes", base.test_interval_minutes,
-                                          minimum=0, exclusive_min=True),
+        test_interval_minutes=perf.number(
+            "test_interval_minutes", base.test_interval_minutes, minimum=0, exclusive_min=True
+        ),
         test_timeout_seconds=timeout,
-        max_concurrent_tests=perf.integer("max_concurrent_tests", base.max_concurrent_tests,
-                                          minimum=1),
+        max_concurrent_tests=perf.integer(
+            "max_concurrent_tests", base.max_concurrent_tests, minimum=1
+        ),
         min_test_count=perf.integer("min_test_count", base.min_test_count, minimum=1),
         window=perf.duration("window", base.window) or base.window,
         thresholds=thresholds,
