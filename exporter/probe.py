@@ -1,6 +1,6 @@
 """Run one module against one target: stream the requests, time them, return a ProbeResult.
 
-Timing (definitions in the README, "What is measured"):
+Timing (definitions in docs/exporter.md, "What is measured"):
 
 * t0 is taken when aiohttp is about to write the request headers (a trace hook), so
   connection setup is not charged to the model. A session made without that hook

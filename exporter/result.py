@@ -1,7 +1,7 @@
 """What a probe found: the contract between the probe engine and everything that reports it.
 
 Times are seconds (floats) from t0, the moment the request was written; an unknown
-value is None. Definitions are in the README ("What is measured").
+value is None. Definitions are in docs/exporter.md ("What is measured").
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def render(config_path: str, out_dir: str, runbook_base_url: str, score_drop: fl
     \b
     Window, thresholds, weights, scenarios and min_test_count come from [performance];
     alert `for:` durations derive from window and test_interval_minutes
-    (README: "Prometheus rules").
+    (docs/rules-and-alerts.md).
     Check the result with `promtool check rules DIR/*.yml`.
     """
     try:

@@ -4,7 +4,7 @@ The rules are data, like a kubernetes-mixin: jinja2 templates next to this file
 (`recording.yml.j2`, `alerts.yml.j2`) filled from one `RuleParams` computed here.
 Everything numeric the templates need (score references, `for:` durations, windows)
 is derived in Python, in one place, so the templates stay declarative and the
-derivations can be unit-tested and documented (README: "Prometheus rules").
+derivations can be unit-tested and documented (docs/rules-and-alerts.md).
 
 The templates use `[[ ... ]]` / `[% ... %]` / `[# ... #]` as jinja delimiters because
 the rules themselves contain Prometheus' Go-template `{{ ... }}` annotations.
@@ -180,7 +180,7 @@ class ScenarioParams:
 
 @dataclass(frozen=True)
 class Timings:
-    """Every duration the rules use, derived from [performance] (README: "Prometheus rules")."""
+    """Every duration the rules use, derived from [performance] (docs/rules-and-alerts.md)."""
 
     window: str  # as configured; it is also the suffix of every recording rule name
     window_seconds: float
@@ -399,7 +399,7 @@ def score_components(
     success_ratio: float,
     thresholds: Thresholds,
 ) -> dict[str, float]:
-    """The score components, as the recording rules compute them (README: "Prometheus rules").
+    """The score components, as the recording rules compute them (docs/rules-and-alerts.md).
 
     None for a figure means the window has no sample of it (every request failed), which
     scores as the worst value: an infinitely slow first token, 0 tokens/s.

@@ -4,7 +4,7 @@
 #   bash scripts/demo.sh                  # the story (about 75 s), then stop
 #   bash scripts/demo.sh --keep-running   # stay up afterwards until Ctrl-C
 #
-# Arguments go to `perfgen demo` (README.md, "The demo and the local stack"). Idempotent
+# Arguments go to `perfgen demo` (docs/demo.md). Idempotent
 # and quiet when everything is already installed (scripts/lib.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."

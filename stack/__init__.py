@@ -1,5 +1,5 @@
 """The local stack: processes (Prometheus, Alertmanager, perfgen commands), their configs,
 a webhook receiver, and the demo that ties them together.
 
-README.md, "The demo and the local stack", describes it.
+docs/demo.md describes it.
 """

@@ -58,7 +58,7 @@ async def timed_sse_lines(
 ) -> tuple[float, int, list[tuple[float, bytes]]]:
     """POST and read the stream: (t0, status, [(arrival monotonic time, line)]).
 
-    t0 is when the request was written (as the README's "What is measured" defines it),
+    t0 is when the request was written (as docs/exporter.md, "What is measured", defines it),
     so connection set-up on a busy machine does not count against the simulator.
     """
     written: list[float] = []
