@@ -31,6 +31,7 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from perfgen.exporter.adaptive import AdaptiveIntervals, Choice
 from perfgen.exporter.result import ProbeResult
 
 from perfgen.config import Performance
@@ -143,8 +144,15 @@ def spent_tokens(result: ProbeResult) -> int:
 
 
 class Scheduler:
-    def __init__(self, settings: CostSettings, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: CostSettings,
+        clock: Clock = time.monotonic,
+        intervals: AdaptiveIntervals | None = None,
+    ) -> None:
         self._clock = clock
+        # None: every key waits `interval_seconds`; else exporter/adaptive.py chooses.
+        self.intervals = intervals
         self._states: dict[ProbeKey, _KeyState] = {}
         self.budget = TokenBudget(settings.tokens_per_hour, clock)
         self.scrapes: Counter[tuple[str, str]] = Counter()  # (module, outcome)
@@ -191,12 +199,24 @@ class Scheduler:
                 forgotten += 1
         return forgotten
 
+    def interval(self, key: ProbeKey) -> Choice:
+        """How long `key` waits after a successful probe, and why."""
+        if self.intervals is None:
+            return Choice(self.settings.interval_seconds, "fixed")
+        limit = self.budget.limit
+        share = (self.budget.used() + self.budget.reserved) / limit if limit > 0 else 0.0
+        return self.intervals.choose(key, share)
+
+    def keys(self) -> list[ProbeKey]:
+        """Every key probed (or asked for) so far."""
+        return list(self._states)
+
     def due_at(self, key: ProbeKey) -> float:
         """Clock time from which a scrape of `key` may pay for a new probe."""
         state = self._states.get(key)
         if state is None or state.finished_at is None:
             return -math.inf
-        wait = self.settings.interval_seconds
+        wait = self.interval(key).seconds
         if state.failures:
             backoff = self.settings.backoff_initial_seconds * 2.0 ** (state.failures - 1)
             # A provider that said when to come back is not asked earlier; the interval
@@ -237,6 +257,8 @@ class Scheduler:
         task = asyncio.create_task(self._run(state, start, timeout, cost))
         # If every waiting scrape is cancelled, nobody reads a crash: mark it retrieved.
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        if self.intervals is not None:
+            task.add_done_callback(lambda t, key=key: self._observe(key, t))  # type: ignore[misc]
         state.task = task
         result = await asyncio.shield(task)
         if result is None:  # no concurrency slot in time: not a failure of the target
@@ -279,6 +301,13 @@ class Scheduler:
             self.budget.settle(cost, actual)
             self.in_flight -= 1
             state.task = None
+
+    def _observe(self, key: ProbeKey, task: asyncio.Task[ProbeResult | None]) -> None:
+        if self.intervals is None or task.cancelled() or task.exception() is not None:
+            return
+        result = task.result()
+        if result is not None:
+            self.intervals.observe(key, result)
 
     def _answer(
         self, key: ProbeKey, result: ProbeResult | None, outcome: str, manual: bool = False

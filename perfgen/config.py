@@ -238,6 +238,14 @@ class ExporterSettings:
 
 
 @dataclass(frozen=True)
+class AdaptiveSettings:
+    """`[performance.adaptive]`: probe a target sooner when a probe may change a route."""
+
+    enabled: bool = False
+    min_interval_minutes: float = 5.0  # never sooner than this; at most test_interval_minutes
+
+
+@dataclass(frozen=True)
 class Performance:
     enabled: bool = True
     test_interval_minutes: float = 60.0
@@ -254,6 +262,7 @@ class Performance:
     scenarios: Mapping[str, Scenario] = field(default_factory=dict)
     generator: GeneratorSettings = field(default_factory=GeneratorSettings)
     exporter: ExporterSettings = field(default_factory=ExporterSettings)
+    adaptive: AdaptiveSettings = field(default_factory=AdaptiveSettings)
 
     def scenario_weights(self, scenario: str) -> Weights:
         own = self.scenarios.get(scenario)
@@ -709,6 +718,26 @@ def _parse_exporter(perf: _Reader) -> ExporterSettings:
     return settings
 
 
+def _parse_adaptive(perf: _Reader, interval_minutes: float) -> AdaptiveSettings:
+    reader = perf.sub("adaptive")
+    if reader is None:
+        return AdaptiveSettings()
+    base = AdaptiveSettings()
+    # The default never exceeds a short interval (the demo probes every 15 s).
+    default = min(base.min_interval_minutes, interval_minutes)
+    minimum = reader.number("min_interval_minutes", default, minimum=0, exclusive_min=True)
+    if minimum > interval_minutes:
+        raise reader.error(
+            "min_interval_minutes",
+            f"must be at most test_interval_minutes ({interval_minutes:g}), got {minimum:g}",
+        )
+    settings = AdaptiveSettings(
+        enabled=reader.get("enabled", bool, base.enabled), min_interval_minutes=minimum
+    )
+    reader.reject_unknown()
+    return settings
+
+
 def _parse_budget(perf: _Reader, default: int) -> int:
     reader = perf.sub("budget")
     if reader is None:
@@ -740,11 +769,12 @@ def _parse_performance(
     weights_reader = perf.sub("weights")
     modules = _parse_modules(perf, timeout)
     targets, sd_modules = _parse_targets(perf, providers, modules)
+    interval = perf.number(
+        "test_interval_minutes", base.test_interval_minutes, minimum=0, exclusive_min=True
+    )
     performance = Performance(
         enabled=perf.get("enabled", bool, True),
-        test_interval_minutes=perf.number(
-            "test_interval_minutes", base.test_interval_minutes, minimum=0, exclusive_min=True
-        ),
+        test_interval_minutes=interval,
         test_timeout_seconds=timeout,
         max_concurrent_tests=perf.integer(
             "max_concurrent_tests", base.max_concurrent_tests, minimum=1
@@ -760,6 +790,7 @@ def _parse_performance(
         scenarios=_parse_scenarios(perf, providers, thresholds),
         generator=_parse_generator(perf),
         exporter=_parse_exporter(perf),
+        adaptive=_parse_adaptive(perf, interval),
     )
     perf.reject_unknown()
     return performance, providers
