@@ -114,9 +114,21 @@ class AdaptiveIntervals:
         self._last_failed: dict[ProbeKey, bool] = {}
 
     @classmethod
-    def from_performance(cls, performance: Performance, clock: Clock) -> AdaptiveIntervals | None:
-        """The policy when `[performance.adaptive] enabled`, else None (fixed intervals)."""
-        return cls(performance, clock) if performance.adaptive.enabled else None
+    def from_performance(
+        cls, performance: Performance, clock: Clock, previous: AdaptiveIntervals | None = None
+    ) -> AdaptiveIntervals | None:
+        """The policy when `[performance.adaptive] enabled`, else None (fixed intervals).
+
+        `previous` (a config reload): its recent results carry over, so a reload does not
+        make every target look short of data and probe it at the minimum.
+        """
+        if not performance.adaptive.enabled:
+            return None
+        policy = cls(performance, clock)
+        if previous is not None:
+            policy._samples = previous._samples
+            policy._last_failed = previous._last_failed
+        return policy
 
     # ----------------------------------------------------------------- feeding
 
@@ -125,10 +137,12 @@ class AdaptiveIntervals:
         if key[2] not in self._baseline:
             return
         samples = self._samples.setdefault(key[:2], deque())
+        # The scheduler's clock (monotonic in the exporter), not the result's unix time.
+        now = self._clock()
         for request in result.requests:
             samples.append(
                 _Sample(
-                    result.started_at,
+                    now,
                     request.success,
                     request.ttft_seconds if request.success else None,
                     request.tokens_per_second if request.success else None,

@@ -27,6 +27,8 @@ import aiohttp
 from aiohttp import web
 from perfgen.exporter import logs
 from perfgen.exporter import probe as probe_engine
+from perfgen.exporter.adaptive import REASONS as INTERVAL_REASONS
+from perfgen.exporter.adaptive import AdaptiveIntervals
 from perfgen.exporter.metrics import CumulativeStore, Key, render_probe
 from perfgen.exporter.probe import run_probe as default_run_probe
 from perfgen.exporter.protocols.base import loggable_url
@@ -43,6 +45,7 @@ from perfgen.config import (
     Config,
     ConfigError,
     Module,
+    Performance,
     Provider,
     Target,
     load_config,
@@ -114,7 +117,11 @@ class Exporter:
         # then, and for an Exporter used without the app, run_probe makes its own.
         self.session: aiohttp.ClientSession | None = None
         self.clock = clock
-        self.scheduler = Scheduler(CostSettings.from_performance(self.config.performance), clock)
+        self.scheduler = Scheduler(
+            CostSettings.from_performance(self.config.performance),
+            clock,
+            AdaptiveIntervals.from_performance(self.config.performance, clock),
+        )
         # One store per target+module, so that the management API can forget a target.
         self.stores: dict[Key, CumulativeStore] = {}
         self.recent: deque[RecentProbe] = deque(maxlen=RECENT_PROBES)
@@ -158,6 +165,9 @@ class Exporter:
         self._previous_secrets = _secret_values(self.config)
         self.config = config
         self.scheduler.configure(CostSettings.from_performance(config.performance))
+        self.scheduler.intervals = AdaptiveIntervals.from_performance(
+            config.performance, self.clock, self.scheduler.intervals
+        )
         logs.set_format(
             self.logger, self._log_format_override or config.performance.exporter.log_format
         )
@@ -370,6 +380,31 @@ class _HealthCollector(Collector):
             "Targets configured in [performance.test_models].",
             len(performance.targets),
         )
+        yield from _interval_families(scheduler, performance)
+
+
+def _interval_families(scheduler: Scheduler, performance: Performance) -> Iterator[Metric]:
+    """Each target+module's current probe interval and the reason for it."""
+    labels = ("provider", "model", "module")
+    interval = GaugeMetricFamily(
+        "perfgen_exporter_probe_interval_seconds",
+        "Least time between two paid probes of the target+module, as chosen now.",
+        labels=labels,
+    )
+    reason = GaugeMetricFamily(
+        "perfgen_exporter_probe_interval_reason",
+        "1 for the reason of the current interval (fixed when adaptive probing is off).",
+        labels=(*labels, "reason"),
+    )
+    for target in performance.targets:
+        for module in performance.sd_modules:
+            key = (target.provider, target.model, module)
+            choice = scheduler.interval(key)
+            interval.add_metric(list(key), choice.seconds)
+            for name in INTERVAL_REASONS:
+                reason.add_metric([*key, name], 1.0 if name == choice.reason else 0.0)
+    yield interval
+    yield reason
 
 
 # ---------------------------------------------------------------------- helpers
@@ -471,11 +506,16 @@ def debug_text(
     module: Module,
     provider: Provider,
     timeout: float | None,
+    key: tuple[str, str, str] | None = None,
 ) -> str:
     """The `?debug=true` page: what was decided, what the probe logged, what it returned."""
     result = answer.result
     recent = exporter.recent_for(result)
     lines = [f"Scrape outcome: {answer.outcome} (llm_probe_cached {int(answer.cached)})"]
+    if key is None and result is not None:
+        key = (result.provider, result.model, result.module)
+    if key is not None:
+        lines.append(exporter.scheduler.schedule_note(key))
     if timeout is not None:
         lines.append(f"Probe timeout: {timeout:g}s")
     if recent is not None:
@@ -523,7 +563,7 @@ async def handle_probe(request: web.Request) -> web.Response:
     key = (target.provider, target.model, module.name)
     body = render_probe(exporter.store_for(key), key, answer.result, cached=answer.cached)
     if request.query.get("debug", "").lower() in ("true", "1", "yes"):
-        return _text(debug_text(exporter, answer, body, module, provider, timeout))
+        return _text(debug_text(exporter, answer, body, module, provider, timeout, key))
     return web.Response(body=body, headers={"Content-Type": EXPOSITION_CONTENT_TYPE})
 
 

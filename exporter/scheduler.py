@@ -207,6 +207,14 @@ class Scheduler:
         share = (self.budget.used() + self.budget.reserved) / limit if limit > 0 else 0.0
         return self.intervals.choose(key, share)
 
+    def schedule_note(self, key: ProbeKey) -> str:
+        """One line for the debug view: the key's interval, why, and when it is next due."""
+        choice = self.interval(key)
+        why = f"{choice.reason}: {choice.detail}" if choice.detail else choice.reason
+        wait = self.due_at(key) - self._clock()
+        when = "now" if wait <= 0 else f"in {wait:.0f}s"
+        return f"Schedule: interval {choice.seconds:g}s ({why}); next paid probe due {when}"
+
     def keys(self) -> list[ProbeKey]:
         """Every key probed (or asked for) so far."""
         return list(self._states)
