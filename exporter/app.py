@@ -34,6 +34,7 @@ from perfgen.exporter.probe import run_probe as default_run_probe
 from perfgen.exporter.protocols.base import loggable_url
 from perfgen.exporter.result import ProbeResult
 from perfgen.exporter.scheduler import OUTCOMES, Answer, CostSettings, Scheduler
+from perfgen.exporter.spend import probe_input_tokens, probe_output_tokens
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
@@ -194,7 +195,13 @@ class Exporter:
         async def start(remaining: float) -> ProbeResult:
             return await self._paid_probe(config, target, module, provider, remaining)
 
-        answer = await self.scheduler.probe(key, start, timeout=timeout, cost=probe_cost(module))
+        answer = await self.scheduler.probe(
+            key,
+            start,
+            timeout=timeout,
+            cost=probe_cost(module),
+            input_tokens=probe_input_tokens(module),
+        )
         if answer.outcome == "fresh":
             self._budget_warned = False
             return answer
@@ -229,7 +236,12 @@ class Exporter:
             return await self._paid_probe(config, target, module, provider, remaining)
 
         answer = await self.scheduler.probe(
-            key, start, timeout=module.timeout_seconds, cost=probe_cost(module), manual=True
+            key,
+            start,
+            timeout=module.timeout_seconds,
+            cost=probe_cost(module),
+            manual=True,
+            input_tokens=probe_input_tokens(module),
         )
         if answer.outcome == "fresh":
             self.manual_tests[key] = began
@@ -288,7 +300,7 @@ class Exporter:
 
 def probe_cost(module: Module) -> int:
     """The most output tokens one probe of `module` can spend (its budget reservation)."""
-    return module.max_tokens * module.runs * module.concurrency
+    return probe_output_tokens(module)
 
 
 def _secret_values(config: Config) -> list[str]:
@@ -368,7 +380,7 @@ class _HealthCollector(Collector):
         yield gauge(
             "perfgen_exporter_budget_exhausted",
             "1 while the hourly token budget refuses probes.",
-            1 if scheduler.budget.exhausted() else 0,
+            1 if scheduler.budget.exhausted() or scheduler.money.exhausted() else 0,
         )
         yield gauge(
             "perfgen_exporter_event_loop_lag_seconds",
@@ -381,6 +393,30 @@ class _HealthCollector(Collector):
             len(performance.targets),
         )
         yield from _interval_families(scheduler, performance)
+        yield from _spend_families(scheduler, performance)
+
+
+def _spend_families(scheduler: Scheduler, performance: Performance) -> Iterator[Metric]:
+    """Probe spend in dollars, by the configured `[performance.prices]`."""
+    cost = CounterMetricFamily(
+        "perfgen_exporter_probe_cost_dollars",
+        "Dollars paid for probes, by [performance.prices] (0 for models without a price).",
+        labels=("provider", "model", "module"),
+    )
+    keys = {(t.provider, t.model, m) for t in performance.targets for m in performance.sd_modules}
+    for key in sorted(keys | set(scheduler.dollars)):
+        cost.add_metric(list(key), scheduler.dollars[key])
+    yield cost
+    yield GaugeMetricFamily(
+        "perfgen_exporter_budget_dollars_used",
+        "Dollars spent by probes in the last hour.",
+        value=scheduler.money.used(),
+    )
+    yield GaugeMetricFamily(
+        "perfgen_exporter_budget_dollars_limit",
+        "Dollars probes may spend per hour (0 = unlimited).",
+        value=scheduler.money.limit,
+    )
 
 
 def _interval_families(scheduler: Scheduler, performance: Performance) -> Iterator[Metric]:

@@ -25,6 +25,7 @@ from perfgen.config import (
     ConfigError,
     Performance,
     Route,
+    Target,
     duration_seconds,
     load_config,
     parse_chain,
@@ -289,8 +290,19 @@ def _csv_cell(value: Any) -> Any:
     metavar="DURATION",
     help="Recording-rule window (default: [performance] window, else 1h).",
 )
+@click.option(
+    "--cost",
+    is_flag=True,
+    help="Instead of the ranking: what the --config's probing costs per day (estimated from "
+    "intervals, max_tokens and [performance.prices]; measured from the exporter's counter).",
+)
 def query(
-    config_path: str | None, scenario: str, fmt: str, window: str | None, **options: Any
+    config_path: str | None,
+    scenario: str,
+    fmt: str,
+    window: str | None,
+    cost: bool = False,
+    **options: Any,
 ) -> None:
     """Print the ranking of one routing scenario from the recording rules.
 
@@ -301,6 +313,9 @@ def query(
     with the default min_test_count (5) and probe interval (60 min).
     """
     config: Config | None = None
+    if cost:
+        _print_cost(config_path, options)
+        return
     try:
         if config_path:
             config = load_config(config_path)
@@ -341,3 +356,27 @@ def query(
         extra = [*(own.candidates if own and own.candidates else ()), *chain]
     rows = rank_rows(snap, scenario, policy, extra, only, chain)
     click.echo(render(rows, fmt, scenario, window, snap.at), nl=False)
+
+
+def _print_cost(config_path: str | None, options: dict[str, Any]) -> None:
+    """`perfgen query --cost`: the estimate from the config, and the measured last day."""
+    from perfgen.exporter.spend import MEASURED_QUERY, render_estimate
+
+    if not config_path:
+        click.echo("perfgen query: error: --cost needs --config", err=True)
+        sys.exit(1)
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        click.echo(f"perfgen query: error: {exc}", err=True)
+        sys.exit(1)
+    measured: dict[Target, float] | None = None
+    try:
+        samples = make_client(options).instant(MEASURED_QUERY)
+        measured = {
+            Target(s.labels.get("provider", ""), s.labels.get("model", "")): s.value
+            for s in samples
+        }
+    except (PromQLError, ValueError) as exc:
+        click.echo(f"perfgen query: warning: no measured cost: {exc}", err=True)
+    click.echo(render_estimate(config.performance, measured), nl=False)

@@ -238,6 +238,19 @@ class ExporterSettings:
 
 
 @dataclass(frozen=True)
+class Price:
+    """`[performance.prices."provider:model"]`: dollars per million tokens."""
+
+    input_per_million: float = 0.0
+    output_per_million: float = 0.0
+
+    def dollars(self, input_tokens: int, output_tokens: int) -> float:
+        return (
+            input_tokens * self.input_per_million + output_tokens * self.output_per_million
+        ) / 1e6
+
+
+@dataclass(frozen=True)
 class AdaptiveSettings:
     """`[performance.adaptive]`: probe a target sooner when a probe may change a route."""
 
@@ -263,6 +276,8 @@ class Performance:
     generator: GeneratorSettings = field(default_factory=GeneratorSettings)
     exporter: ExporterSettings = field(default_factory=ExporterSettings)
     adaptive: AdaptiveSettings = field(default_factory=AdaptiveSettings)
+    prices: Mapping[Target, Price] = field(default_factory=dict)
+    max_dollars_per_hour: float = 0.0  # 0 = no money budget (the token budget still holds)
 
     def scenario_weights(self, scenario: str) -> Weights:
         own = self.scenarios.get(scenario)
@@ -738,13 +753,38 @@ def _parse_adaptive(perf: _Reader, interval_minutes: float) -> AdaptiveSettings:
     return settings
 
 
-def _parse_budget(perf: _Reader, default: int) -> int:
+def _parse_budget(perf: _Reader, default: int) -> tuple[int, float]:
     reader = perf.sub("budget")
     if reader is None:
-        return default
+        return default, 0.0
     value = reader.integer("max_output_tokens_per_hour", default, minimum=0)
+    dollars = reader.number("max_dollars_per_hour", 0.0, minimum=0)
     reader.reject_unknown()
-    return value
+    return value, dollars
+
+
+def _parse_prices(perf: _Reader, providers: Mapping[str, Provider]) -> dict[Target, Price]:
+    reader = perf.sub("prices")
+    if reader is None:
+        return {}
+    prices: dict[Target, Price] = {}
+    for name in list(reader.table):
+        try:
+            target = Target.parse(name)
+        except ValueError as exc:
+            raise reader.error(name, str(exc)) from None
+        provider = providers.get(target.provider)
+        if provider is None or target.model not in provider.models:
+            raise reader.error(name, "names no model of a provider in [[providers]]")
+        table = reader.sub(name)
+        if table is None or not isinstance(table.table, dict):
+            raise reader.error(name, "must be a table { input_per_million, output_per_million }")
+        prices[target] = Price(
+            input_per_million=table.number("input_per_million", 0.0, minimum=0),
+            output_per_million=table.number("output_per_million", 0.0, minimum=0),
+        )
+        table.reject_unknown()
+    return prices
 
 
 def _parse_performance(
@@ -772,6 +812,7 @@ def _parse_performance(
     interval = perf.number(
         "test_interval_minutes", base.test_interval_minutes, minimum=0, exclusive_min=True
     )
+    tokens_per_hour, dollars_per_hour = _parse_budget(perf, base.max_output_tokens_per_hour)
     performance = Performance(
         enabled=perf.get("enabled", bool, True),
         test_interval_minutes=interval,
@@ -785,12 +826,14 @@ def _parse_performance(
         weights=_parse_weights(weights_reader) if weights_reader else Weights(),
         targets=targets,
         sd_modules=sd_modules,
-        max_output_tokens_per_hour=_parse_budget(perf, base.max_output_tokens_per_hour),
+        max_output_tokens_per_hour=tokens_per_hour,
         modules=modules,
         scenarios=_parse_scenarios(perf, providers, thresholds),
         generator=_parse_generator(perf),
         exporter=_parse_exporter(perf),
         adaptive=_parse_adaptive(perf, interval),
+        prices=_parse_prices(perf, providers),
+        max_dollars_per_hour=dollars_per_hour,
     )
     perf.reject_unknown()
     return performance, providers
