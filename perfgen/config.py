@@ -222,7 +222,7 @@ class Scenario:
 
 @dataclass(frozen=True)
 class GeneratorSettings:
-    hysteresis_margin: float = 0.10
+    hysteresis_margin: float = 0.05
     hysteresis_for: str = "15m"
     max_chain: int = 3
     stale_after: str | None = None  # None: three probe intervals
