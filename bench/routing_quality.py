@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,8 @@ class Run:
     seed: int
     dataset: str  # "fixed" or "adaptive"
     results: dict[str, list[ProbeResult]] = field(default_factory=dict)  # model -> results
+    # Adaptive runs: the reason of the interval chosen right after each paid probe.
+    reasons: Counter[str] = field(default_factory=Counter)
 
     @property
     def provider(self) -> str:
@@ -177,6 +180,8 @@ async def simulate(run: Run, performance: Performance, day_start: int, out: IO[s
                 run.results[key[1]].append(answer.result)
                 lines[key] = _series_lines(store, key, reasons)
                 stamps[key] = answer.result.started_at
+                if intervals is not None:
+                    run.reasons[scheduler.interval(key).reason] += 1
             stamp = f" {int(at)}\n"
             out.write(stamp.join(lines[key]) + stamp)
             if key in stamps:
@@ -572,6 +577,17 @@ def main() -> None:
             for w in worlds
         ],
     )
+    reasons = sorted({r for run in runs for r in run.reasons})
+    print("\n### adaptive: interval reason right after each paid probe (share, all seeds)\n")
+    rows = []
+    for w in worlds:
+        total: Counter[str] = Counter()
+        for run in runs:
+            if run.world.name == w:
+                total.update(run.reasons)
+        n = sum(total.values()) or 1
+        rows.append([w, *(f"{100 * total[r] / n:.0f} %" for r in reasons)])
+    print_table(["world", *reasons], rows)
     report(figures, worlds, policies)
     print(f"# wall {time.monotonic() - wall:.0f} s")
 
