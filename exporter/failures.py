@@ -53,9 +53,10 @@ def http_failure(status: int, body: bytes, request_body: bytes, provider: str) -
         return words, detail
     parameter = refused_parameter(payload, text, _sent_fields(request_body))
     if parameter is not None:
+        # The fix first: details are cut to one bounded line.
         return "unsupported_parameter", (
-            f"HTTP {status}: the provider refuses parameter {parameter!r} ({text}); "
-            + fix_hint(parameter, provider)
+            f"HTTP {status}: the provider refuses parameter {parameter!r}; "
+            f"{fix_hint(parameter, provider)} ({text})"
         )
     return "http_4xx", detail
 
@@ -72,9 +73,13 @@ def refused_parameter(payload: Any, text: str, sent: set[str]) -> str | None:
             location = item.get("loc") if isinstance(item, dict) else None
             if isinstance(location, list) and location:
                 candidates.append(".".join(str(p) for p in location if p != "body"))
-    if _REFUSED.search(text):
-        for match in _QUOTED.finditer(text):
-            candidates.append(next(g for g in match.groups() if g))
+    messages = [text]
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        messages.append(error["message"])  # "temperature: Extra inputs ..." from its start
+    for message in messages:
+        if _REFUSED.search(message):
+            for match in _QUOTED.finditer(message):
+                candidates.append(next(g for g in match.groups() if g))
     for name in candidates:
         if name in sent and name.split(".")[0] not in _CONTENT_FIELDS:
             return name
