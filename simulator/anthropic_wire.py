@@ -89,13 +89,7 @@ class AnthropicStream:
         prefix = ""
         if self._thinking:
             # The first answer token closes the thinking block and opens the text block.
-            self._thinking = False
-            signature = {"type": "signature_delta", "signature": _SIGNATURE}
-            prefix = _event(
-                "content_block_delta",
-                _compact({"type": "content_block_delta", "index": 0, "delta": signature}),
-            )
-            prefix += self._block_stop()
+            prefix = self._end_thinking() + self._block_stop()
             self._block = 1
             prefix += self._block_start({"type": "text", "text": ""})
             self._text_head = self._text_head.replace('"index":0', '"index":1')
@@ -106,15 +100,8 @@ class AnthropicStream:
             reason = "refusal"
         else:
             reason = "max_tokens" if self._plan.truncated else "end_turn"
-        prefix = ""
-        if self._thinking:
-            # No answer token came (the cap ran out while thinking): close the block.
-            self._thinking = False
-            signature = {"type": "signature_delta", "signature": _SIGNATURE}
-            prefix = _event(
-                "content_block_delta",
-                _compact({"type": "content_block_delta", "index": 0, "delta": signature}),
-            )
+        # No answer token came (the cap ran out while thinking): the block still ends.
+        prefix = self._end_thinking() if self._thinking else ""
         output = self._plan.total_tokens if self._plan.include_usage else None
         delta = {
             "type": "message_delta",
@@ -133,6 +120,15 @@ class AnthropicStream:
 
     def error_event(self) -> bytes:
         return _event("error", _compact(error_event_json())).encode()
+
+    def _end_thinking(self) -> str:
+        """The thinking block's closing signature (all a hidden thinking block shows)."""
+        self._thinking = False
+        signature = {"type": "signature_delta", "signature": _SIGNATURE}
+        return _event(
+            "content_block_delta",
+            _compact({"type": "content_block_delta", "index": 0, "delta": signature}),
+        )
 
     def _block_start(self, block: dict[str, Any]) -> str:
         data = {"type": "content_block_start", "index": self._block, "content_block": block}

@@ -16,8 +16,7 @@ import json
 import time
 from typing import Any
 
-from perfgen.simulator.config import ProviderConfig
-from perfgen.simulator.openai_wire import OpenAIWire, error_event_json, fault_json, refusal_json
+from perfgen.simulator.openai_wire import OpenAIWire, error_event_json
 from perfgen.simulator.plan import RequestPlan
 from perfgen.simulator.text import content_text, prompt_tokens, reply_with
 from perfgen.simulator.wire import BadRequest, ChatRequest, optional_int
@@ -213,7 +212,9 @@ class ResponsesStream:
         return f"event: error\ndata: {_compact(payload)}\n\n".encode()
 
 
-class ResponsesWire:
+class ResponsesWire(OpenAIWire):
+    """Errors, faults and models as chat completions words them; its own requests and streams."""
+
     protocol = "openai-responses"
 
     def parse(self, body: Any) -> ChatRequest:
@@ -243,22 +244,9 @@ class ResponsesWire:
             prompt_text="\n".join(texts),
         )
 
-    def error_body(self, status: int, message: str) -> dict[str, Any]:
-        return OpenAIWire().error_body(status, message)
-
-    def error_event_body(self) -> dict[str, Any]:
-        return error_event_json()
-
-    def refusal_body(self, parameter: str, hint: str) -> dict[str, Any]:
-        return refusal_json(parameter, hint)
-
-    def fault_body(self, fault: str) -> tuple[int, dict[str, Any]]:
-        return fault_json(fault)
-
-    def models_body(self, provider: ProviderConfig) -> dict[str, Any]:
-        return OpenAIWire().models_body(provider)
-
-    def encoder(self, serial: int, request: ChatRequest, plan: RequestPlan) -> ResponsesStream:
+    def encoder(  # type: ignore[override]
+        self, serial: int, request: ChatRequest, plan: RequestPlan
+    ) -> ResponsesStream:
         return ResponsesStream(serial, request, plan)
 
     def complete_body(

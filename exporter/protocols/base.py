@@ -183,6 +183,17 @@ def replace_path(url: str, path: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
 
 
+def suffix_endpoint(api_base_url: str, suffix: str) -> str:
+    """The OpenAI SDK rule: a path already ending in `suffix` is used as is, a bare host
+    gets `/v1` + suffix, any other path (it names the API version) gets `suffix`."""
+    path = url_path(api_base_url)
+    if path.endswith(suffix):
+        return replace_path(api_base_url, path)
+    if not path:
+        return replace_path(api_base_url, "/v1" + suffix)
+    return replace_path(api_base_url, path + suffix)
+
+
 def url_path(url: str) -> str:
     """The path of `url` without trailing slashes ('' for a bare host)."""
     return urlsplit(url).path.rstrip("/")

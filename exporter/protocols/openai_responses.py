@@ -28,11 +28,10 @@ from perfgen.exporter.protocols.base import (
     WireRequest,
     event_error,
     parse_json,
-    replace_path,
     shorten,
     stream_error,
     streaming_request,
-    url_path,
+    suffix_endpoint,
 )
 from perfgen.exporter.sse import Event
 
@@ -141,12 +140,7 @@ class ResponsesProtocol:
     name = "openai-responses"
 
     def endpoint(self, api_base_url: str) -> str:
-        path = url_path(api_base_url)
-        if path.endswith(_SUFFIX):
-            return replace_path(api_base_url, path)
-        if not path:
-            return replace_path(api_base_url, "/v1" + _SUFFIX)
-        return replace_path(api_base_url, path + _SUFFIX)
+        return suffix_endpoint(api_base_url, _SUFFIX)
 
     def build_request(
         self,
