@@ -128,6 +128,8 @@ class OpenAIStream(StreamFacts):
             if content:
                 if self._think == _ANSWER:
                     self.content_parts.append(content)
+                    if len(delta) == 1:
+                        return TOKEN | CONTENT  # the usual chunk: answer text and nothing else
                     flags = TOKEN | CONTENT
                 else:
                     flags = self._content(content)  # maybe an inline <think> block
