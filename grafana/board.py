@@ -25,6 +25,12 @@ TAG = "perfgen"
 # The windows the recording rules are rendered for; `[performance] window` (default 1h).
 # Render rules for more windows and list them here to offer them in the `window` picker.
 WINDOWS: tuple[str, ...] = ("1h",)
+# `region` is a target label set where the exporter is scraped (docs/scale-out.md), so a
+# single-region deployment has none. The All value `.*` matches an absent label too
+# (PromQL: a missing label is the empty string), so every query filtered by
+# `region=~"$region"` finds the same series with or without regions.
+REGION_ALL = ".*"
+REGION_MATCHER = 'region=~"$region"'
 
 
 # --------------------------------------------------------------------------- variables
@@ -83,6 +89,23 @@ def query_variable(
     if default:
         variable.current(model.VariableOption(selected=True, text=default, value=default))
     return variable
+
+
+def region_variable(query: str) -> sdk.QueryVariable:
+    """Regions present in `query`'s series; All (the default) also matches no region."""
+    return (
+        query_variable(
+            "region",
+            "Region",
+            f"label_values({query}, region)",
+            description="Where the exporter is scraped (a target label). All also "
+            "shows series without a region, so a single-region setup needs none.",
+        )
+        .include_all(True)
+        .all_value(REGION_ALL)
+        .multi(True)
+        .current(model.VariableOption(selected=True, text=["All"], value=["$__all"]))
+    )
 
 
 # --------------------------------------------------------------------------- annotations
@@ -171,7 +194,7 @@ def prometheus_annotation(
         .step("60s")
         .title_format(title)
         .text_format(text)
-        .tag_keys(["scenario", "provider", "model", "alertname"])
+        .tag_keys(["scenario", "provider", "model", "alertname", "region"])
     )
 
 

@@ -13,7 +13,8 @@ Metric, recording-rule and job names come from docs/CONTRACTS.md. Where a record
 exists the panels use it (one definition of "p95 TTFT" for alerts, ranking and humans);
 raw metrics appear only where no rule exists (per-probe gauges, failures by reason,
 histograms for heatmaps) and then always with `$__rate_interval`, so that a rate never
-spans fewer than two scrapes whatever the zoom.
+spans fewer than two scrapes whatever the zoom. Every series selector filters on
+`region=~"$region"` (series()), which matches series with and without a region label.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from grafana_foundation_sdk.builders import dashboard as sdk
 from grafana_foundation_sdk.models import dashboard as model
 
 from .board import (
+    REGION_MATCHER,
     SCHEMA_VERSION,
     TAG,
     WINDOWS,
@@ -35,6 +37,7 @@ from .board import (
     datasource_variable,
     prometheus_annotation,
     query_variable,
+    region_variable,
     render,
     window_variable,
 )
@@ -77,8 +80,8 @@ def rule(level: str, metric: str, operation: str) -> str:
 
 
 def series(name: str, *matchers: str) -> str:
-    """A selector of `name`, e.g. `up{job="x"}`."""
-    return f"{name}{{{', '.join(matchers)}}}" if matchers else name
+    """A selector of `name` in the chosen region(s), e.g. `up{region=~"$region", job="x"}`."""
+    return f"{name}{{{', '.join((REGION_MATCHER, *matchers))}}}"
 
 
 SCORE = rule("provider_model", "llm_performance_score", "ratio")
@@ -99,7 +102,11 @@ PROBE = f'job="{PROBE_JOB}"'
 EXPORTER = f'job="{EXPORTER_JOB}"'
 GENERATOR = f'job="{GENERATOR_JOB}"'
 FIRING = ('alertname=~"Perfgen.+"', 'alertstate="firing"')
-PER_MODEL = "{{provider}}/{{model}}"
+# Region is a target label, so every target's `up` carries it: the variable lists the
+# regions the exporter is scraped in, whether or not a probe has succeeded there.
+REGION_SOURCE = f'up{{job=~"{PROBE_JOB}|{EXPORTER_JOB}"}}'
+# Legends end with the region, which renders empty where there is none.
+PER_MODEL = "{{provider}}/{{model}} {{region}}"
 
 
 def scenario_variable() -> sdk.QueryVariable:
@@ -130,7 +137,7 @@ def firing_alerts() -> sdk.AnnotationQuery:
         "Perfgen alerts",
         series("ALERTS", *FIRING),
         title="{{alertname}}",
-        text="{{provider}} {{model}}",
+        text="{{provider}} {{model}} {{region}}",
         color="red",
     )
 
@@ -146,14 +153,14 @@ def drill_down_link(column: str) -> sdk.DashboardFieldConfigSourceOverrides:
     """
     url = (
         f"/d/{UID_MODEL}/perfgen-model?${{__url_time_range}}&${{datasource:queryparam}}"
-        "&${window:queryparam}&${scenario:queryparam}"
+        "&${region:queryparam}&${window:queryparam}&${scenario:queryparam}"
         "&var-provider=${__data.fields.provider}&var-model=${__data.fields.model}"
     )
     return override(column, links=[{"title": "Drill down: ${__data.fields.model}", "url": url}])
 
 
 def overview() -> model.Dashboard:
-    by_model = "max by (provider, model)"
+    by_model = "max by (provider, model, region)"
     ranking = table(
         "Ranking ($scenario, $window)",
         [
@@ -164,12 +171,14 @@ def overview() -> model.Dashboard:
             target(f"{by_model} ({series(SUCCESS)})", instant=True, table=True),
             target(f"{by_model} ({series(SAMPLES)})", instant=True, table=True),
         ],
-        description="Every probed model, best score first. The generator ranks exactly "
-        "this among the models that meet the thresholds and have at least "
-        "min_test_count samples. Click a model to drill down.",
+        description="Every probed model (per region, where the exporter is scraped in "
+        "several), best score first. The generator ranks exactly this among the models "
+        "that meet the thresholds and have at least min_test_count samples. Click a "
+        "model to drill down.",
         columns=[
             "provider",
             "model",
+            "region",
             "Score",
             "Meets thresholds",
             "p95 TTFT",
@@ -217,15 +226,16 @@ def overview() -> model.Dashboard:
     panels = [
         stat(
             "Models ranked",
-            f"count({series(SCORE, SCENARIO)}) or vector(0)",
-            description="Models with a score in this scenario (enough fresh data).",
+            f"count(group by (provider, model) ({series(SCORE, SCENARIO)})) or vector(0)",
+            description="Models with a score in this scenario (enough fresh data) in any "
+            "chosen region.",
             width=6,
         ),
         stat(
             "Meeting thresholds",
-            f"sum({series(MEETS, SCENARIO)}) or vector(0)",
-            description="Models within the latency, throughput and success thresholds; "
-            "only these are eligible as primary.",
+            f"sum(max by (provider, model) ({series(MEETS, SCENARIO)})) or vector(0)",
+            description="Models within the latency, throughput and success thresholds "
+            "(in at least one chosen region); only these are eligible as primary.",
             steps=[(None, "red"), (1, "green")],
             width=6,
         ),
@@ -263,8 +273,8 @@ def overview() -> model.Dashboard:
             "Primary route per scenario",
             [
                 target(
-                    f"max by (scenario, provider, model) ({primary})",
-                    "{{scenario}}: {{provider}},{{model}}",
+                    f"max by (scenario, provider, model, region) ({primary})",
+                    "{{scenario}}: {{provider}},{{model}} {{region}}",
                 )
             ],
             description="Which model the generator made primary for each scenario, over "
@@ -312,13 +322,13 @@ def overview() -> model.Dashboard:
             "Current primary route",
             [
                 target(
-                    f"max by (scenario, provider, model) ({primary})",
+                    f"max by (scenario, provider, model, region) ({primary})",
                     instant=True,
                     table=True,
                 )
             ],
             description="What the last generator run wrote into the proxy config.",
-            columns=["scenario", "provider", "model"],
+            columns=["scenario", "region", "provider", "model"],
             renames={},
             hidden=["Value"],
             width=8,
@@ -350,6 +360,7 @@ def overview() -> model.Dashboard:
         "Which models are fastest and healthy, which one each route uses, and why.",
         [
             datasource_variable(),
+            region_variable(REGION_SOURCE),
             window_variable(),
             scenario_variable(),
         ],
@@ -362,6 +373,7 @@ def model_drill_down() -> model.Dashboard:
     requests = "llm_requests_total"
     variables = [
         datasource_variable(),
+        region_variable(REGION_SOURCE),
         window_variable(),
         scenario_variable(),
         query_variable(
@@ -438,8 +450,8 @@ def model_drill_down() -> model.Dashboard:
         timeseries(
             "Score components",
             [
-                target(series(COMPONENT, *MODEL), "{{component}}"),
-                target(series(SCORE, *MODEL, SCENARIO), "score"),
+                target(series(COMPONENT, *MODEL), "{{component}} {{region}}"),
+                target(series(SCORE, *MODEL, SCENARIO), "score {{region}}"),
             ],
             description="Normalised latency, throughput and reliability components "
             "(each 0..1) and the weighted score they make.",
@@ -450,7 +462,7 @@ def model_drill_down() -> model.Dashboard:
         ),
         timeseries(
             "Score per scenario",
-            [target(series(SCORE, *MODEL), "{{scenario}}")],
+            [target(series(SCORE, *MODEL), "{{scenario}} {{region}}")],
             description="The same measurements scored with each scenario's weights.",
             unit="none",
             minimum=0,
@@ -460,9 +472,9 @@ def model_drill_down() -> model.Dashboard:
         timeseries(
             "Latency percentiles",
             [
-                *(target(series(TTFT[q], *MODEL), f"TTFT {q}") for q in TTFT),
-                target(series(FIRST_CONTENT_P95, *MODEL), "first content p95"),
-                target(series(DURATION_P95, *MODEL), "request duration p95"),
+                *(target(series(TTFT[q], *MODEL), f"TTFT {q} {{{{region}}}}") for q in TTFT),
+                target(series(FIRST_CONTENT_P95, *MODEL), "first content p95 {{region}}"),
+                target(series(DURATION_P95, *MODEL), "request duration p95 {{region}}"),
             ],
             description="TTFT ends at the first token of any kind (reasoning included); "
             "first content at the first visible answer token.",
@@ -470,7 +482,7 @@ def model_drill_down() -> model.Dashboard:
         ),
         timeseries(
             "p95 TTFT per module",
-            [target(series(TTFT_P95_MODULE, *MODEL), "{{module}}")],
+            [target(series(TTFT_P95_MODULE, *MODEL), "{{module}} {{region}}")],
             description="Short prompts (latency), long generations (throughput) and "
             "parallel streams (concurrent) load a model differently.",
             unit="s",
@@ -478,10 +490,12 @@ def model_drill_down() -> model.Dashboard:
         timeseries(
             "Last probe: latency ($module)",
             [
-                target(last_probe("llm_probe_ttft_seconds"), "TTFT"),
-                target(last_probe("llm_probe_first_content_seconds"), "first content"),
-                target(last_probe("llm_probe_request_duration_seconds"), "request duration"),
-                target(last_probe("llm_probe_duration_seconds"), "whole probe"),
+                target(last_probe("llm_probe_ttft_seconds"), "TTFT {{region}}"),
+                target(last_probe("llm_probe_first_content_seconds"), "first content {{region}}"),
+                target(
+                    last_probe("llm_probe_request_duration_seconds"), "request duration {{region}}"
+                ),
+                target(last_probe("llm_probe_duration_seconds"), "whole probe {{region}}"),
             ],
             description="Per-probe gauges: the medians of the last probe, as scraped. "
             "Flat stretches are cached answers between paid probes.",
@@ -490,8 +504,10 @@ def model_drill_down() -> model.Dashboard:
         timeseries(
             "Last probe: decode rate ($module)",
             [
-                target(last_probe("llm_probe_tokens_per_second"), "per stream"),
-                target(last_probe("llm_probe_aggregate_tokens_per_second"), "all streams"),
+                target(last_probe("llm_probe_tokens_per_second"), "per stream {{region}}"),
+                target(
+                    last_probe("llm_probe_aggregate_tokens_per_second"), "all streams {{region}}"
+                ),
             ],
             description="Median decode rate of the last probe; `all streams` is the "
             "concurrent module's total output tokens / wall time.",
@@ -500,7 +516,8 @@ def model_drill_down() -> model.Dashboard:
         heatmap(
             "TTFT distribution ($module)",
             f"sum by (le) ({per_interval('llm_ttft_seconds_bucket')})",
-            description="New TTFT observations per histogram bucket and interval.",
+            description="New TTFT observations per histogram bucket and interval, all "
+            "chosen regions together.",
             unit="s",
         ),
         timeseries(
@@ -521,9 +538,11 @@ def model_drill_down() -> model.Dashboard:
         state_timeline(
             "Probe state ($module)",
             [
-                target(last_probe("llm_probe_success"), "success"),
-                target(last_probe("llm_probe_cached"), "answered from cache"),
-                target(last_probe("llm_probe_token_count_estimated"), "tokens estimated"),
+                target(last_probe("llm_probe_success"), "success {{region}}"),
+                target(last_probe("llm_probe_cached"), "answered from cache {{region}}"),
+                target(
+                    last_probe("llm_probe_token_count_estimated"), "tokens estimated {{region}}"
+                ),
             ],
             description="success: every request of the probe succeeded; cached: the "
             "scrape reused the last result (cost control); tokens estimated: "
@@ -765,7 +784,7 @@ def exporter_health() -> model.Dashboard:
         UID_EXPORTER,
         "perfgen / Exporter & generator health",
         "Is the measuring machinery itself healthy: exporter, its probe budget, generator.",
-        [datasource_variable()],
+        [datasource_variable(), region_variable(REGION_SOURCE)],
         panels,
         annotations=[firing_alerts()],
         time_from="now-3h",
