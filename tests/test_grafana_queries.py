@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -136,21 +137,27 @@ def test_dashboard_query_returns_data(live: Live, query: Query) -> None:
 
 def test_dashboard_queries_return_data_for_one_region(live: Live) -> None:
     """With one region chosen, as a multi-region deployment would, every query that
-    found data for All still finds some (the region is a target label, so every series
-    of a region-labelled scrape carries it).
+    reads a region-labelled scrape still finds data (region is a target label, so every
+    series of that scrape, and the rules over them, carry it).
+
+    Queries of a job scraped without a region (say, a generator that serves every
+    region) show only under All, by design, and are left out here.
     """
-    rows = live.get("/api/v1/query", query='group by (region) (up{region!=""})')
-    regions = sorted(row["metric"]["region"] for row in rows["data"]["result"])
-    if not regions:
+    rows = live.get("/api/v1/query", query='group by (job, region) (up{region!=""})')
+    labelled = [row["metric"] for row in rows["data"]["result"]]
+    if not labelled:
         pytest.skip("the stack's series carry no region label: the All case above covers it")
+    region = sorted(metric["region"] for metric in labelled)[0]
+    jobs = {metric["job"] for metric in labelled if metric["region"] == region}
     # Grafana formats a regex variable's value with regex escaping.
-    values = {**live.values, "region": regex_escape(regions[0])}
+    values = {**live.values, "region": regex_escape(region)}
     empty = []
     for query in QUERIES:
-        if query.kind in MAY_BE_EMPTY_KINDS:
+        named = {j for alt in re.findall(r'job=~?"([^"]+)"', query.expr) for j in alt.split("|")}
+        if query.kind in MAY_BE_EMPTY_KINDS or (named and not named & jobs):
             continue
         answer = Live(live.url, values, live.step).run(query)
         assert answer["status"] == "success", f"{query}: {answer}"
         if not answer["data"]["result"]:
             empty.append(str(query))
-    assert not empty, f"empty in region {regions[0]}:\n" + "\n".join(empty)
+    assert not empty, f"empty in region {region}:\n" + "\n".join(empty)
