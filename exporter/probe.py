@@ -514,8 +514,10 @@ async def _read_trailer(
                 budget -= len(chunk)
                 stream.received += len(chunk)
                 events = stream.decoder.feed(chunk)
-    except (TimeoutError, StreamFailure, aiohttp.ClientError, OSError) as exc:
-        probe.log(f"{stream.label}: after the terminator: {type(exc).__name__} {exc}".rstrip())
+    except TimeoutError:
+        probe.log(f"{stream.label}: no usage within {_TRAILER_SECONDS:g}s after the terminator")
+    except (StreamFailure, aiohttp.ClientError, OSError) as exc:
+        probe.log(f"{stream.label}: after the terminator: {type(exc).__name__}: {exc}")
 
 
 def _finish(probe: _Probe, stream: _Stream, facts: StreamFacts) -> RequestResult:
