@@ -9,6 +9,7 @@ is the probe's own error.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -300,3 +301,49 @@ async def test_timing_connect_time_and_json_fields(simulator, provider):
     assert data["connect_seconds"] is not None and 0 <= data["connect_seconds"] < 1
     assert data["token_count_source"] == "usage" and data["output_tokens"] == TOKENS
     assert "llm_probe_connect_seconds{" in render_single_probe(result)
+
+
+async def test_reading_after_the_terminator_is_bounded():
+    """A server that keeps the body open after [DONE] without usage costs the probe at
+    most the trailer bound, never a timeout; what it sends late (usage) is still taken."""
+    release = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for text in ("Hello", " there"):
+            chunk = {"choices": [{"index": 0, "delta": {"content": text}}]}
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        stop = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        await response.write(f"data: {json.dumps(stop)}\n\ndata: [DONE]\n\n".encode())
+        if request.match_info["kind"] == "late":
+            usage = {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}
+            await response.write(f"data: {json.dumps(usage)}\n\n".encode())
+        await release.wait()  # never closes on its own
+        return response
+
+    app = web.Application()
+    app.router.add_post("/{kind}/v1/chat/completions", handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        providers = {
+            kind: Provider(kind, f"{base}/{kind}/v1", Secret(KEY), ("m",), "openai")
+            for kind in ("open", "late")
+        }
+        cfg = Config(path="<test>", performance=Performance(), router={}, providers=providers)
+        open_ended = await run_probe(cfg, Target("open", "m"), MODULE)
+        late = await run_probe(cfg, Target("late", "m"), MODULE)
+    finally:
+        release.set()
+        await runner.cleanup()
+    assert open_ended.success, open_ended.log
+    assert open_ended.token_count_source == "estimate" and open_ended.output_tokens == 2
+    # 0.5 s trailer bound plus set-up; the module's 10 s timeout is far away.
+    assert open_ended.elapsed_seconds < 1.5
+    assert any("no usage within 0.5s" in line for line in open_ended.log)
+    assert late.success and late.token_count_source == "usage", late.log
+    assert late.elapsed_seconds < 0.5  # usage came: no waiting for the body's end
