@@ -54,6 +54,11 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def _warn(warnings: tuple[str, ...]) -> None:
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
 def _display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -106,7 +111,7 @@ def exporter(config_path: str, listen: str, log_format: str | None) -> None:
     SIGHUP or POST /-/reload re-reads the config; a bad config is refused and the
     running one kept.
     """
-    from perfgen.exporter.app import create_app
+    from perfgen.exporter.app import create_app, exporter_of
 
     host, port = parse_listen(listen)
     try:
@@ -114,6 +119,7 @@ def exporter(config_path: str, listen: str, log_format: str | None) -> None:
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    _warn(exporter_of(app).config.warnings)
     tune_gc()
     asyncio.run(_serve(app, host, port))
 
@@ -151,6 +157,7 @@ def probe(config_path: str, target: str, module_name: str, output_format: str) -
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    _warn(config.warnings)
     try:
         resolved_target, module, _ = resolve(config, {"target": target, "module": module_name})
     except BadProbeRequest as exc:
