@@ -5,6 +5,13 @@ sockets, JSON or time, so the caller can timestamp a read before handing it over
 
 It sits on the probe's hot path: lines are cut with bytes.split (C speed), never by
 walking bytes in Python, and a read that completes no line costs one list append.
+
+It is also where a hostile provider is stopped: a line (the bytes before a newline) and an
+event (its `data:` lines together) are capped, and SSELimitExceeded is raised as soon as
+either grows past its cap, before the bytes are joined or decoded. What the decoder holds is
+therefore at most one cap plus one read, however long the stream or its lines, and the work
+per read is proportional to the read (one socket read, at most a few hundred kB), so one
+provider's data cannot block the event loop for long.
 """
 
 from __future__ import annotations
@@ -13,6 +20,14 @@ from typing import NamedTuple
 
 _BOM = b"\xef\xbb\xbf"
 _DATA_PREFIX = b"data: "
+# Real providers' lines and events are under a few kB (one JSON chunk); a whole
+# non-streamed answer of a server that ignored stream=true fits too.
+DEFAULT_MAX_LINE_BYTES = 1 << 20
+DEFAULT_MAX_EVENT_BYTES = 1 << 20
+
+
+class SSELimitExceeded(Exception):
+    """A line or an event grew past its cap; the message says which and how far."""
 
 
 class Event(NamedTuple):
@@ -35,7 +50,11 @@ class SSEDecoder:
 
     __slots__ = (
         "_pending",
+        "_pending_size",
         "_data",
+        "_data_size",
+        "max_line",
+        "max_event",
         "_event",
         "_last_id",
         "_skip_lf",
@@ -44,9 +63,17 @@ class SSEDecoder:
         "lines",
     )
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
         self._pending: list[bytes] = []  # the start of a line whose end has not arrived
+        self._pending_size = 0
         self._data: list[bytes] = []
+        self._data_size = 0
+        self.max_line = max_line_bytes
+        self.max_event = max_event_bytes
         self._event: bytes | None = None
         self._last_id: str | None = None
         # A CR ending one read may be the first half of a CRLF ending in the next one.
@@ -67,13 +94,23 @@ class SSEDecoder:
                     return []
         if b"\n" not in chunk and b"\r" not in chunk:
             self._pending.append(chunk)
+            self._pending_size += len(chunk)
+            if self._pending_size > self.max_line:
+                self._line_too_long(self._pending_size)
             if self._at_start:
                 self._strip_bom()
             return []
         if self._pending:
+            # Checked before the join: a too-long line is never copied into one buffer.
+            end = chunk.find(b"\n")
+            cut = chunk.find(b"\r")
+            head = min(end, cut) if end >= 0 and cut >= 0 else max(end, cut)
+            if self._pending_size + head > self.max_line:
+                self._line_too_long(self._pending_size + head)
             self._pending.append(chunk)
             chunk = b"".join(self._pending)
             self._pending.clear()
+            self._pending_size = 0
         if self._at_start:
             self._at_start = False
             if chunk.startswith(_BOM):
@@ -84,8 +121,19 @@ class SSEDecoder:
         lines = chunk.split(b"\n")
         rest = lines.pop()
         if rest:
+            if len(rest) > self.max_line:
+                self._line_too_long(len(rest))
             self._pending.append(rest)
+            self._pending_size = len(rest)
         return self._process(lines)
+
+    def _line_too_long(self, size: int) -> None:
+        self._pending.clear()  # nothing of it is kept once refused
+        self._pending_size = 0
+        raise SSELimitExceeded(
+            f"SSE line over the {self.max_line}-byte cap (max_sse_line_bytes): "
+            f"{size} bytes without a line break"
+        )
 
     def flush(self) -> list[Event]:
         """End of stream: the unterminated last line and event, if any.
@@ -99,6 +147,7 @@ class SSEDecoder:
         if self._pending:
             lines.append(b"".join(self._pending))
             self._pending.clear()
+            self._pending_size = 0
         lines.append(b"")
         return self._process(lines)
 
@@ -115,9 +164,15 @@ class SSEDecoder:
         events: list[Event] = []
         data = self._data
         self.lines += len(lines)
+        max_line = self.max_line
         for line in lines:
+            if len(line) > max_line:  # many lines in one read, one of them too long
+                self._line_too_long(len(line))
             if line.startswith(_DATA_PREFIX):
                 data.append(line[6:])
+                self._data_size += len(line) - 5  # the payload and its joining newline
+                if self._data_size > self.max_event:
+                    self._event_too_large()
                 continue
             if not line:
                 if data:
@@ -133,6 +188,9 @@ class SSEDecoder:
                 value = value[1:]
             if name == b"data":
                 data.append(value)
+                self._data_size += len(value) + 1
+                if self._data_size > self.max_event:
+                    self._event_too_large()
             elif name == b"event":
                 self._event = value
             elif name == b"id" and b"\0" not in value:
@@ -140,10 +198,20 @@ class SSEDecoder:
             # `retry` and unknown fields do not concern a probe.
         return events
 
+    def _event_too_large(self) -> None:
+        size = self._data_size
+        self._data.clear()
+        self._data_size = 0
+        raise SSELimitExceeded(
+            f"SSE event over the {self.max_event}-byte cap (max_sse_event_bytes): "
+            f"{size} bytes of data lines and counting"
+        )
+
     def _dispatch(self) -> Event:
         data = self._data
         payload = data[0] if len(data) == 1 else b"\n".join(data)
         data.clear()
+        self._data_size = 0
         name = self._event
         self._event = None
         # tuple.__new__ skips NamedTuple's keyword-handling constructor: a third of the cost.

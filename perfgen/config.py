@@ -237,6 +237,12 @@ class ExporterSettings:
     backoff_initial_seconds: float = 30.0
     # Bearer token of the management API's POST/DELETE, always `$ENV_NAME`; None: disabled.
     management_token: Secret | None = None
+    # What one provider's answer may make a probe hold (docs/security.md): a longer SSE
+    # line or event fails the request as bad_stream; of the answer text, only this many
+    # bytes are kept for expected_response (none when the module has no pattern).
+    max_sse_line_bytes: int = 1 << 20
+    max_sse_event_bytes: int = 1 << 20
+    max_answer_bytes: int = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -381,10 +387,14 @@ class _Reader:
             raise self.error(name, f"must be at most {maximum:g}, got {value:g}")
         return value
 
-    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+    def integer(
+        self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+    ) -> int:
         value = self.get(name, int, default)
         if value < minimum:
             raise self.error(name, f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self.error(name, f"must be at most {maximum}, got {value}")
         return value
 
     def duration(self, name: str, default: str | None) -> str | None:
@@ -746,9 +756,17 @@ def _parse_exporter(perf: _Reader) -> ExporterSettings:
             exclusive_min=True,
         ),
         management_token=Secret(token) if token is not None else None,
+        max_sse_line_bytes=_byte_cap(reader, "max_sse_line_bytes", base.max_sse_line_bytes),
+        max_sse_event_bytes=_byte_cap(reader, "max_sse_event_bytes", base.max_sse_event_bytes),
+        max_answer_bytes=_byte_cap(reader, "max_answer_bytes", base.max_answer_bytes),
     )
     reader.reject_unknown()
     return settings
+
+
+def _byte_cap(reader: _Reader, name: str, default: int) -> int:
+    # Below 1 KiB real chunks would be refused; above 64 MiB the cap protects nothing.
+    return reader.integer(name, default, minimum=1024, maximum=64 << 20)
 
 
 def _parse_budget(perf: _Reader, default: int) -> int:
