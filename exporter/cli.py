@@ -14,6 +14,7 @@ import sys
 
 import click
 from aiohttp import web
+from perfgen.exporter import logs
 from perfgen.exporter.logs import LOG_FORMATS
 
 from perfgen.config import ConfigError, load_config, redact, secret_values
@@ -63,15 +64,40 @@ def _display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+SOMAXCONN = "/proc/sys/net/core/somaxconn"
+# Linux's somaxconn default since 5.4; where the file cannot be read (not Linux, a sandbox),
+# asking for it costs nothing: the kernel clamps a listen() backlog to its own limit.
+FALLBACK_BACKLOG = 4096
+
+
+def listen_backlog(path: str = SOMAXCONN) -> int:
+    """The accept queue to ask for: as deep as the kernel allows.
+
+    aiohttp's default of 128 refused connections when Prometheus servers in HA scraped
+    hundreds of targets at once (2 x 400 scrapes: up to 108 refused); the queue only holds
+    connections that wait for accept(), so a deep one costs memory only when it is used.
+    """
+    try:
+        with open(path, encoding="ascii") as handle:
+            value = int(handle.read().strip())
+    except (OSError, ValueError):
+        return FALLBACK_BACKLOG
+    return value if value > 0 else FALLBACK_BACKLOG
+
+
 async def _serve(app: web.Application, host: str, port: int) -> None:
     from perfgen.exporter.app import exporter_of
 
     exporter = exporter_of(app)
     # Our own signal handling: SIGHUP must reload, not stop, and SIGTERM must clean up.
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        logger=logs.server_logger(exporter.logger, exporter.secrets),
+    )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, backlog=listen_backlog())
         try:
             await site.start()
         except OSError as exc:

@@ -60,6 +60,7 @@ from perfgen.config import (
     Provider,
     Target,
     redact,
+    redact_urls,
     secret_values,
 )
 
@@ -610,7 +611,7 @@ def _fail(
     """A failed request: no timings, but the tokens it already received (they were paid
     for, and the budget and llm_output_tokens_total count them)."""
     # Redacted whole, then shortened: a cut first could leave a key's start at the end.
-    detail = shorten(probe.log.clean(detail), DETAIL_LIMIT)
+    detail = shorten(redact_urls(probe.log.clean(detail)), DETAIL_LIMIT)
     output: int | None = None
     source: str | None = None
     input_tokens: int | None = None

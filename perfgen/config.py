@@ -943,6 +943,28 @@ def redact(text: str, secrets: Callable[[], list[str]]) -> str:
     return text
 
 
+# scheme://[userinfo@]host[path][?query][#fragment] as it appears inside any text.
+_URL_IN_TEXT = re.compile(
+    r"(?i)\b([a-z][a-z0-9+.-]*://)([^\s/?#@'\"<>]*@)?([^\s/?#'\"<>]*)"
+    r"([^\s?#'\"<>]*)(\?[^\s#'\"<>]*)?(#[^\s'\"<>]*)?"
+)
+
+
+def _loggable_match(match: re.Match[str]) -> str:
+    scheme, _userinfo, host, path, query, _fragment = match.groups()
+    return f"{scheme}{host}{path}" + ("?..." if query else "")
+
+
+def redact_urls(text: str) -> str:
+    """Every URL in `text` without user info, query and fragment (keys hide in all three).
+
+    Works on the text as printed, so a URL that a library re-encoded (yarl quotes a query
+    differently from the config file) loses its query too, where replacing the configured
+    URL would not match. A removed query leaves `?...`, so that it was there stays visible.
+    """
+    return _URL_IN_TEXT.sub(_loggable_match, text) if "://" in text else text
+
+
 def secret_values(config: Config) -> list[str]:
     """The resolvable key values of a config, for redact()."""
     values: list[str] = []
