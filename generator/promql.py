@@ -24,6 +24,8 @@ from requests.exceptions import ReadTimeout
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
+from perfgen.config import redact_urls
+
 # Retried: the server may be restarting or overloaded. Not retried: 400/422 (a bad query
 # stays bad) and auth errors (retrying a wrong password only locks accounts).
 _RETRY_STATUS = frozenset({429, 502, 503, 504})
@@ -371,7 +373,8 @@ class PromClient:
     def _redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "<redacted>")
-        return text
+        # A token in the URL's query or user info (`?token=`, `user:pass@`) goes too.
+        return redact_urls(text)
 
 
 @dataclass(frozen=True)
