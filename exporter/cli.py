@@ -145,7 +145,7 @@ def exporter(config_path: str, listen: str, log_format: str | None) -> None:
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    _warn(exporter_of(app).config.warnings)
+    exporter_of(app).log_config_warnings()
     tune_gc()
     asyncio.run(_serve(app, host, port))
 

@@ -104,3 +104,22 @@ def test_the_probe_command_prints_the_warning(tmp_path: Path) -> None:
     assert f"warning: {path}: providers[0] (groq).api_key: literal key is a placeholder" in (
         result.stderr
     )
+
+
+def test_the_exporter_logs_the_warning_at_start_and_on_reload(tmp_path: Path) -> None:
+    import io
+    import json
+
+    from perfgen.exporter.service import ExporterService
+
+    path = tmp_path / "proxy.toml"
+    path.write_text(provider(url="http://127.0.0.1:9/v1", key="$PERFGEN_UNSET_KEY"))
+    stream = io.StringIO()
+    service = ExporterService(str(path), log_format="json", log_stream=stream)
+    service.log_config_warnings()
+    assert stream.getvalue() == ""  # an environment reference is not a weak key
+    path.write_text(provider(url="http://127.0.0.1:9/v1", key="ollama"))
+    assert service.reload() is None
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    warnings = [r for r in records if r["msg"] == "config warning"]
+    assert len(warnings) == 1 and "placeholder word" in warnings[0]["warning"]
