@@ -11,7 +11,7 @@ stops as soon as the client goes away, so a client that gives up early costs lit
 | `giant_event` | one event of endless `data:` lines, never the blank line that ends it |
 | `gzip_bomb` | `Content-Encoding: gzip` (though identity was asked), inflating to `hostile_bytes` |
 | `absurd_usage` | a normal short answer whose usage says 10^12 output and -5 input tokens |
-| `key_echo` | HTTP 400 whose error message repeats the request's API key near the 200th character |
+| `key_echo` | HTTP 400 echoing the request's API key across a 200-character cut |
 | `endless` | valid token events as fast as the client reads, never a terminator |
 | `trickle` | a valid stream, one byte every 0.2 s |
 """
@@ -119,8 +119,8 @@ async def _trickle(
 
 
 def _key_echo(request: web.Request, protocol: str, record: RequestRecord) -> web.Response:
-    key = request.headers.get("x-api-key") or request.headers.get("Authorization", "")
-    key = key.removeprefix("Bearer ")
+    sent = request.headers.get("x-api-key") or request.headers.get("Authorization") or ""
+    key = sent.removeprefix("Bearer ")
     message = "x" * _ECHO_OFFSET + f" invalid key {key} (echoed back) " + "y" * 100
     record.status = 400
     if protocol == "anthropic":
