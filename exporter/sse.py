@@ -52,7 +52,6 @@ class SSEDecoder:
         "_pending",
         "_pending_size",
         "_data",
-        "_data_size",
         "max_line",
         "max_event",
         "_event",
@@ -71,7 +70,6 @@ class SSEDecoder:
         self._pending: list[bytes] = []  # the start of a line whose end has not arrived
         self._pending_size = 0
         self._data: list[bytes] = []
-        self._data_size = 0
         self.max_line = max_line_bytes
         self.max_event = max_event_bytes
         self._event: bytes | None = None
@@ -119,10 +117,11 @@ class SSEDecoder:
             self._skip_lf = chunk[-1] == 0x0D
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = chunk.split(b"\n")
+        # Only a read longer than the cap can hold a line longer than it (checked in C).
+        if len(chunk) > self.max_line and max(map(len, lines)) > self.max_line:
+            self._line_too_long(max(map(len, lines)))
         rest = lines.pop()
         if rest:
-            if len(rest) > self.max_line:
-                self._line_too_long(len(rest))
             self._pending.append(rest)
             self._pending_size = len(rest)
         return self._process(lines)
@@ -164,15 +163,9 @@ class SSEDecoder:
         events: list[Event] = []
         data = self._data
         self.lines += len(lines)
-        max_line = self.max_line
         for line in lines:
-            if len(line) > max_line:  # many lines in one read, one of them too long
-                self._line_too_long(len(line))
             if line.startswith(_DATA_PREFIX):
                 data.append(line[6:])
-                self._data_size += len(line) - 5  # the payload and its joining newline
-                if self._data_size > self.max_event:
-                    self._event_too_large()
                 continue
             if not line:
                 if data:
@@ -188,20 +181,21 @@ class SSEDecoder:
                 value = value[1:]
             if name == b"data":
                 data.append(value)
-                self._data_size += len(value) + 1
-                if self._data_size > self.max_event:
-                    self._event_too_large()
             elif name == b"event":
                 self._event = value
             elif name == b"id" and b"\0" not in value:
                 self._last_id = value.decode("utf-8", "replace")
             # `retry` and unknown fields do not concern a probe.
+        if data:
+            # An event still open after this read: what it holds may not grow past the cap.
+            # (An event begun and ended within one read is bounded by the read itself.)
+            size = sum(map(len, data)) + len(data)
+            if size > self.max_event:
+                self._event_too_large(size)
         return events
 
-    def _event_too_large(self) -> None:
-        size = self._data_size
+    def _event_too_large(self, size: int) -> None:
         self._data.clear()
-        self._data_size = 0
         raise SSELimitExceeded(
             f"SSE event over the {self.max_event}-byte cap (max_sse_event_bytes): "
             f"{size} bytes of data lines and counting"
@@ -211,7 +205,6 @@ class SSEDecoder:
         data = self._data
         payload = data[0] if len(data) == 1 else b"\n".join(data)
         data.clear()
-        self._data_size = 0
         name = self._event
         self._event = None
         # tuple.__new__ skips NamedTuple's keyword-handling constructor: a third of the cost.
