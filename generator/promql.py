@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,9 +19,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from requests.exceptions import ReadTimeout
+from perfgen.generator.deadline import deadline, watch_session
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from perfgen.config import redact_urls
 
@@ -161,6 +159,7 @@ class PromClient:
         self.display_url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
         self._secrets.extend(v for v in self.headers.values() if len(v) >= 8)
         session = self.session or requests.Session()
+        watch_session(session)  # for the total deadline of each attempt
         session.headers.update(self.headers)
         # Our own bounded read counts the bytes as sent: no transparent inflation of a
         # gzip body past the cap (Prometheus honours identity).
@@ -254,8 +253,16 @@ class PromClient:
 
     def _send(self, url: str, params: dict[str, str]) -> _Answer:
         """One attempt, all of it within `timeout`; redirects are answers, not followed."""
+        with deadline(self.timeout) as expired:
+            try:
+                return self._attempt(url, params)
+            except (requests.RequestException, OSError, Urllib3Error):
+                if expired.is_set():
+                    raise _Deadline(f"no complete answer within {self.timeout:g}s") from None
+                raise
+
+    def _attempt(self, url: str, params: dict[str, str]) -> _Answer:
         assert self.session is not None
-        deadline = time.monotonic() + self.timeout
         # A redirect would carry our Authorization header or --header secrets to wherever
         # it points (requests strips only Authorization, and only across hosts).
         options: dict[str, Any] = {
@@ -282,37 +289,27 @@ class PromClient:
                     f"Prometheus at {self.display_url} answered with Content-Encoding: "
                     f"{encoding[:40]} although identity was asked; not decoded"
                 )
-            body = self._read_body(response, deadline)
+            body = self._read_body(response)
         finally:
             response.close()
         return _Answer(response.status_code, response.headers.get("Retry-After"), body)
 
-    def _read_body(self, response: requests.Response, deadline: float) -> bytes:
-        """The body, read in bounded pieces: at most max_response_bytes, done by `deadline`.
+    def _read_body(self, response: requests.Response) -> bytes:
+        """The body, read in pieces as they arrive, at most max_response_bytes of it.
 
-        Each read's socket timeout is the time left, so a server that drip-feeds its answer
-        (a byte a second would never trip a per-read timeout) still ends at the deadline.
+        Not response.content: that reads the whole body first, whatever its size.
         """
         cap = self.max_response_bytes
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > cap:
             raise self._too_large(f"announces {int(declared)} bytes")
         raw = response.raw
-        sock = getattr(getattr(raw, "connection", None), "sock", None)
         parts: list[bytes] = []
         size = 0
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _Deadline(f"no complete answer within {self.timeout:g}s")
-            if isinstance(sock, socket.socket):
-                sock.settimeout(remaining)
             try:
                 part = raw.read1(_READ_BYTES, decode_content=False)
             except (OSError, Urllib3Error) as exc:
-                timed_out = isinstance(exc, TimeoutError | Urllib3Timeout | ReadTimeout)
-                if timed_out or time.monotonic() >= deadline:
-                    raise _Deadline(f"no complete answer within {self.timeout:g}s") from None
                 raise requests.ConnectionError(str(exc)) from None
             if not part:
                 return b"".join(parts)

@@ -4,6 +4,7 @@ Each path prefix is one misbehaviour; the rest of the path is the usual `/api/v1
 
 * `/ok/`: a valid empty vector;
 * `/drip/`: a valid answer, one byte every 0.2 s (no single read ever times out);
+* `/drip-headers/`: the same for the status line and headers, written raw on the socket;
 * `/huge/` and `/huge-chunked/`: 100 MB of JSON, with and without Content-Length;
 * `/gzip/`: a gzip body although identity was asked;
 * `/redirect/`: 302 to the same server under another loopback address (another host),
@@ -52,6 +53,19 @@ class HostilePrometheus:
             return web.Response(body=OK_BODY, content_type="application/json")
         if mode == "redirect":
             raise web.HTTPFound(f"http://127.0.0.2:{self.port}/ok/api/v1/query")
+        if mode == "drip-headers":
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Padding: "
+            transport = request.transport
+            assert transport is not None
+            self.sent[mode] = 0
+            for index in range(len(head) + 1000):
+                if transport.is_closing():
+                    break
+                transport.write(head[index : index + 1] if index < len(head) else b"p")
+                self.sent[mode] += 1
+                await asyncio.sleep(0.2)
+            transport.close()
+            return web.Response()  # never sent: the connection is closed
         if mode == "gzip":
             return web.Response(
                 body=gzip.compress(OK_BODY),

@@ -39,13 +39,24 @@ def test_the_honest_mode_works(prometheus: HostilePrometheus) -> None:
     assert client(prometheus.url("ok")).instant("up") == []
 
 
-def test_a_drip_fed_answer_ends_at_the_total_deadline(prometheus: HostilePrometheus) -> None:
+@pytest.mark.parametrize("mode", ["drip", "drip-headers"])
+def test_a_drip_fed_answer_ends_at_the_total_deadline(
+    prometheus: HostilePrometheus, mode: str
+) -> None:
     began = time.monotonic()
     with pytest.raises(PrometheusUnreachable, match="timed out.*within 1s"):
-        client(prometheus.url("drip"), timeout=1.0).instant("up")
-    # 1 s deadline; the 0.5 s slack covers one drip interval (0.2 s) and a busy machine.
+        client(prometheus.url(mode), timeout=1.0).instant("up")
+    # 1 s deadline; 0.5 s slack for the timer thread and a busy machine.
     assert time.monotonic() - began < 1.5
-    assert prometheus.sent["drip"] < 10  # it never got to the end (the body is 65 bytes)
+    assert prometheus.sent[mode] < 10  # it never got to the end (65 bytes or more)
+
+
+def test_the_client_still_works_after_a_deadline(prometheus: HostilePrometheus) -> None:
+    same = client(prometheus.url("drip"), timeout=0.5)
+    with pytest.raises(PrometheusUnreachable):
+        same.instant("up")
+    same.base_url = prometheus.url("ok")  # the shut-down connection is not reused
+    assert same.instant("up") == []
 
 
 @pytest.mark.parametrize("mode", ["huge", "huge-chunked"])
