@@ -11,7 +11,7 @@ stops as soon as the client goes away, so a client that gives up early costs lit
 | `giant_event` | one event of endless `data:` lines, never the blank line that ends it |
 | `gzip_bomb` | `Content-Encoding: gzip` (though identity was asked), inflating to `hostile_bytes` |
 | `absurd_usage` | a normal short answer whose usage says 10^12 output and -5 input tokens |
-| `key_echo` | HTTP 400 echoing the request's API key across a 200-character cut |
+| `key_echo` | HTTP 400 echoing the request's URL and API key (across a 200-character cut) |
 | `endless` | valid token events as fast as the client reads, never a terminator |
 | `trickle` | a valid stream, one byte every 0.2 s |
 """
@@ -121,7 +121,9 @@ async def _trickle(
 def _key_echo(request: web.Request, protocol: str, record: RequestRecord) -> web.Response:
     sent = request.headers.get("x-api-key") or request.headers.get("Authorization") or ""
     key = sent.removeprefix("Bearer ")
-    message = "x" * _ECHO_OFFSET + f" invalid key {key} (echoed back) " + "y" * 100
+    # The request's URL too, query included: keys passed as `?key=` come back that way.
+    head = f"request to {request.url} refused: "
+    message = head + "x" * max(0, _ECHO_OFFSET - len(head)) + f" invalid key {key} " + "y" * 100
     record.status = 400
     if protocol == "anthropic":
         body = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}

@@ -166,3 +166,17 @@ async def test_streams_without_end_stop_at_the_probe_timeout(simulator: str, mod
 def test_retry_after_is_a_finite_number_or_nothing(value: str, expected: float | None) -> None:
     headers = CIMultiDictProxy(CIMultiDict({"Retry-After": value}))
     assert retry_after_seconds(headers) == expected
+
+
+@pytest.mark.asyncio
+async def test_an_echoed_url_loses_its_query(simulator: str) -> None:
+    config = config_for(simulator)
+    secret = "sk-in-the-query-0123456789"
+    provider = replace(config.providers["ho"], api_base_url=f"{simulator}/ho/v1?key={secret}")
+    config = replace(config, providers={"ho": provider})
+    async with create_session() as session:
+        result = await run_probe(config, Target("ho", "key_echo"), MODULE, session=session)
+    detail = result.requests[0].failure_detail or ""
+    assert "/ho/v1/chat/completions?... refused" in detail
+    for text in (detail, *result.log):
+        assert secret not in text and "sk-in-the" not in text, text
