@@ -180,3 +180,13 @@ async def test_an_echoed_url_loses_its_query(simulator: str) -> None:
     assert "/ho/v1/chat/completions?... refused" in detail
     for text in (detail, *result.log):
         assert secret not in text and "sk-in-the" not in text, text
+
+
+def test_the_simulator_refuses_an_unknown_hostile_mode() -> None:
+    from perfgen.simulator.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"sim.toml: providers\[0\]\.models\[0\]\.hostile: "):
+        parse_simulator_config(
+            {"providers": [{"name": "p", "models": [{"name": "m", "hostile": "nice"}]}]},
+            "sim.toml",
+        )
