@@ -33,7 +33,7 @@ import click
 import requests
 from perfgen.generator.metrics import GeneratorMetrics
 from perfgen.generator.promql import PromClient, PrometheusConnection, PromQLError
-from perfgen.generator.proxy_schema import check_route, validate_text
+from perfgen.generator.proxy_schema import DROPS, NOTE, REFUSES, check_route, check_text
 from perfgen.generator.proxy_toml import (
     TomlEditError,
     apply_routes,
@@ -208,23 +208,42 @@ def plan_routes(
         raise GenerateError(
             f"{path}: refusing to write, the edit changed more than routes: " + "; ".join(problems)
         )
-    errors = validate_text(new_text)
-    if errors:
-        before = set(validate_text(old_text))
-        already = " (the current file already breaks them)" if before >= set(errors) else ""
-        raise GenerateError(
-            f"{path}: the result would break the proxy's rules{already}: " + "; ".join(errors)
-        )
+    warnings = list(snap.warnings) + proxy_check(path, old_text, new_text)
     return Plan(
         path,
         old_text,
         new_text,
         decisions,
-        list(snap.warnings),
+        warnings,
         snap.at,
         routes_path=routes_path,
         target_text=target_text,
     )
+
+
+def proxy_check(path: str, old_text: str, new_text: str) -> list[str]:
+    """Refuse a result the proxy would not start with, or one that adds a dropped route.
+
+    Returns warnings for what the proxy silently drops but the current file already
+    had (the operator's entries, not the generator's): those must not block a run.
+    """
+    findings = check_text(new_text)
+    refused = [str(f) for f in findings if f.level == REFUSES]
+    before = {str(f) for f in check_text(old_text) if f.level != NOTE}
+    if refused:
+        already = " (the current file already has them)" if before >= set(refused) else ""
+        raise GenerateError(
+            f"{path}: refusing to write a file the proxy would refuse to start with{already}: "
+            + "; ".join(refused)
+        )
+    dropped = [str(f) for f in findings if f.level == DROPS]
+    introduced = [text for text in dropped if text not in before]
+    if introduced:
+        raise GenerateError(
+            f"{path}: refusing to write routes the proxy would silently drop at request "
+            "time: " + "; ".join(introduced)
+        )
+    return [f"{path}: {text} (silently dropped at request time)" for text in dropped]
 
 
 def _written_routes(config: Config, text: str | None) -> dict[str, str]:
