@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 
 import click
 import requests
+from perfgen.generator.apply import Applier, ApplyOutcome
 from perfgen.generator.metrics import GeneratorMetrics
 from perfgen.generator.promql import PromClient, PrometheusConnection, PromQLError
 from perfgen.generator.proxy_schema import DROPS, NOTE, REFUSES, check_route, check_text
@@ -106,7 +107,8 @@ class GenerateResult:
     written: str | None = None  # the path written, None when nothing was written
     backup: str | None = None  # the previous file's copy, when one was made
     reloaded: bool = False
-    error: str | None = None  # set when the file was written but the reload failed
+    error: str | None = None  # set when the file was written but the reload/apply failed
+    applied: ApplyOutcome | None = None  # what --apply did, when asked
 
     @property
     def exit_code(self) -> int:
@@ -293,8 +295,14 @@ def generate_once(
     always_reload: bool = False,
     backup: bool = True,
     at: float | None = None,
+    applier: Applier | None = None,
 ) -> GenerateResult:
-    """One complete run. Raises before writing; a failed reload is `result.error`."""
+    """One complete run. Raises before writing; a failed reload or apply is `result.error`.
+
+    With `applier`, the proxy is then brought to the file's routes and checked
+    (generator/apply.py), also when this run changed nothing but the proxy's live
+    routes still differ (a change that waited, or a failed apply being healed).
+    """
     plan = plan_routes(config_path, client, at=at, out=out)
     result = GenerateResult(plan)
     if dry_run:
@@ -314,6 +322,10 @@ def generate_once(
             result.reloaded = True
         except GenerateError as exc:
             result.error = str(exc)
+    if applier is not None:
+        result.applied = applier.apply(plan.new_text, plan.changed)
+        if result.applied.action == "failed":
+            result.error = f"{result.applied.message} (the written file is valid)"
     return result
 
 
@@ -415,7 +427,13 @@ class Runner:
             self.log(f"warning: {warning}")
         if plan.changed and not self.quiet:
             click.echo(plan.diff(), nl=False)
+        applied = result.applied
+        if applied is not None:
+            for warning in applied.warnings:
+                self.log(f"warning: {warning}")
         self.log(self._summary(result))
+        if applied is not None and applied.action == "waiting":
+            self.log(applied.message)
         if result.error:
             self.log(f"error: {result.error}")
         if self.metrics:
@@ -424,6 +442,8 @@ class Runner:
             else:
                 changed = plan.changed_scenarios if result.written else []
                 self.metrics.record_success(time.time(), plan.primaries(), changed)
+            if applied is not None:
+                self.metrics.record_apply(applied)
         return result.exit_code
 
     def _failed(self, message: str) -> int:
@@ -445,4 +465,6 @@ class Runner:
             text += f"; wrote {result.written}{backup}"
         if result.reloaded:
             text += "; proxy reloaded"
+        if result.applied is not None and result.applied.action != "failed":
+            text += f"; {result.applied.message}"
         return text
