@@ -24,17 +24,21 @@ The management secret is sent exactly as configured: the proxy never `$`-expands
 from __future__ import annotations
 
 import collections
+import json
+import os
 import shlex
 import subprocess
 import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from perfgen.generator.proxy_schema import ROUTE_KEYS
+from perfgen.generator.proxy_toml import atomic_write
 
 HEALTH_PATH = "/health"
 CONFIG_PATH = "/v0/management/config"
@@ -68,11 +72,33 @@ class ApplyOutcome:
 
 
 class RestartBudget:
-    """At most `per_hour` restarts in any sliding hour (None: unbounded)."""
+    """At most `per_hour` restarts in any sliding hour (None: unbounded).
 
-    def __init__(self, per_hour: int | None, clock: Callable[[], float] = time.time) -> None:
+    In memory for one `--every` process; with `state` (a JSON file) also across one-shot
+    runs from a timer or CronJob, which would otherwise each start with a full budget.
+    """
+
+    def __init__(
+        self,
+        per_hour: int | None,
+        clock: Callable[[], float] = time.time,
+        state: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.per_hour, self.clock = per_hour, clock
-        self._starts: collections.deque[float] = collections.deque()
+        self.state = Path(state) if state is not None else None
+        self._starts: collections.deque[float] = collections.deque(self._load())
+
+    def _load(self) -> list[float]:
+        if self.state is None:
+            return []
+        try:
+            data = json.loads(self.state.read_text(encoding="utf-8"))
+            return sorted(float(t) for t in data["restarts"])
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # Unreadable: count it as spent rather than restart without a bound.
+            raise ApplyError("command", f"restart state {self.state} unreadable: {exc}") from None
 
     def _trim(self) -> None:
         now = self.clock()
@@ -90,7 +116,12 @@ class RestartBudget:
         return max(0.0, 3600 - (self.clock() - self._starts[0]))
 
     def spend(self) -> None:
+        self._trim()
         self._starts.append(self.clock())
+        if self.state is not None:
+            atomic_write(
+                self.state, json.dumps({"restarts": list(self._starts)}) + "\n", backup=False
+            )
 
     @property
     def used(self) -> int:

@@ -18,6 +18,7 @@ from perfgen.generator.apply import (
     MODES,
     REASONS,
     Applier,
+    ApplyError,
     RestartBudget,
     default_proxy_url,
     management_enabled,
@@ -105,6 +106,13 @@ from perfgen.config import SCENARIOS, duration_seconds
     "(a restart drops every request in flight).",
 )
 @click.option(
+    "--restart-state",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="With --apply restart: remember restart times here, so the bound also holds "
+    "across one-shot runs (a timer, a CronJob).",
+)
+@click.option(
     "--reload-url",
     metavar="URL",
     help="Deprecated (POSTs /v0/management/config/reload, verifies nothing): use "
@@ -148,6 +156,7 @@ def generate(
     proxy_url: str | None,
     apply_timeout: float,
     max_restarts_per_hour: int,
+    restart_state: str | None,
     reload_url: str | None,
     management_key_env: str,
     always_reload: bool,
@@ -205,6 +214,7 @@ def generate(
             proxy_url,
             apply_timeout,
             max_restarts_per_hour,
+            restart_state,
             os.environ.get(management_key_env),
         )
     elif restart_command or proxy_url:
@@ -254,6 +264,7 @@ def _applier(
     proxy_url: str | None,
     timeout: float,
     max_restarts: int,
+    restart_state: str | None,
     key: str | None,
 ) -> Applier:
     """The apply step's settings, checked once before the first run."""
@@ -289,8 +300,11 @@ def _applier(
             management_key=key or secret,
             restart_command=command,
             timeout=timeout,
-            budget=RestartBudget(max_restarts),
+            budget=RestartBudget(max_restarts, state=restart_state),
         )
+    except ApplyError as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     return applier

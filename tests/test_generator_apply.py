@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from perfgen.generator.apply import Applier, RestartBudget
+from perfgen.generator.apply import Applier, ApplyError, RestartBudget
 from perfgen.generator.generate_cli import generate
 from perfgen.generator.metrics import GeneratorMetrics
 from perfgen.generator.promql import PrometheusConnection
@@ -139,6 +139,19 @@ def test_budget_is_a_sliding_hour():
     assert not budget.allows() and budget.next_allowed_in() == 3600
     now[0] += 3600
     assert budget.allows() and budget.used == 0
+
+
+def test_budget_state_holds_across_one_shot_runs(tmp_path):
+    now = [1000.0]
+    state = tmp_path / "restarts.json"
+    first = RestartBudget(1, clock=lambda: now[0], state=state)
+    first.spend()
+    # A later process (the next timer run) sees the restart of the first.
+    assert not RestartBudget(1, clock=lambda: now[0] + 60, state=state).allows()
+    assert RestartBudget(1, clock=lambda: now[0] + 3600, state=state).allows()
+    state.write_text("not json")
+    with pytest.raises(ApplyError, match="unreadable"):
+        RestartBudget(1, state=state)
 
 
 def test_every_mode_keeps_one_applier_and_heals_a_waiting_change(tmp_path, monkeypatch):
