@@ -229,7 +229,7 @@ def _proxy(raw: Any, env: Mapping[str, str] | None, found: _Findings) -> None:
             "'0.0.0.0'",
         )
     port = raw.get("port")
-    if not (_is_int(port) and 0 <= port <= 65535):
+    if not (isinstance(port, int) and not isinstance(port, bool) and 0 <= port <= 65535):
         found.refuses("proxy.port", "required, an integer 0..65535")
     api_key = raw.get("api_key")
     if not isinstance(api_key, str):

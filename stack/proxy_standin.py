@@ -268,8 +268,13 @@ async def serve(standin: StandIn, host: str, port: int) -> bool:
     """Serve until SIGTERM/SIGINT (False) or SIGHUP (True: the caller re-executes)."""
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[bool] = loop.create_future()
+
+    def finish(restart: bool) -> None:
+        if not stop.done():
+            stop.set_result(restart)
+
     for signum, restart in ((signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGHUP, True)):
-        loop.add_signal_handler(signum, lambda r=restart: stop.done() or stop.set_result(r))
+        loop.add_signal_handler(signum, finish, restart)
     timeout = standin.routing.document["proxy"].get("timeout_ms", 600000) / 1000
     standin.session = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=timeout), auto_decompress=False
