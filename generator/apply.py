@@ -255,10 +255,12 @@ class Applier:
         process may still answer, or the new one may not have loaded yet.
         """
         deadline = time.monotonic() + self.timeout
-        healthy, live = False, None
+        live = None
         while True:
-            if self._healthy():
-                healthy = True
+            # The last poll decides: the old process may answer /health for a moment
+            # after the command returns, and then go away for good.
+            healthy = self._healthy()
+            if healthy:
                 try:
                     live = self.live_routes()
                 except ApplyError:

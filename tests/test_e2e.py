@@ -227,7 +227,7 @@ def test_a_proxy_back_with_the_old_routes_is_exit_1(
                     "--proxy-url",
                     proxy.url or "",
                     "--apply-timeout",
-                    "5",
+                    "8",  # the re-executed stand-in is back in about 1 s
                     "-q",
                 ]
             ),

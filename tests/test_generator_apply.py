@@ -97,7 +97,9 @@ def test_a_proxy_back_with_the_old_routes_is_a_mismatch(tmp_path):
     started = write(tmp_path / "running.toml", cfg.read_text())
     with start_standin(started, tmp_path / "proxy") as proxy:
         url = proxy.url or ""
-        step = applier(url, ["kill", "-HUP", str(proxy.pid)], timeout=3.0)
+        # Long enough for the re-executed stand-in to be back (about 1 s on a busy machine):
+        # the answer must be "other routes", not "did not come back".
+        step = applier(url, ["kill", "-HUP", str(proxy.pid)], timeout=6.0)
         result = generate_once(cfg, RULES, at=NOW, applier=step)
         assert result.exit_code == EXIT_ERROR
         assert result.applied.reason == "mismatch"
