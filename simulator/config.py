@@ -37,6 +37,18 @@ USAGE_POSITIONS = ("separate_chunk", "finish_chunk", "before_empty_chunk", "afte
 MAX_TOKENS_FIELDS = ("any", "max_tokens", "max_completion_tokens")
 
 
+# The modes of simulator/hostile.py (listed here: that module imports this one).
+HOSTILE_MODES = (
+    "giant_line",
+    "giant_event",
+    "gzip_bomb",
+    "absurd_usage",
+    "key_echo",
+    "endless",
+    "trickle",
+)
+
+
 class ConfigError(ValueError):
     """A config problem, already phrased as `file: key.path: what is wrong`."""
 
@@ -65,6 +77,8 @@ class Profile:
     # A prefix cache: a prompt sharing a long prefix with a recent one is served faster.
     prompt_cache: bool = False
     cache_ttft_factor: float = 0.2
+    hostile: str = ""  # "": an honest provider; else a simulator.hostile.HOSTILE_MODES mode
+    hostile_bytes: int = 512 << 20  # how much giant_line, giant_event and gzip_bomb send
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -232,6 +246,13 @@ def _build_profile(raw: Mapping[str, Any], source: str, path: str) -> Profile:
     values["tokens_per_chunk"] = integer("tokens_per_chunk", 1)
     values["error_rate"] = number("error_rate", 0, 1)
     values["retry_after_seconds"] = integer("retry_after_seconds", 0)
+    values["hostile_bytes"] = integer("hostile_bytes", 1)
+    hostile = raw.get("hostile", defaults.hostile)
+    if hostile != "" and hostile not in HOSTILE_MODES:
+        raise ConfigError(
+            f"{_prefix(source)}{path}.hostile: must be one of {', '.join(HOSTILE_MODES)}"
+        )
+    values["hostile"] = hostile
     for key in ("include_usage", "prompt_cache"):
         flag = raw.get(key, getattr(defaults, key))
         if not isinstance(flag, bool):

@@ -93,7 +93,7 @@ def config(base: str, **overrides: Any) -> Config:
     names = tuple(MODELS)
 
     def provider(name: str, url: str, protocol: str) -> Provider:
-        return Provider(name, url, Secret(KEY), names, protocol, None, caps)
+        return Provider(name, url, Secret(KEY), names, protocol, capability_overrides=caps)
 
     return Config(
         path="<test>",

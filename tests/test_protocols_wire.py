@@ -405,7 +405,12 @@ def test_in_stream_error_reasons(payload, reason):
 def _request(protocol: str, provider: str, model: str, module: Module | None = None, **over):
     overrides = (("*", over),) if over else ()
     entry = Provider(
-        provider, "https://example.org/v1", Secret("sk-x"), (model,), protocol, None, overrides
+        provider,
+        "https://example.org/v1",
+        Secret("sk-x"),
+        (model,),
+        protocol,
+        capability_overrides=overrides,
     )
     request = get_protocol(protocol).build_request(
         entry, model, module or BUILTIN_MODULES["latency"], "Hi", 16, "sk-x"
@@ -469,8 +474,10 @@ def test_model_glob_overrides_win_over_the_provider_wide_keys():
         Secret("k"),
         ("gpt-4o", "legacy-1"),
         "openai",
-        None,
-        (("*", {"stream_options": False}), ("legacy-*", {"max_tokens_field": "max_tokens"})),
+        capability_overrides=(
+            ("*", {"stream_options": False}),
+            ("legacy-*", {"max_tokens_field": "max_tokens"}),
+        ),
     )
     legacy, modern = entry.capabilities("legacy-1"), entry.capabilities("gpt-4o")
     assert legacy.max_tokens_field == "max_tokens" and not legacy.stream_options

@@ -188,7 +188,7 @@ class AnthropicProtocol:
             extra["thinking"] = {"type": "enabled", "budget_tokens": budget}
             max_tokens += budget
         return streaming_request(
-            self.endpoint(provider.api_base_url),
+            provider.endpoint or self.endpoint(provider.api_base_url),
             model,
             module,
             prompt,

@@ -254,7 +254,7 @@ class OpenAIProtocol:
         if effort is not None:
             extra["reasoning_effort"] = effort
         return streaming_request(
-            self.endpoint(provider.api_base_url),
+            provider.endpoint or self.endpoint(provider.api_base_url),
             model,
             module,
             prompt,
