@@ -17,6 +17,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 from typing import Any
 
 MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
@@ -91,6 +92,7 @@ _PROTOCOL_BASE = {
 }
 
 
+@lru_cache(maxsize=4096)  # every probe request asks; the table never changes
 def table_capabilities(protocol: str, provider: str, model: str) -> Capabilities:
     """What the built-in table says for this protocol, provider name and model."""
     base = _PROTOCOL_BASE.get(protocol, Capabilities())
