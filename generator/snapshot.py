@@ -208,7 +208,11 @@ def fetch_snapshot(
                 _add_samples(snap, role, answer.result())
             if hold_seconds > 0 and snap.score:
                 newest = [s.value for s in answers[-1].result() if math.isfinite(s.value)]
-                snap.hold_end = min(max(newest), at) if newest else at
+                # On a multiple of the step, so the subqueries run at that instant (no
+                # offset) and never later than the newest sample: a server that moves
+                # queries of the last moments back (VictoriaMetrics' latency offset)
+                # leaves them where they are, and their last step in place.
+                snap.hold_end = math.floor(min(max(newest), at) / step) * step if newest else at
                 hold = hold_queries(window, hold_seconds, snap.hold_end, region)
                 snap.hold_step = hold.step
                 held = [pool.submit(client.instant, q, hold.time) for q in hold.queries.values()]

@@ -129,7 +129,7 @@ def test_region_selects_one_regions_series_and_without_it_regions_fold_to_the_wo
 
 
 class _Recorder:
-    """A client that records where each query is evaluated; the rules last ran at 940."""
+    """A client that records where each query is evaluated; the rules last ran at 947."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, float | None]] = []
@@ -137,7 +137,7 @@ class _Recorder:
     def instant(self, query: str, at: float | None = None) -> list[Sample]:
         self.calls.append((query, at))
         if query.startswith("max(timestamp("):
-            return [Sample({}, 940.0, 1000.0)]
+            return [Sample({}, 947.0, 1000.0)]
         labels = {"provider": "p", "model": "m", "scenario": "default"}
         return [Sample(labels, 0.5, 1000.0)]
 
@@ -153,8 +153,10 @@ def test_hold_time_ends_at_the_newest_rule_evaluation_not_now():
         at=1000.0,
         region="eu",
     )
-    assert snap.hold_end == 940.0 and snap.at == 1000.0
-    expected = hold_queries("1h", 60, 940.0, region="eu")
+    # On the step (15 s) at or before the newest evaluation: the subqueries need no offset.
+    assert snap.hold_end == 945.0 and snap.at == 1000.0
+    expected = hold_queries("1h", 60, 945.0, region="eu")
+    assert expected.time == 945.0 and all(" offset " not in q for q in expected.queries.values())
     held = [(q, at) for q, at in client.calls if "_over_time((" in q]
     assert held == [(q, expected.time) for q in expected.queries.values()]
     assert all(at == 1000.0 for q, at in client.calls if "_over_time((" not in q)
