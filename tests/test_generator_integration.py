@@ -31,12 +31,13 @@ from pathlib import Path
 import pytest
 import requests
 from click.testing import CliRunner
-from perfgen.generator.generate_cli import explain, generate, generate_once, plan_routes
+from perfgen.generator.generate_cli import generate
 from perfgen.generator.promql import PromClient
 from perfgen.generator.proxy_schema import validate_text
 from perfgen.generator.proxy_toml import only_routes_changed
 from perfgen.generator.query_cli import query
 from perfgen.generator.ranking import Policy, rank
+from perfgen.generator.run import explain, generate_once, plan_routes
 from perfgen.generator.snapshot import fetch_snapshot, hold_queries, model_stats
 from perfgen.stack.processes import (
     BinaryMissing,
