@@ -13,7 +13,7 @@ import threading
 import click
 from perfgen.generator.metrics import GeneratorMetrics, parse_listen
 from perfgen.generator.promql import PrometheusConnection
-from perfgen.generator.query_cli import prometheus_options
+from perfgen.generator.query_cli import prometheus_options, region_option
 from perfgen.generator.run import EXIT_ERROR, Runner
 from perfgen.generator.timer import run_every
 
@@ -81,6 +81,7 @@ from perfgen.config import SCENARIOS, duration_seconds
 )
 @click.option("--no-backup", is_flag=True, help="Do not keep FILE.bak.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the diff.")
+@region_option
 def generate(
     config_path: str,
     dry_run: bool,
@@ -94,6 +95,7 @@ def generate(
     metrics_listen: str | None,
     no_backup: bool,
     quiet: bool,
+    region: str | None,
     connection: PrometheusConnection,
 ) -> None:
     """Rewrite the proxy's [router] routes from Prometheus' recording rules.
@@ -134,6 +136,7 @@ def generate(
             management_key=key,
             always_reload=always_reload,
             backup=not no_backup,
+            region=region,
         ),
         show_explain,
         quiet,

@@ -478,6 +478,28 @@ def test_region_ranks_from_its_own_series_and_without_one_from_the_worst(backend
         assert {key[0] for key in snap.keys()} == {"geo"}
 
 
+@pytest.mark.parametrize(("region", "default"), [("eu", "geo,a|geo,b"), ("us", "geo,b|geo,a")])
+def test_generate_and_query_with_region(backend, tmp_path, region, default):
+    cfg = write_config(tmp_path, "geo", ["a", "b"], {"default": "geo,a|geo,b"})
+    code, out, err = run_generate(
+        "--config", str(cfg), "--prometheus", backend, "--region", region, "--explain"
+    )
+    assert code == (0 if default == "geo,a|geo,b" else 3), err
+    assert router(cfg)["default"] == default
+    code, out, err = run_query(
+        "--prometheus", backend, "--config", str(cfg), "--region", region, "--format", "json"
+    )
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["region"] == region
+    assert [r["model"] for r in payload["models"]] == default.replace("geo,", "").split("|")
+    code, out, _ = run_query("--prometheus", backend, "--config", str(cfg), "--region", region)
+    assert out.splitlines()[0] == f"scenario default, window 1h, region {region}"
+    # Without --region the worst region decides: b (0.5 in eu) beats a (0.4 in us).
+    assert run_generate("--config", str(cfg), "--prometheus", backend)[0] in (0, 3)
+    assert router(cfg)["default"] == "geo,b|geo,a"
+
+
 def test_example_config_changes_only_route_values(prometheus, tmp_path):
     cfg = tmp_path / "config.toml"
     cfg.write_text(EXAMPLE)
