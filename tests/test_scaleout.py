@@ -117,3 +117,15 @@ def test_scaleout_files_ship_with_the_package() -> None:
     stack_dir = project_root() / "stack"
     for name in ("scaleout-proxy.toml", "scaleout-east.toml", "scaleout-west.toml"):
         assert (stack_dir / name).is_file()
+
+
+def test_demo_scale_out_names_a_missing_binary(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+    from perfgen.stack.demo_cli import demo
+
+    monkeypatch.setenv("PERFGEN_VMALERT_BINARY", "/nonexistent/vmalert")
+    result = CliRunner().invoke(demo, ["--scale-out", "--duration", "10"])
+    assert result.exit_code == 1
+    assert "PERFGEN_VMALERT_BINARY=/nonexistent/vmalert is not an executable file" in (
+        result.stderr
+    )
