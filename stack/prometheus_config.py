@@ -134,18 +134,16 @@ def render_prometheus_config(
             + probe_relabel_configs(exporter)
             + region_relabel_configs(region),
         },
-        {
-            "job_name": EXPORTER_JOB,
-            "static_configs": [{"targets": [host_port(exporter)]}],
-        },
     ]
-    if generator:
-        scrape_configs.append(
-            {"job_name": GENERATOR_JOB, "static_configs": [{"targets": [host_port(generator)]}]}
-        )
-    for job in scrape_configs[1:]:
+    static_jobs = [(EXPORTER_JOB, exporter)] + ([(GENERATOR_JOB, generator)] if generator else [])
+    for name, address in static_jobs:
+        job: dict[str, Any] = {
+            "job_name": name,
+            "static_configs": [{"targets": [host_port(address)]}],
+        }
         if region is not None:
             job["relabel_configs"] = region_relabel_configs(region)
+        scrape_configs.append(job)
     scrape_configs.extend(dict(extra) for extra in extra_scrape_configs)
     document: dict[str, Any] = {"global": global_section}
     if remote_write:
