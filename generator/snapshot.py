@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from perfgen.generator.promql import PromClient, Sample
+from perfgen.generator.promql import PromClient, PromQLError, Sample
 from perfgen.generator.ranking import ModelStats
 
 from perfgen.config import Route
@@ -125,6 +125,7 @@ class HoldQueries:
     step: float
     points: int
     queries: dict[str, str]
+    end: float = 0.0  # the `at` asked for: the last step of the range query
 
 
 def hold_queries(
@@ -146,7 +147,9 @@ def hold_queries(
         name: f"{fold[name]} by (provider, model, scenario) ({name}_over_time(({selector}){span}))"
         for name in ("min", "max", "count", "sum")
     }
-    return HoldQueries((first_ms + steps * step_ms) / 1000, step_ms / 1000, steps + 1, queries)
+    return HoldQueries(
+        (first_ms + steps * step_ms) / 1000, step_ms / 1000, steps + 1, queries, at_ms / 1000
+    )
 
 
 @dataclass
@@ -191,32 +194,29 @@ def fetch_snapshot(
     `region`: rank from that region's series only; None: from every region, folded to
     the worst region's figures (FOLD). The queries run concurrently (`QUERY_WORKERS`);
     their answers are read in query order, so the error raised is the first failed
-    query's, as if they ran one by one. The hold-time queries follow, ending at the
-    newest rule evaluation the first round found (HoldQueries).
+    query's, as if they ran one by one. The newest rule evaluation is asked first: the
+    hold-time queries end there (HoldQueries) and join the others as soon as it is known;
+    their answers (and errors) count only if there are scores.
     """
     at = time.time() if at is None else at
     step = max(15.0, math.ceil(hold_seconds / 60))
     snap = Snapshot(at, window, stale_after_seconds, hold_seconds, step, region=region)
     queries = snapshot_queries(window, stale_after, region)
-    jobs = [(query, at) for query in queries.values()]
-    if hold_seconds > 0:
-        jobs.append((newest_evaluation_query(window, region), at))
-    with ThreadPoolExecutor(min(QUERY_WORKERS, len(jobs))) as pool:
-        answers = [pool.submit(client.instant, query, when) for query, when in jobs]
+    with ThreadPoolExecutor(QUERY_WORKERS) as pool:
+        newest = (
+            pool.submit(client.instant, newest_evaluation_query(window, region), at)
+            if hold_seconds > 0
+            else None
+        )
+        answers = [pool.submit(client.instant, query, at) for query in queries.values()]
         try:
-            for role, answer in zip(queries, answers[: len(queries)], strict=True):
+            hold, held = _submit_hold(pool, client, newest, window, hold_seconds, at, region)
+            for role, answer in zip(queries, answers, strict=True):
                 _add_samples(snap, role, answer.result())
-            if hold_seconds > 0 and snap.score:
-                newest = [s.value for s in answers[-1].result() if math.isfinite(s.value)]
-                # On a multiple of the step, so the subqueries run at that instant (no
-                # offset) and never later than the newest sample: a server that moves
-                # queries of the last moments back (VictoriaMetrics' latency offset)
-                # leaves them where they are, and their last step in place.
-                snap.hold_end = math.floor(min(max(newest), at) / step) * step if newest else at
-                hold = hold_queries(window, hold_seconds, snap.hold_end, region)
-                snap.hold_step = hold.step
-                held = [pool.submit(client.instant, q, hold.time) for q in hold.queries.values()]
-                snap.hold_points = hold.points
+            if newest is not None and snap.score:
+                newest.result()  # its error, if it failed
+            if hold is not None and snap.score:
+                snap.hold_end, snap.hold_step, snap.hold_points = hold.end, hold.step, hold.points
                 snap.hold = _hold_scores(hold, [a.result() for a in held])
         finally:
             pool.shutdown(cancel_futures=True)  # after a failure, start no further query
@@ -234,6 +234,35 @@ def fetch_snapshot(
             "stale and routes are left as they are (is the exporter scraped?)"
         )
     return snap
+
+
+def _submit_hold(
+    pool: ThreadPoolExecutor,
+    client: PromClient,
+    newest: Future[list[Sample]] | None,
+    window: str,
+    hold_seconds: float,
+    at: float,
+    region: str | None,
+) -> tuple[HoldQueries | None, list[Future[list[Sample]]]]:
+    """Once the newest rule evaluation is known, submit the hold-time queries ending there.
+
+    The end is on a multiple of the step, so the subqueries run at that instant (no
+    offset) and never later than the newest sample: a server that moves queries of the
+    last moments back (VictoriaMetrics' latency offset) leaves them where they are, and
+    their last step in place. No score sample at all: no hold queries.
+    """
+    if newest is None:
+        return None, []
+    try:
+        found = [s.value for s in newest.result() if math.isfinite(s.value)]
+    except PromQLError:
+        return None, []  # raised by the caller when there are scores
+    if not found:
+        return None, []
+    step = max(15.0, math.ceil(hold_seconds / 60))
+    hold = hold_queries(window, hold_seconds, math.floor(min(max(found), at) / step) * step, region)
+    return hold, [pool.submit(client.instant, q, hold.time) for q in hold.queries.values()]
 
 
 def _add_samples(snap: Snapshot, role: str, samples: list[Sample]) -> None:
