@@ -30,6 +30,7 @@ from perfgen.config import (
     load_config,
     parse_chain,
 )
+from perfgen.timing import stale_after_seconds
 
 # --------------------------------------------------------------------- shared options
 
@@ -143,10 +144,8 @@ def region_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def stale_after(performance: Performance) -> str:
-    """`[performance.generator] stale_after`, else three probe intervals."""
-    if performance.generator.stale_after:
-        return performance.generator.stale_after
-    return f"{max(1, round(performance.test_interval_minutes * 3 * 60))}s"
+    """The PromQL range for staleness: the one derivation the rules use too."""
+    return f"{stale_after_seconds(performance):.0f}s"
 
 
 # --------------------------------------------------------------------- ranking rows

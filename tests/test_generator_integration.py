@@ -286,9 +286,14 @@ def write_config(
 ) -> Path:
     routes = "\n".join(f'{key} = "{value}"' for key, value in router.items())
     text = f"""# a comment the generator must keep
+[proxy]
+host = "127.0.0.1"
+port = 3456
+api_key = "sk-proxy"
+
 [router]
 {routes}
-strategy = "FillFirst"  # keep me too
+strategy = "fill_first"  # keep me too
 
 [[providers]]
 name = "{provider}"
@@ -391,7 +396,7 @@ def test_challenger_inside_hysteresis_margin_does_not_take_over(backend, tmp_pat
     assert router(cfg) == {
         "default": "hyst,a|hyst,b",
         "think": "hyst,d|hyst,c",
-        "strategy": "FillFirst",
+        "strategy": "fill_first",
     }
 
 
@@ -408,7 +413,7 @@ def test_challenger_needs_a_score_for_the_whole_hold_time(backend, tmp_path):
         "default": "late,a|late,b",
         "think": "late,c|late,a",
         "background": "late,a|late,n",
-        "strategy": "FillFirst",
+        "strategy": "fill_first",
     }
     for challenger in ("b", "n"):
         assert (

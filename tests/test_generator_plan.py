@@ -107,9 +107,14 @@ def write_config(
     max_chain: int = 3,
 ) -> Path:
     path.write_text(f"""# kept
+[proxy]
+host = "127.0.0.1"
+port = 3456
+api_key = "sk-proxy"
+
 [router]
 default = "{default}"
-strategy = "FillFirst"
+strategy = "fill_first"
 
 [[providers]]
 name = "p"
