@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -175,7 +175,7 @@ class Scheduler:
         self.budget = TokenBudget(settings.tokens_per_hour, clock)
         self.money = TokenBudget(settings.dollars_per_hour, clock)
         # Dollars paid per key since start, by the configured prices (a counter).
-        self.dollars: Counter[ProbeKey] = Counter()
+        self.dollars: defaultdict[ProbeKey, float] = defaultdict(float)
         self.scrapes: Counter[tuple[str, str]] = Counter()  # (module, outcome)
         self.in_flight = 0
         self.settings = settings
