@@ -485,7 +485,14 @@ def configured(args: argparse.Namespace) -> Performance:
             performance.adaptive, min_interval_minutes=args.min_interval_minutes
         )
         performance = dataclasses.replace(performance, adaptive=adaptive)
-    return performance
+    score = performance.score
+    if args.latency_reference_ms is not None:
+        score = dataclasses.replace(score, latency_reference_ms=args.latency_reference_ms)
+    if args.throughput_reference is not None:
+        score = dataclasses.replace(
+            score, throughput_reference_tokens_per_sec=args.throughput_reference
+        )
+    return dataclasses.replace(performance, score=score)
 
 
 def main() -> None:
@@ -508,6 +515,14 @@ def main() -> None:
         type=float,
         help="override [performance.adaptive] min_interval_minutes",
     )
+    parser.add_argument(
+        "--latency-reference-ms", type=float, help="override [performance.score] latency reference"
+    )
+    parser.add_argument(
+        "--throughput-reference",
+        type=float,
+        help="override [performance.score] throughput_reference_tokens_per_sec",
+    )
     args = parser.parse_args()
     seeds = args.seeds or (2 if args.quick else 3)
     every = args.decide_every or (300 if args.quick else 120)
@@ -520,6 +535,8 @@ def main() -> None:
         f"# config {args.config}: interval {performance.test_interval_minutes:g} min, "
         f"adaptive minimum {performance.adaptive.min_interval_minutes:g} min, window "
         f"{performance.window}, margin {g.hysteresis_margin:g}, hold {g.hysteresis_for}, "
+        f"score references {performance.score.latency_reference_ms or 'threshold'} ms, "
+        f"{performance.score.throughput_reference_tokens_per_sec or 'threshold'} tokens/s, "
         f"modules {','.join(performance.sd_modules)}; {len(worlds)} worlds x {seeds} seeds; "
         f"decisions every {every} s"
     )

@@ -97,6 +97,7 @@ class AdaptiveIntervals:
         self.window = duration_seconds(performance.window)
         self.margin = performance.generator.hysteresis_margin
         self.min_samples = performance.min_test_count
+        self._score = performance.score
         self._baseline = frozenset(baseline_modules(performance))
         names = ["default", *(n for n in performance.scenarios if n != "default")]
         self._scenarios = [
@@ -247,7 +248,8 @@ class AdaptiveIntervals:
         success = sum(s.success for s in recent) / len(recent)
         return {
             scenario.name: performance_score(
-                score_components(p95, decode, success, scenario.thresholds), scenario.weights
+                score_components(p95, decode, success, scenario.thresholds, self._score),
+                scenario.weights,
             )
             for scenario in self._scenarios
             if self._serves(scenario, target)

@@ -294,6 +294,20 @@ class AdaptiveSettings:
 
 
 @dataclass(frozen=True)
+class ScoreSettings:
+    """`[performance.score]`: what the score's latency and throughput components are
+    relative to, separate from the pass/fail thresholds (None: the scenario's threshold).
+
+    A component is `R / (R + p95)` and `decode / (decode + R)`: it changes fastest around
+    its reference, so a reference near the models' own figures makes a 3x slowdown a large
+    score change, while a threshold far outside them leaves good models scoring alike.
+    """
+
+    latency_reference_ms: float | None = None
+    throughput_reference_tokens_per_sec: float | None = None
+
+
+@dataclass(frozen=True)
 class Performance:
     enabled: bool = True
     test_interval_minutes: float = 60.0
@@ -311,6 +325,7 @@ class Performance:
     generator: GeneratorSettings = field(default_factory=GeneratorSettings)
     exporter: ExporterSettings = field(default_factory=ExporterSettings)
     adaptive: AdaptiveSettings = field(default_factory=AdaptiveSettings)
+    score: ScoreSettings = field(default_factory=ScoreSettings)
     prices: Mapping[Target, Price] = field(default_factory=dict)
     max_dollars_per_hour: float = 0.0  # 0 = no money budget (the token budget still holds)
 
@@ -893,6 +908,19 @@ def _parse_adaptive(perf: _Reader, interval_minutes: float) -> AdaptiveSettings:
     return settings
 
 
+def _parse_score(perf: _Reader) -> ScoreSettings:
+    reader = perf.sub("score")
+    if reader is None:
+        return ScoreSettings()
+    values: dict[str, float] = {}
+    for name in ("latency_reference_ms", "throughput_reference_tokens_per_sec"):
+        if reader.get(name, float) is not None:
+            values[name] = reader.number(name, 0.0, minimum=0, exclusive_min=True)
+    settings = ScoreSettings(**values)
+    reader.reject_unknown()
+    return settings
+
+
 def _byte_cap(reader: _Reader, name: str, default: int) -> int:
     # Below 1 KiB real chunks would be refused; above 64 MiB the cap protects nothing.
     return reader.integer(name, default, minimum=1024, maximum=64 << 20)
@@ -977,6 +1005,7 @@ def _parse_performance(
         generator=_parse_generator(perf),
         exporter=_parse_exporter(perf),
         adaptive=_parse_adaptive(perf, interval),
+        score=_parse_score(perf),
         prices=_parse_prices(perf, providers),
         max_dollars_per_hour=dollars_per_hour,
     )

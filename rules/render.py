@@ -26,7 +26,14 @@ import jinja2
 import yaml
 
 from perfgen.atomic import atomic_write
-from perfgen.config import Module, Performance, Thresholds, Weights, duration_seconds
+from perfgen.config import (
+    Module,
+    Performance,
+    ScoreSettings,
+    Thresholds,
+    Weights,
+    duration_seconds,
+)
 from perfgen.timing import probe_cadence_seconds, stale_after_seconds
 
 RULES_DIR = Path(__file__).resolve().parent
@@ -153,6 +160,8 @@ class ScenarioParams:
     # The scenario's thresholds differ from the global ones: its score cannot reuse the
     # recorded components (which use the global thresholds) and computes its own inline.
     own_thresholds: bool
+    # `[performance.score]`: references separate from the thresholds (unset: the threshold).
+    score: ScoreSettings = ScoreSettings()
 
     @property
     def latency_reference_seconds(self) -> float:
@@ -161,6 +170,18 @@ class ScenarioParams:
     @property
     def throughput_reference(self) -> float:
         return max(self.thresholds.min_throughput_tokens_per_sec, THROUGHPUT_REFERENCE_FLOOR)
+
+    # The score's own references: the pass/fail figures above unless [performance.score]
+    # sets one (alerts and the thresholds check keep using the thresholds).
+    @property
+    def latency_score_reference_seconds(self) -> float:
+        reference = self.score.latency_reference_ms
+        return self.latency_reference_seconds if reference is None else reference / 1000.0
+
+    @property
+    def throughput_score_reference(self) -> float:
+        reference = self.score.throughput_reference_tokens_per_sec
+        return self.throughput_reference if reference is None else reference
 
     @property
     def failure_reference(self) -> float:
@@ -217,7 +238,11 @@ def timings(performance: Performance) -> Timings:
 def scenario_params(performance: Performance) -> list[ScenarioParams]:
     """`default` (global weights and thresholds) first, then every scenario with its own
     weights or thresholds; a scenario with only candidates scores like `default`."""
-    result = [ScenarioParams("default", performance.weights, performance.thresholds, False)]
+    result = [
+        ScenarioParams(
+            "default", performance.weights, performance.thresholds, False, performance.score
+        )
+    ]
     for name in sorted(performance.scenarios):
         scenario = performance.scenarios[name]
         if scenario.weights is None and scenario.thresholds is None:
@@ -229,6 +254,7 @@ def scenario_params(performance: Performance) -> list[ScenarioParams]:
                 weights=performance.scenario_weights(name),
                 thresholds=thresholds,
                 own_thresholds=thresholds != performance.thresholds,
+                score=performance.score,
             )
         )
     return result
@@ -388,15 +414,17 @@ def score_components(
     decode_tokens_per_second: float | None,
     success_ratio: float,
     thresholds: Thresholds,
+    score: ScoreSettings | None = None,
 ) -> dict[str, float]:
     """The score components, as the recording rules compute them (docs/rules-and-alerts.md).
 
     None for a figure means the window has no sample of it (every request failed), which
-    scores as the worst value: an infinitely slow first token, 0 tokens/s.
+    scores as the worst value: an infinitely slow first token, 0 tokens/s. `score`: the
+    config's `[performance.score]` references (default: the thresholds).
     """
-    params = ScenarioParams("reference", Weights(), thresholds, False)
-    latency_ref = params.latency_reference_seconds
-    throughput_ref = params.throughput_reference
+    params = ScenarioParams("reference", Weights(), thresholds, False, score or ScoreSettings())
+    latency_ref = params.latency_score_reference_seconds
+    throughput_ref = params.throughput_score_reference
     failure_ref = params.failure_reference
     latency = 0.0 if p95_ttft_seconds is None else latency_ref / (latency_ref + p95_ttft_seconds)
     throughput = (

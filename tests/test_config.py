@@ -9,6 +9,7 @@ import pytest
 from perfgen.config import (
     ConfigError,
     Route,
+    ScoreSettings,
     Secret,
     Target,
     duration_seconds,
@@ -129,6 +130,15 @@ models = ["gemini-2.0-flash"]
             "performance.budget.max_output_tokens_per_hour",
         ),
         ('[performance.providers.nobody]\nprotocol = "openai"\n', "performance.providers.nobody"),
+        (
+            "[performance.score]\nlatency_reference_ms = 0\n",
+            "performance.score.latency_reference_ms",
+        ),
+        (
+            '[performance.score]\nthroughput_reference_tokens_per_sec = "fast"\n',
+            "performance.score.throughput_reference_tokens_per_sec",
+        ),
+        ("[performance.score]\nlatency_reference = 1000\n", "performance.score.latency_reference"),
     ],
 )
 def test_bad_performance_values_name_the_key(performance: str, key: str) -> None:
@@ -320,3 +330,20 @@ temperature = 0.7
 )
 def test_bad_capability_values_name_the_key(performance: str, key: str) -> None:
     assert error_of(performance).key == key
+
+
+def test_score_references_default_to_the_thresholds() -> None:
+    # Unset, the score is relative to the thresholds, as before the keys existed.
+    default = parse_config(PROVIDERS, "proxy.toml").performance.score
+    assert default == ScoreSettings()
+    performance = parse_config(
+        PROVIDERS
+        + "[performance.score]\nlatency_reference_ms = 1000\n"
+        + "throughput_reference_tokens_per_sec = 100\n",
+        "proxy.toml",
+    ).performance
+    assert performance.score == ScoreSettings(1000.0, 100.0)
+    only_latency = parse_config(
+        PROVIDERS + "[performance.score]\nlatency_reference_ms = 800\n", "proxy.toml"
+    ).performance.score
+    assert only_latency.throughput_reference_tokens_per_sec is None

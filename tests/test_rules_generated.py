@@ -106,6 +106,17 @@ min_success_rate = 1
 )
 
 
+# The second config with score references apart from its thresholds (2 s, 25 tokens/s).
+SCORED_CONFIG = (
+    SECOND_CONFIG
+    + """
+[performance.score]
+latency_reference_ms = 750
+throughput_reference_tokens_per_sec = 60
+"""
+)
+
+
 def example() -> Performance:
     return load_config(ROOT / "examples" / "config.example.toml").performance
 
@@ -118,7 +129,11 @@ def demo() -> Performance:
     return parse_config(DEMO_CONFIG, "demo.toml").performance
 
 
-CONFIGS = {"example": example, "second": second, "demo": demo}
+def scored() -> Performance:
+    return parse_config(SCORED_CONFIG, "scored.toml").performance
+
+
+CONFIGS = {"example": example, "second": second, "demo": demo, "scored": scored}
 
 
 # --------------------------------------------------------------------------- generation
@@ -268,7 +283,9 @@ def recording_test(performance: Performance) -> dict[str, object]:
                 )
             if case.requests < performance.min_test_count:
                 continue  # too few samples: no component, no score
-            for name, value in score_components(*figures, performance.thresholds).items():
+            for name, value in score_components(
+                *figures, performance.thresholds, performance.score
+            ).items():
                 components.append(
                     sample(
                         f'{{provider="gen",model="{case.model}",component="{name}"}}',
@@ -277,7 +294,8 @@ def recording_test(performance: Performance) -> dict[str, object]:
                 )
             for scenario in scenarios:
                 value = performance_score(
-                    score_components(*figures, scenario.thresholds), scenario.weights
+                    score_components(*figures, scenario.thresholds, performance.score),
+                    scenario.weights,
                 )
                 scores.append(
                     sample(
@@ -449,7 +467,8 @@ def baseline_modules_test(performance: Performance) -> dict[str, object]:
             f'{{provider="gen",model="{model}",scenario="{scenario.name}"}}',
             round4(
                 performance_score(
-                    score_components(p95, decode, success, scenario.thresholds), scenario.weights
+                    score_components(p95, decode, success, scenario.thresholds, performance.score),
+                    scenario.weights,
                 )
             ),
         )
@@ -772,6 +791,23 @@ def test_second_config_changes_the_rules() -> None:
     assert "> 1200" in alerts and "for: 20m" in alerts  # stale_after = 20m
     assert "[2h]" in alerts  # flapping range: 4 x hysteresis_for 30m
     assert default["alerts.yml"] != alerts
+
+
+def test_score_references_move_the_score_not_the_thresholds() -> None:
+    plain, other = render_rules(second()), render_rules(scored())
+    recording = other["recording.yml"]
+    # The score's components use the references ...
+    assert "0.75 / (0.75 + provider_model:llm_ttft_seconds:p95_30m)" in recording
+    assert "provider_model:llm_decode_tokens_per_second:mean_30m + 60)" in recording
+    # ... also inline, for the scenario with its own thresholds ...
+    assert "8 / (8 + provider_model:llm_ttft_seconds:p95_30m)" not in recording
+    # ... while the pass/fail flag and the alerts keep the thresholds.
+    assert "p95_30m <= bool 2" in recording and "p95_30m <= bool 8" in recording
+    assert other["alerts.yml"] == plain["alerts.yml"]
+    assert recording != plain["recording.yml"]
+    at_reference = score_components(0.75, 60.0, 1.0, scored().thresholds, scored().score)
+    assert at_reference["latency"] == pytest.approx(0.5)
+    assert at_reference["throughput"] == pytest.approx(0.5)
 
 
 def test_second_config_changes_the_expectations() -> None:
