@@ -16,9 +16,15 @@ Reasons, checked in this order (the first that applies wins):
 | `failing` | the key's last probe failed (backoff still applies) | minimum |
 | `degraded` | the target's last result is DEGRADED_FACTOR worse than its window median | minimum |
 | `contested` | a competitor in a scenario it serves scores within the hysteresis margin | minimum |
-| `ahead` | it leads every scenario it can serve by more than the margin | maximum |
+| `ahead` | it leads at least one scenario it can serve by more than the margin | minimum |
 | `behind` | in every such scenario a competitor leads it by more than the margin | maximum |
-| `clear` | otherwise (ahead in one scenario, behind in another) | maximum |
+| `clear` | no competitor has enough data to compare with | maximum |
+
+The leader is probed at the minimum because it is the primary: requests go to it, so its
+degradation is what costs (docs/benchmarks.md section 5: with the leader at the full
+interval, a degraded leader was seen no sooner than with fixed probing). Models clearly
+behind wait the full interval, not longer, so they keep `min_test_count` results in the
+window and stay ranked as fallbacks.
 
 The score is the recording rules' (`rules.render.score_components` with each scenario's
 weights and thresholds), from a nearest-rank p95 of the window's TTFTs; a scenario's
@@ -54,7 +60,7 @@ REASONS = (
     "behind",
     "clear",
 )
-SHORT_REASONS = frozenset({"little_data", "failing", "degraded", "contested"})
+SHORT_REASONS = frozenset({"little_data", "failing", "degraded", "contested", "ahead"})
 # Above this share of the hourly budget, probes come at the full interval again, so that
 # the shortened ones can never starve the regular schedule of other targets.
 BUDGET_SHARE = 0.75
@@ -171,7 +177,8 @@ class AdaptiveIntervals:
         if degraded:
             return Choice(short, "degraded", degraded)
         mine = self._scores(target)
-        ahead_all, behind_all, any_scenario = True, True, False
+        leads: list[str] = []
+        any_scenario = False
         for scenario in self._scenarios:
             if scenario.name not in mine:
                 continue
@@ -196,15 +203,19 @@ class AdaptiveIntervals:
                     f"{scenario.name}: score {own:.3f} within {self.margin:.0%} of "
                     f"{rival[0]}:{rival[1]} {best:.3f}",
                 )
-            ahead_all &= own > best
-            behind_all &= own < best
+            if own > best:
+                leads.append(scenario.name)
         if not any_scenario:
             return Choice(long, "clear", "no competitor with enough data")
-        if ahead_all:
-            return Choice(long, "ahead", f"leads by more than {self.margin:.0%}, steady")
-        if behind_all:
-            return Choice(long, "behind", f"trails by more than {self.margin:.0%}")
-        return Choice(long, "clear", "ahead in some scenarios, behind in others")
+        if leads:
+            # The leader is the primary that carries a scenario's traffic: its degradation
+            # is what routes requests to a slow model, so it is the one watched closely.
+            return Choice(
+                short, "ahead", f"leads {', '.join(leads)} by more than {self.margin:.0%}"
+            )
+        # Not longer than the interval: a model must keep min_test_count results in the
+        # window to stay ranked (and in the fallback chain) and fresh for stale_after.
+        return Choice(long, "behind", f"trails by more than {self.margin:.0%} everywhere")
 
     def _recent(self, target: Target) -> list[_Sample]:
         samples = self._samples.get(target)

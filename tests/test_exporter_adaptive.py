@@ -10,7 +10,14 @@ from perfgen.exporter.adaptive import AdaptiveIntervals
 from perfgen.exporter.result import ProbeResult, RequestResult
 from perfgen.exporter.scheduler import CostSettings, Scheduler
 
-from perfgen.config import AdaptiveSettings, ConfigError, Performance, parse_config
+from perfgen.config import (
+    AdaptiveSettings,
+    ConfigError,
+    GeneratorSettings,
+    Performance,
+    ScoreSettings,
+    parse_config,
+)
 
 MINUTE = 60.0
 
@@ -98,13 +105,61 @@ def test_contested_behind_and_ahead() -> None:
     assert behind.reason == "behind" and behind.seconds == 15 * MINUTE
 
 
-def test_clear_leader_waits_the_full_interval() -> None:
+def test_clear_leader_is_watched_and_the_trailer_waits() -> None:
+    """The leader carries the traffic: its degradation is what costs, so it is probed at
+    the minimum; the clearly behind model waits the full interval, not longer."""
     clock = FakeClock()
     policy = AdaptiveIntervals(performance(), clock)
     feed(policy, clock, "a", 6, ttft=0.3, decode=200)
     feed(policy, clock, "b", 6, ttft=4.0, decode=12)
     choice = policy.choose(key("a"))
-    assert choice.reason == "ahead" and choice.seconds == 15 * MINUTE
+    assert choice.reason == "ahead" and choice.seconds == 5 * MINUTE
+    assert "leads default" in choice.detail
+    behind = policy.choose(key("b"))
+    assert behind.reason == "behind" and behind.seconds == 15 * MINUTE
+
+
+def test_leader_of_one_scenario_is_watched_even_if_behind_in_another() -> None:
+    clock = FakeClock()
+    text = """
+[[providers]]
+name = "p"
+api_base_url = "http://127.0.0.1:9/v1"
+api_key = "k"
+models = ["a", "b"]
+[performance]
+test_interval_minutes = 15
+[performance.adaptive]
+enabled = true
+[performance.scenarios.think]
+weights = { latency = 0, throughput = 1, reliability = 0 }
+"""
+    policy = AdaptiveIntervals(parse_config(text).performance, clock)
+    # a answers first far sooner, b decodes far faster: each leads one scenario.
+    feed(policy, clock, "a", 6, ttft=0.2, decode=60)
+    feed(policy, clock, "b", 6, ttft=3.0, decode=400)
+    for model, scenario in (("a", "default"), ("b", "think")):
+        choice = policy.choose(key(model))
+        assert choice.reason == "ahead" and choice.seconds == 5 * MINUTE
+        assert f"leads {scenario}" in choice.detail
+
+
+def test_score_references_set_a_clearly_slower_model_apart() -> None:
+    """b answers a 100-token request in 2.2 s, a in 3.2 s; against the thresholds (5 s,
+    10 tokens/s) b scores only 4 % higher (contested), against 1 s and 100 tokens/s 12 %."""
+    loose = performance(generator=GeneratorSettings(hysteresis_margin=0.05))
+    steep = performance(
+        generator=GeneratorSettings(hysteresis_margin=0.05),
+        score=ScoreSettings(latency_reference_ms=1000, throughput_reference_tokens_per_sec=100),
+    )
+    reasons: dict[str, str] = {}
+    for name, perf in (("loose", loose), ("steep", steep)):
+        clock = FakeClock()
+        policy = AdaptiveIntervals(perf, clock)
+        feed(policy, clock, "a", 6, ttft=1.0, decode=45)
+        feed(policy, clock, "b", 6, ttft=0.8, decode=70)
+        reasons[name] = policy.choose(key("a")).reason
+    assert reasons == {"loose": "contested", "steep": "behind"}
 
 
 def test_failed_and_degraded_are_probed_sooner() -> None:
