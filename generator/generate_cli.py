@@ -374,17 +374,25 @@ def explain(plan: Plan) -> str:
     help="The proxy's config.toml (its [router] is rewritten in place).",
 )
 @prometheus_options
-@click.option("--dry-run", is_flag=True, help="Print the diff, write nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the unified diff, write nothing; exit 3 if routes would change.",
+)
 @click.option(
     "--out",
     metavar="FILE",
     type=click.Path(dir_okay=False),
-    help="Write the result here instead of --config.",
+    help="Write the result to FILE instead of --config (a complete config; FILE.bak is kept "
+    "when FILE existed). When FILE exists, the run starts from the routes written there "
+    "(those --config still allows), so the exit code, the diff and hysteresis are about the "
+    "routes in use.",
 )
 @click.option(
     "--every",
     metavar="DURATION",
-    help="Run forever, every DURATION (e.g. 5m), until SIGTERM/SIGINT.",
+    help="Run now and then every DURATION (30s, 5m, 1h), +- --jitter, re-reading the config "
+    "each run, until SIGTERM/SIGINT; a signal lets the current run finish, then exits 0.",
 )
 @click.option(
     "--jitter",
@@ -396,7 +404,9 @@ def explain(plan: Plan) -> str:
 @click.option(
     "--reload-url",
     metavar="URL",
-    help="Proxy URL to POST /v0/management/config/reload after a change.",
+    help="After a change, POST URL/v0/management/config/reload (a URL with a path is used as "
+    "is) with header X-Management-Key from --management-key-env. A failed reload exits 1; "
+    "the written file stays valid.",
 )
 @click.option(
     "--management-key-env",
@@ -414,7 +424,9 @@ def explain(plan: Plan) -> str:
     "--explain",
     "show_explain",
     is_flag=True,
-    help="Print per scenario why the chain is what it is.",
+    help="Print per scenario the old and new chain, each model's group, score and reason "
+    "(thresholds missed, stale, too few samples, excluded, cut by max_chain) and the "
+    "hysteresis decisions with their numbers.",
 )
 @click.option(
     "--metrics-listen",

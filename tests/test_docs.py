@@ -1,0 +1,127 @@
+"""The reference tables in docs/ are what the code yields, and every relative link works."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from perfgen import config_docs
+from perfgen.docs import FIX_COMMAND, config_keys, sync
+from perfgen.docs.links import broken_links, slug
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_docs_match_the_code() -> None:
+    problems = sync(ROOT, write=False)
+    assert not problems, (
+        "the generated reference differs from the code:\n"
+        + "\n".join(f"  {p}" for p in problems)
+        + f"\nfix: cd {ROOT} && .venv/bin/{FIX_COMMAND}"
+    )
+
+
+def test_every_relative_link_resolves() -> None:
+    problems = broken_links(ROOT)
+    assert not problems, "broken links:\n" + "\n".join(f"  {p}" for p in problems)
+
+
+@pytest.fixture
+def copy_of_docs(tmp_path: Path) -> Path:
+    for name in ("README.md", "examples"):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / name)
+        else:
+            shutil.copy(source, tmp_path / name)
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    return tmp_path
+
+
+def test_an_edited_table_is_found_and_rewritten(copy_of_docs: Path) -> None:
+    doc = copy_of_docs / "docs" / "configuration.md"
+    original = doc.read_text(encoding="utf-8")
+    doc.write_text(original.replace("| `max_chain` |", "| `max_chains` |"), encoding="utf-8")
+    problems = sync(copy_of_docs, write=False)
+    assert [(str(p.path), p.block) for p in problems] == [("docs/configuration.md", "config-keys")]
+    assert sync(copy_of_docs, write=True) == []
+    assert doc.read_text(encoding="utf-8") == original
+
+
+def test_the_command_names_the_block_and_the_fix(copy_of_docs: Path) -> None:
+    doc = copy_of_docs / "docs" / "metrics.md"
+    doc.write_text(
+        doc.read_text(encoding="utf-8").replace("llm_probe_success", "llm_probe_ok"),
+        encoding="utf-8",
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "perfgen.docs", "--check", "--root", str(copy_of_docs)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1
+    assert "docs/metrics.md: generated:metrics-probe: differs" in run.stderr
+    assert f"fix: {FIX_COMMAND}" in run.stderr
+
+
+def test_a_key_without_a_meaning_fails_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = config_docs.TABLES["performance.generator"]
+    keys = {k: v for k, v in doc.keys.items() if k != "max_chain"}
+    tables = {**config_docs.TABLES, "performance.generator": _with_keys(doc, keys)}
+    monkeypatch.setattr(config_keys, "TABLES", tables)
+    with pytest.raises(config_keys.ReferenceError, match=r"performance\.generator\.max_chain"):
+        config_keys.render(ROOT)
+
+
+def test_a_meaning_for_a_key_the_parser_does_not_read_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    doc = config_docs.TABLES["performance"]
+    keys = {**doc.keys, "test_intervall_minutes": "A typo."}
+    monkeypatch.setattr(
+        config_keys, "TABLES", {**config_docs.TABLES, "performance": _with_keys(doc, keys)}
+    )
+    with pytest.raises(config_keys.ReferenceError, match="test_intervall_minutes.*not read"):
+        config_keys.render(ROOT)
+
+
+def test_the_key_list_comes_from_the_parser() -> None:
+    tables = config_keys.read_keys()
+    stale = tables["performance.generator"]["stale_after"]
+    assert (stale.kind, stale.default) == ("duration", None)
+    weight = tables["performance.weights"]["latency"]
+    assert weight.bounds == {"minimum": 0, "maximum": 1}
+    assert tables["providers"]["models"].kind == "array of strings"
+
+
+def test_a_broken_link_and_a_missing_anchor_are_found(copy_of_docs: Path) -> None:
+    doc = copy_of_docs / "docs" / "demo.md"
+    doc.write_text(
+        doc.read_text(encoding="utf-8")
+        + "\n[gone](nowhere.md) [bad](metrics.md#no-such-heading) [ok](metrics.md#metrics)\n"
+        + "`[in code](nowhere.md)`\n",
+        encoding="utf-8",
+    )
+    assert broken_links(copy_of_docs) == [
+        "docs/demo.md: nowhere.md: no such file",
+        "docs/demo.md: metrics.md#no-such-heading: no heading with that anchor",
+    ]
+
+
+def test_slugs_follow_github() -> None:
+    assert slug("`[performance.exporter]` (exporter)") == "performanceexporter-exporter"
+    assert (
+        slug("The perfgen generator: `perfgen generate`")
+        == "the-perfgen-generator-perfgen-generate"
+    )
+
+
+def _with_keys(doc: config_docs.TableDoc, keys: dict[str, str]) -> config_docs.TableDoc:
+    from dataclasses import replace
+
+    return replace(doc, keys=keys)
