@@ -32,13 +32,10 @@ def test_every_relative_link_resolves() -> None:
 
 @pytest.fixture
 def copy_of_docs(tmp_path: Path) -> Path:
-    for name in ("README.md", "examples"):
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, tmp_path / name)
-        else:
-            shutil.copy(source, tmp_path / name)
-    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    for doc in ROOT.glob("*.md"):
+        shutil.copy(doc, tmp_path / doc.name)
+    for folder in ("docs", "examples"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
     return tmp_path
 
 
@@ -100,6 +97,8 @@ def test_the_key_list_comes_from_the_parser() -> None:
 
 
 def test_a_broken_link_and_a_missing_anchor_are_found(copy_of_docs: Path) -> None:
+    # Links into folders not copied are broken in the copy already: only new ones count.
+    before = set(broken_links(copy_of_docs))
     doc = copy_of_docs / "docs" / "demo.md"
     doc.write_text(
         doc.read_text(encoding="utf-8")
@@ -107,7 +106,7 @@ def test_a_broken_link_and_a_missing_anchor_are_found(copy_of_docs: Path) -> Non
         + "`[in code](nowhere.md)`\n",
         encoding="utf-8",
     )
-    assert broken_links(copy_of_docs) == [
+    assert [p for p in broken_links(copy_of_docs) if p not in before] == [
         "docs/demo.md: nowhere.md: no such file",
         "docs/demo.md: metrics.md#no-such-heading: no heading with that anchor",
     ]

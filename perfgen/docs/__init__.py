@@ -45,6 +45,7 @@ def generators() -> dict[str, Callable[[Path], str]]:
         "metrics-exporter": metrics.render_exporter,
         "metrics-generator": metrics.render_generator,
         "cli": commands.render,
+        "cli-summary": commands.render_summary,
         "alert-timings": alerts.render_timings,
         "alerts": alerts.render_alerts,
     }

@@ -96,8 +96,25 @@ def _section(path: list[str], command: click.Command) -> list[str]:
     return lines + [""]
 
 
+def _leaves(path: list[str], command: click.Command) -> list[tuple[list[str], click.Command]]:
+    if isinstance(command, click.Group):
+        return [leaf for n, sub in command.commands.items() for leaf in _leaves([*path, n], sub)]
+    return [(path, command)]
+
+
 def render(root: Path) -> str:
     lines = []
     for name, target in COMMANDS.items():
         lines += _section([name], _load(target))
     return "\n".join(lines)
+
+
+def render_summary(root: Path) -> str:
+    """One row per command for the front page, linking to its options in docs/cli.md."""
+    rows = []
+    for name, target in COMMANDS.items():
+        for path, command in _leaves([name], _load(target)):
+            title = " ".join(["perfgen", *path])
+            anchor = "-".join(["perfgen", *path])
+            rows.append([f"[{code(title)}](docs/cli.md#{anchor})", _summary(command)])
+    return "\n".join(table(["command", "does"], rows))
