@@ -58,7 +58,7 @@ class _Trace:
 def _recording(trace: _Trace) -> Iterator[None]:
     base: Any = config._Reader
 
-    class Recording(base):  # type: ignore[misc, valid-type]
+    class Recording(base):
         def get(self, name: str, kind: Any, default: Any = None) -> Any:
             kinds = kind if isinstance(kind, tuple) else (kind,)
             label = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)

@@ -12,6 +12,7 @@ import io
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import generate_latest
 from prometheus_client.metrics_core import Metric
@@ -19,6 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from perfgen.docs.config_keys import REFERENCE
 from perfgen.docs.markdown import code, table
+
+if TYPE_CHECKING:
+    from perfgen.exporter.result import ProbeResult
 
 # Made-up names fed into the builders; a label showing one of these is an input label
 # (provider, model, ...), any other label has a fixed set of values worth listing.
@@ -103,35 +107,37 @@ def _table(families: Iterable[Metric], inputs: set[str] = _INPUTS) -> str:
     return "\n".join(table(["metric", "type", "labels", "meaning"], rows))
 
 
-def _probe_results() -> list[object]:
+def _probe_results() -> list[ProbeResult]:
     from perfgen.exporter.result import ProbeResult, RequestResult
 
-    measured = {
-        "http_status": 200,
-        "ttft_seconds": 0.5,
-        "first_content_seconds": 0.6,
-        "duration_seconds": 2.0,
-        "output_tokens": 64,
-        "input_tokens": 20,
-        "tokens_per_second": 42.0,
-        "token_count_source": "usage",
-    }
+    ok = RequestResult(
+        success=True,
+        http_status=200,
+        ttft_seconds=0.5,
+        first_content_seconds=0.6,
+        duration_seconds=2.0,
+        output_tokens=64,
+        input_tokens=20,
+        tokens_per_second=42.0,
+        token_count_source="usage",
+    )
     # A figure added to RequestResult later gets a value too, so that its series shows up.
     unmeasured = {"failure_reason", "failure_detail", "retry_after_seconds"}
+    more: dict[str, Any] = {}
     for field in dataclasses.fields(RequestResult):
-        if field.name in measured or field.name in unmeasured or field.default is not None:
+        if field.name in unmeasured or getattr(ok, field.name) is not None:
             continue
         kind = str(field.type)
         if "float" in kind or "int" in kind:
-            measured[field.name] = 1.0 if "float" in kind else 1
-    ok = RequestResult(success=True, **measured)
+            more[field.name] = 1.0 if "float" in kind else 1
+    ok = dataclasses.replace(ok, **more)
     failed = RequestResult(success=False, failure_reason="timeout", failure_detail="timed out")
-    common = {"provider": PROVIDER, "model": MODEL, "module": MODULE, "started_at": time.time()}
+    started = time.time()
     return [
         ProbeResult(
-            **common, elapsed_seconds=2.0, requests=(ok, ok), aggregate_tokens_per_second=60.0
+            PROVIDER, MODEL, MODULE, started, 2.0, (ok, ok), aggregate_tokens_per_second=60.0
         ),
-        ProbeResult(**common, elapsed_seconds=2.0, requests=(failed,)),
+        ProbeResult(PROVIDER, MODEL, MODULE, started, 2.0, (failed,)),
     ]
 
 
@@ -141,9 +147,9 @@ def render_probe(root: Path) -> str:
     groups = []
     for result in _probe_results():
         store = CumulativeStore()
-        store.observe(result)  # type: ignore[arg-type]
-        key = (PROVIDER, MODEL, MODULE)
-        groups.append(_families(render_probe(store, key, result, cached=False)))  # type: ignore[arg-type]
+        store.observe(result)
+        exposition = render_probe(store, (PROVIDER, MODEL, MODULE), result, cached=False)
+        groups.append(_families(exposition))
     return _table(_merge(*groups))
 
 
