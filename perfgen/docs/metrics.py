@@ -57,7 +57,9 @@ def _labels(family: Metric, inputs: set[str]) -> str:
                 values[name].append(value)
     parts = []
     for name, seen in values.items():
-        if inputs.intersection(seen):
+        # One value (a version, a scenario fed in here) says nothing about the label's range;
+        # several that are not inputs are a fixed set worth listing (reasons, outcomes).
+        if len(seen) == 1 or inputs.intersection(seen):
             parts.append(code(name))
         else:
             parts.append(f"{code(name)}: " + " ".join(code(v) for v in seen))
