@@ -4,7 +4,7 @@
   without a session (run_probe makes and closes its own): as `perfgen probe` calls it, and
   as the exporter did until it kept one session.
 - `perfgen_shared`: the same engine given the exporter's long-lived session
-  (`exporter.app.create_probe_session`: keep-alive, no connection limit).
+  (`exporter.service.create_probe_session`: keep-alive, no connection limit).
 - `perfgen_exporter`: as the exporter runs it: that session plus the exporter process's
   GC settings (`exporter.cli.tune_gc`: gc.freeze() and a 20 000 gen-0 threshold).
 - `sdk`: what a user writes by hand with the official `openai` SDK (AsyncOpenAI,
@@ -318,7 +318,7 @@ class PerfgenProber:
 
     shared_session=False (the default) calls run_probe without a session, so each probe
     makes and closes its own (create_session). True passes one long-lived session made as
-    the exporter makes its own (exporter.app.create_probe_session).
+    the exporter makes its own (exporter.service.create_probe_session).
 
     One extra aiohttp TraceConfig, added next to perfgen's own, reads at on_request_end
     the response's x-sim-request-id and perfgen's own t0 (its trace_request_ctx), so the
@@ -347,7 +347,7 @@ class PerfgenProber:
         engine.create_session = create_session  # type: ignore[assignment]
         self.session: aiohttp.ClientSession | None = None
         if shared_session:
-            from perfgen.exporter.app import create_probe_session
+            from perfgen.exporter.service import create_probe_session
 
             self.session = create_probe_session()
 

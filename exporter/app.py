@@ -4,411 +4,51 @@
 `/sd` lists the targets for Prometheus http_sd, `/metrics` is the exporter's own health,
 `/-/reload` and `/-/healthy` are the management endpoints, `/` and `/debug/{id}` are for
 people. The spec's management API (`/performance/*`, `/health/performance`) is in
-exporter/management.py. The probe itself, the metrics and the cost rules live in their
-own modules.
+exporter/management.py. Both are HTTP layers over one `ExporterService`
+(exporter/service.py), which holds the state; the probe itself, the metrics and the cost
+rules live in their own modules.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import gc
 import html
 import logging
 import math
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 from typing import TextIO
 from urllib.parse import urlencode
 
-import aiohttp
 from aiohttp import web
 from perfgen.exporter import logs
-from perfgen.exporter import probe as probe_engine
-from perfgen.exporter.metrics import CumulativeStore, Key, render_probe
-from perfgen.exporter.probe import run_probe as default_run_probe
+from perfgen.exporter.management import add_management_routes
+from perfgen.exporter.metrics import render_probe
 from perfgen.exporter.protocols.base import loggable_url
-from perfgen.exporter.result import ProbeResult
-from perfgen.exporter.scheduler import OUTCOMES, Answer, CostSettings, Scheduler
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.gc_collector import GCCollector
-from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.registry import Collector
-
-from perfgen.config import (
-    Config,
-    ConfigError,
-    Module,
-    Provider,
-    Target,
-    load_config,
-    redact,
-    secret_values,
+from perfgen.exporter.scheduler import Answer
+from perfgen.exporter.service import (
+    RECENT_PROBES,
+    SERVICE,
+    BadProbeRequest,
+    ExporterService,
+    ProbeFunction,
+    service_of,
 )
+from prometheus_client import generate_latest
+
+from perfgen.config import Module, Provider
 
 # Prometheus 2.x parses this; the client library's default names a newer format version.
 EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-RECENT_PROBES = 100
-LAG_INTERVAL_SECONDS = 0.5
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
-# An idle kept-alive connection to a provider is closed after this long (aiohttp's default,
-# stated here because it matters): below the idle timeouts of the usual front ends
-# (nginx 75 s, cloud load balancers 60 s and more), so it is normally the exporter, not the
-# provider, that closes it. A provider that closes one first is handled by the probe engine.
-KEEPALIVE_SECONDS = 15.0
-
-ProbeFunction = Callable[..., Awaitable[ProbeResult]]
-
-
-def create_probe_session() -> aiohttp.ClientSession:
-    """The one ClientSession the exporter probes with for its whole life.
-
-    Made by the probe engine's create_session, so t0 stays "request headers sent" (a
-    reused connection changes no definition; connection set-up was never charged). A
-    per-probe session cost a session, a connector and a TCP connection per probe (about
-    twice the CPU per request) and left cyclic garbage behind. No connection limit: cost
-    control already bounds the probes in flight. No cookie jar: a probe must not carry a
-    provider's cookies into the next one, as a fresh session per probe never did.
-    """
-    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS)
-    return probe_engine.create_session(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
-
-
-@dataclass(frozen=True)
-class RecentProbe:
-    """One paid probe, kept for the landing page and its debug view."""
-
-    id: int
-    result: ProbeResult
-    timeout: float
-    module: Module
-    provider: Provider
-    lines: tuple[str, ...]
-
-
-class Exporter:
-    """Everything one running exporter knows: config, cost control, metrics, history."""
-
-    def __init__(
-        self,
-        config_path: str,
-        *,
-        run_probe: ProbeFunction | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        log_format: str | None = None,
-        log_stream: TextIO | None = None,
-    ) -> None:
-        self.config_path = config_path
-        self.config = load_config(config_path)  # a bad file stops startup: ConfigError
-        self._previous_secrets: list[str] = []
-        self._log_format_override = log_format
-        self.logger = logs.make_logger(
-            log_format or self.config.performance.exporter.log_format, self.secrets, log_stream
-        )
-        self._run_probe = run_probe or default_run_probe
-        # Opened when the app starts, closed when it stops (probe_session below); until
-        # then, and for an Exporter used without the app, run_probe makes its own.
-        self.session: aiohttp.ClientSession | None = None
-        self.clock = clock
-        self.scheduler = Scheduler(CostSettings.from_performance(self.config.performance), clock)
-        # One store per target+module, so that the management API can forget a target.
-        self.stores: dict[Key, CumulativeStore] = {}
-        self.recent: deque[RecentProbe] = deque(maxlen=RECENT_PROBES)
-        self._next_id = 1
-        self.started_at = time.time()
-        self.last_probe_at: float | None = None  # unix time the last paid probe finished
-        self.manual_tests: dict[Key, float] = {}  # clock time of the last manual test
-        self.reload_successful = True
-        self.reload_success_time = time.time()
-        self.event_loop_lag = 0.0
-        self._budget_warned = False
-        self.registry = CollectorRegistry(auto_describe=True)
-        for collector in (ProcessCollector, PlatformCollector, GCCollector):
-            collector(registry=self.registry)
-        self.registry.register(_HealthCollector(self))
-
-    # ------------------------------------------------------------------ config
-
-    def secrets(self) -> list[str]:
-        # Keys of the previous config too: a probe started before a reload may still log.
-        return _secret_values(self.config) + self._previous_secrets
-
-    def redact(self, text: str) -> str:
-        return redact(text, self.secrets)
-
-    def reload(self) -> ConfigError | None:
-        """Re-read the config file; a bad one is refused and the running one kept."""
-        try:
-            config = load_config(self.config_path)
-        except ConfigError as exc:
-            self.reload_successful = False
-            logs.event(
-                self.logger,
-                logging.ERROR,
-                "config reload failed, running config kept",
-                file=exc.path,
-                key=exc.key,
-                error=exc.message,
-            )
-            return exc
-        self._previous_secrets = _secret_values(self.config)
-        self.config = config
-        self.scheduler.configure(CostSettings.from_performance(config.performance))
-        logs.set_format(
-            self.logger, self._log_format_override or config.performance.exporter.log_format
-        )
-        self.reload_successful = True
-        self.reload_success_time = time.time()
-        logs.event(
-            self.logger,
-            logging.INFO,
-            "config reloaded",
-            file=config.path,
-            targets=len(config.performance.targets),
-        )
-        return None
-
-    # ------------------------------------------------------------------ probing
-
-    async def answer(
-        self, target: Target, module: Module, provider: Provider, timeout: float
-    ) -> Answer:
-        """One scrape's answer, paying for a probe only when cost control allows it."""
-        key = (target.provider, target.model, module.name)
-        config = self.config
-
-        async def start(remaining: float) -> ProbeResult:
-            return await self._paid_probe(config, target, module, provider, remaining)
-
-        answer = await self.scheduler.probe(key, start, timeout=timeout, cost=probe_cost(module))
-        if answer.outcome == "fresh":
-            self._budget_warned = False
-            return answer
-        # Every scrape of every target is refused while the budget is spent: warn once
-        # per exhaustion, not once per scrape.
-        level = logging.DEBUG
-        if answer.outcome == "budget_exhausted" and not self._budget_warned:
-            self._budget_warned = True
-            level = logging.WARNING
-        logs.event(
-            self.logger,
-            level,
-            "probe not run",
-            target=target.name,
-            module=module.name,
-            outcome=answer.outcome,
-            budget_used=self.scheduler.budget.used(),
-            budget_limit=self.scheduler.budget.limit,
-        )
-        return answer
-
-    async def test_now(self, target: Target, module: Module, provider: Provider) -> Answer:
-        """A manual test: a probe now, past the interval, within concurrency and budget.
-
-        Its result feeds the store and becomes the last result like any paid probe.
-        """
-        key = (target.provider, target.model, module.name)
-        config = self.config
-        began = self.clock()
-
-        async def start(remaining: float) -> ProbeResult:
-            return await self._paid_probe(config, target, module, provider, remaining)
-
-        answer = await self.scheduler.probe(
-            key, start, timeout=module.timeout_seconds, cost=probe_cost(module), manual=True
-        )
-        if answer.outcome == "fresh":
-            self.manual_tests[key] = began
-        return answer
-
-    def store_for(self, key: Key) -> CumulativeStore:
-        """The cumulative store of one target+module (an empty one before its first probe)."""
-        return self.stores.get(key) or CumulativeStore()
-
-    def forget(self, target: Target, module: str | None = None) -> dict[str, int]:
-        """Drop a target's cumulative data, last results and kept probes; counts per kind."""
-
-        def matches(provider: str, model: str, module_name: str) -> bool:
-            return (provider, model) == (target.provider, target.model) and (
-                module is None or module_name == module
-            )
-
-        series = [key for key in self.stores if matches(*key)]
-        for key in series:
-            del self.stores[key]
-        results = self.scheduler.forget(target.provider, target.model, module)
-        kept = [
-            p
-            for p in self.recent
-            if not matches(p.result.provider, p.result.model, p.result.module)
-        ]
-        dropped = len(self.recent) - len(kept)
-        self.recent.clear()
-        self.recent.extend(kept)
-        return {"series": len(series), "last_results": results, "recent_probes": dropped}
-
-    async def _paid_probe(
-        self, config: Config, target: Target, module: Module, provider: Provider, timeout: float
-    ) -> ProbeResult:
-        # The probe engine rotates prompts per target+module on its own.
-        result = await self._run_probe(
-            config, target, module, timeout=timeout, session=self.session
-        )
-        self.stores.setdefault(
-            (result.provider, result.model, result.module), CumulativeStore()
-        ).observe(result)
-        self.last_probe_at = time.time()
-        fields = _result_fields(result)
-        line = logs.probe_line("probe finished", timeout=round(timeout, 3), **fields)
-        self.recent.append(RecentProbe(self._next_id, result, timeout, module, provider, (line,)))
-        self._next_id += 1
-        logs.event(self.logger, logging.INFO, "probe finished", timeout=round(timeout, 3), **fields)
-        return result
-
-    def find_recent(self, probe_id: int) -> RecentProbe | None:
-        return next((p for p in self.recent if p.id == probe_id), None)
-
-    def recent_for(self, result: ProbeResult | None) -> RecentProbe | None:
-        return next((p for p in reversed(self.recent) if p.result is result), None)
-
-
-def probe_cost(module: Module) -> int:
-    """The most output tokens one probe of `module` can spend (its budget reservation)."""
-    return module.max_tokens * module.runs * module.concurrency
-
-
-def _secret_values(config: Config) -> list[str]:
-    """Provider keys and the management token: every value logs and answers must not show."""
-    values = secret_values(config)
-    token = config.performance.exporter.management_token
-    if token is not None:
-        with contextlib.suppress(KeyError):
-            values.append(token.reveal())
-    return values
-
-
-def _result_fields(result: ProbeResult) -> dict[str, object]:
-    return {
-        "target": result.target,
-        "module": result.module,
-        "success": result.success,
-        "reason": result.failure_reason,
-        "detail": result.failure_detail,
-        "ttft_seconds": result.ttft_seconds,
-        "duration_seconds": result.duration_seconds,
-        "tokens_per_second": result.tokens_per_second,
-        "output_tokens": result.output_tokens,
-        "requests": len(result.requests),
-        "elapsed_seconds": result.elapsed_seconds,
-    }
-
-
-class _HealthCollector(Collector):
-    """The exporter's own health, built fresh on every /metrics scrape."""
-
-    def __init__(self, exporter: Exporter) -> None:
-        self._exporter = exporter
-
-    def collect(self) -> Iterator[Metric]:
-        exporter = self._exporter
-        scheduler, performance = exporter.scheduler, exporter.config.performance
-
-        def gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
-            return GaugeMetricFamily(name, help_text, value=value)
-
-        yield gauge(
-            "perfgen_exporter_config_last_reload_successful",
-            "1 if the last config (re)load succeeded.",
-            1 if exporter.reload_successful else 0,
-        )
-        yield gauge(
-            "perfgen_exporter_config_last_reload_success_timestamp_seconds",
-            "Unix time of the last successful config load.",
-            exporter.reload_success_time,
-        )
-        yield gauge(
-            "perfgen_exporter_probes_in_flight",
-            "Paid probes running or waiting for a concurrency slot.",
-            scheduler.in_flight,
-        )
-        scrapes = CounterMetricFamily(
-            "perfgen_exporter_scrapes",
-            "/probe scrapes by module and cost-control outcome.",
-            labels=("module", "outcome"),
-        )
-        modules = sorted(set(performance.modules) | {m for m, _ in scheduler.scrapes})
-        for module in modules:
-            for outcome in OUTCOMES:
-                scrapes.add_metric([module, outcome], scheduler.scrapes[(module, outcome)])
-        yield scrapes
-        yield gauge(
-            "perfgen_exporter_budget_output_tokens_used",
-            "Output tokens spent by probes in the last hour.",
-            scheduler.budget.used(),
-        )
-        yield gauge(
-            "perfgen_exporter_budget_output_tokens_limit",
-            "Output tokens probes may spend per hour (0 = unlimited).",
-            scheduler.budget.limit,
-        )
-        yield gauge(
-            "perfgen_exporter_budget_exhausted",
-            "1 while the hourly token budget refuses probes.",
-            1 if scheduler.budget.exhausted() else 0,
-        )
-        yield gauge(
-            "perfgen_exporter_event_loop_lag_seconds",
-            "How late the last periodic wake-up of the event loop was.",
-            exporter.event_loop_lag,
-        )
-        yield gauge(
-            "perfgen_exporter_targets",
-            "Targets configured in [performance.test_models].",
-            len(performance.targets),
-        )
 
 
 # ---------------------------------------------------------------------- helpers
-
-EXPORTER = web.AppKey("exporter", Exporter)
-
-
-class BadProbeRequest(Exception):
-    """A /probe request that names nothing probe-able; its message is the 400 body."""
 
 
 def _text(body: str, status: int = 200) -> web.Response:
     return web.Response(
         text=body if body.endswith("\n") else body + "\n", status=status, content_type="text/plain"
     )
-
-
-def resolve(config: Config, query: dict[str, str]) -> tuple[Target, Module, Provider]:
-    target_text, module_name = query.get("target", ""), query.get("module", "")
-    if not target_text:
-        raise BadProbeRequest("missing parameter: target (PROVIDER:MODEL)")
-    if not module_name:
-        raise BadProbeRequest("missing parameter: module")
-    module = config.module(module_name)
-    if module is None:
-        known = ", ".join(sorted(config.performance.modules))
-        raise BadProbeRequest(f"unknown module {module_name!r} (known: {known})")
-    # Only configured provider+model pairs are probed: a URL in the query string would turn
-    # the exporter into an open proxy carrying our API keys.
-    try:
-        target = Target.parse(target_text)
-    except ValueError as exc:
-        raise BadProbeRequest(f"bad target: {exc}") from None
-    provider = config.provider_for(target)
-    if provider is None:
-        raise BadProbeRequest(
-            f"unknown target {target_text!r}: not a model of a configured provider"
-        )
-    return target, module, provider
 
 
 def probe_timeout(module: Module, header: str | None, offset: float) -> float:
@@ -465,7 +105,7 @@ def _config_lines(module: Module, provider: Provider) -> list[str]:
 
 
 def debug_text(
-    exporter: Exporter,
+    exporter: ExporterService,
     answer: Answer,
     metrics: bytes,
     module: Module,
@@ -495,12 +135,12 @@ def debug_text(
 
 
 async def handle_probe(request: web.Request) -> web.Response:
-    exporter = request.app[EXPORTER]
+    exporter = service_of(request.app)
     config = exporter.config
     if not config.performance.enabled:
         return _text("probing is disabled ([performance] enabled = false)", 503)
     try:
-        target, module, provider = resolve(config, dict(request.query))
+        target, module, provider = exporter.resolve(dict(request.query))
         timeout = probe_timeout(
             module,
             request.headers.get(SCRAPE_TIMEOUT_HEADER),
@@ -528,7 +168,7 @@ async def handle_probe(request: web.Request) -> web.Response:
 
 
 async def handle_debug(request: web.Request) -> web.Response:
-    exporter = request.app[EXPORTER]
+    exporter = service_of(request.app)
     try:
         probe_id = int(request.match_info["id"])
     except ValueError:
@@ -545,7 +185,7 @@ async def handle_debug(request: web.Request) -> web.Response:
 
 
 async def handle_sd(request: web.Request) -> web.Response:
-    performance = request.app[EXPORTER].config.performance
+    performance = service_of(request.app).config.performance
     groups = (
         []
         if not performance.enabled
@@ -568,12 +208,12 @@ async def handle_sd(request: web.Request) -> web.Response:
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[EXPORTER].registry)
+    body = generate_latest(service_of(request.app).registry)
     return web.Response(body=body, headers={"Content-Type": EXPOSITION_CONTENT_TYPE})
 
 
 async def handle_reload(request: web.Request) -> web.Response:
-    exporter = request.app[EXPORTER]
+    exporter = service_of(request.app)
     error = exporter.reload()
     if error is not None:
         return _text(exporter.redact(f"reload failed, running config kept: {error}"), 500)
@@ -592,7 +232,7 @@ def _fmt(value: float | None, unit: str = "s") -> str:
     return "" if value is None else f"{value:.3f}{unit}"
 
 
-def landing_page(exporter: Exporter) -> str:
+def landing_page(exporter: ExporterService) -> str:
     config = exporter.config
     performance = config.performance
     esc = html.escape
@@ -638,62 +278,23 @@ output tokens per hour.</p>
 
 
 async def handle_index(request: web.Request) -> web.Response:
-    return web.Response(text=landing_page(request.app[EXPORTER]), content_type="text/html")
+    return web.Response(text=landing_page(service_of(request.app)), content_type="text/html")
 
 
 # ---------------------------------------------------------------------- app
 
 
-async def _measure_lag(exporter: Exporter) -> None:
-    loop = asyncio.get_running_loop()
-    while True:
-        expected = loop.time() + LAG_INTERVAL_SECONDS
-        await asyncio.sleep(LAG_INTERVAL_SECONDS)
-        exporter.event_loop_lag = max(0.0, loop.time() - expected)
-
-
-def _background(exporter: Exporter) -> Callable[[web.Application], AsyncIterator[None]]:
+def _lifetime(exporter: ExporterService) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(_measure_lag(exporter))
-        logs.event(
-            exporter.logger,
-            logging.INFO,
-            "exporter started",
-            config=exporter.config.path,
-            targets=len(exporter.config.performance.targets),
-            gc_threshold=",".join(str(n) for n in gc.get_threshold()),
-            gc_frozen=gc.get_freeze_count(),
-        )
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await exporter.scheduler.close()
-
-    return context
-
-
-def _probe_session(exporter: Exporter) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def context(app: web.Application) -> AsyncIterator[None]:
-        # One session for the exporter's life; a config reload keeps it (connections are
-        # pooled per host, so a provider's new URL simply gets a connection of its own).
-        session = exporter.session = create_probe_session()
-        try:
+        async with exporter.lifetime():
             yield
-        finally:
-            # Runs after _background's cleanup (cleanup goes in reverse), so no probe is left.
-            exporter.session = None
-            await session.close()
 
     return context
 
 
-def build_app(exporter: Exporter) -> web.Application:
-    # Imported here: the management handlers import this module's helpers.
-    from perfgen.exporter.management import add_management_routes
-
+def build_app(exporter: ExporterService) -> web.Application:
     app = web.Application()
-    app[EXPORTER] = exporter
+    app[SERVICE] = exporter
     app.router.add_get("/", handle_index)
     app.router.add_get("/probe", handle_probe)
     app.router.add_get("/debug/{id}", handle_debug)
@@ -703,8 +304,7 @@ def build_app(exporter: Exporter) -> web.Application:
     app.router.add_post("/-/reload", handle_reload)
     app.router.add_get("/-/healthy", handle_healthy)
     add_management_routes(app)
-    app.cleanup_ctx.append(_probe_session(exporter))
-    app.cleanup_ctx.append(_background(exporter))
+    app.cleanup_ctx.append(_lifetime(exporter))
     return app
 
 
@@ -722,7 +322,7 @@ def create_app(
     and `run_probe` exist for tests.
     """
     return build_app(
-        Exporter(
+        ExporterService(
             config_path,
             run_probe=run_probe,
             clock=clock,
@@ -732,5 +332,5 @@ def create_app(
     )
 
 
-def exporter_of(app: web.Application) -> Exporter:
-    return app[EXPORTER]
+def exporter_of(app: web.Application) -> ExporterService:
+    return service_of(app)

@@ -142,9 +142,9 @@ def probe(config_path: str, target: str, module_name: str, output_format: str) -
     Exit 0 if the probe succeeded, 1 if it failed (the result is printed either way)
     or the config is bad, 2 if the target or module is unknown.
     """
-    from perfgen.exporter.app import BadProbeRequest, resolve
     from perfgen.exporter.metrics import render_single_probe
     from perfgen.exporter.probe import run_probe
+    from perfgen.exporter.service import BadProbeRequest, resolve
 
     try:
         config = load_config(config_path)

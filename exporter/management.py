@@ -10,8 +10,10 @@ with what this exporter process knows since it started:
     GET    /health/performance                                200 healthy / 503 and why
 
 (`/metrics/performance`, the spec's Prometheus endpoint, is `/metrics` under another name
-and is registered in app.py.) Targets travel in the query string, `PROVIDER:MODEL` as for
-/probe, because model names contain `/` and `:`.
+and is registered in app.py.) Every answer comes from the `ExporterService`
+(exporter/service.py) that app.py serves /probe from; this module does not import app.py.
+Targets travel in the query string, `PROVIDER:MODEL` as for /probe, because model names
+contain `/` and `:`.
 
 POST and DELETE need `Authorization: Bearer TOKEN`, the token being the value of the
 environment variable `[performance.exporter] management_token` names; without one they
@@ -33,17 +35,15 @@ from typing import Any
 
 from aiohttp import web
 from perfgen.exporter import logs
-from perfgen.exporter.app import (
-    EXPORTER,
+from perfgen.exporter.metrics import Key
+from perfgen.exporter.service import (
     RECENT_PROBES,
     BadProbeRequest,
-    Exporter,
+    ExporterService,
     RecentProbe,
     probe_cost,
-    resolve,
+    service_of,
 )
-from perfgen.exporter.metrics import CumulativeStore, Key
-from perfgen.exporter.result import ProbeResult
 
 from perfgen.config import Target
 
@@ -76,7 +76,7 @@ class Refusal(Exception):
 
 
 def _json(
-    exporter: Exporter, data: Any, status: int = 200, headers: dict[str, str] | None = None
+    exporter: ExporterService, data: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
     # Through the same last-line filter as every log line: no key or token leaves here.
     text = exporter.redact(json.dumps(data, indent=1, allow_nan=False))
@@ -85,7 +85,7 @@ def _json(
     )
 
 
-def _refusal_response(exporter: Exporter, refusal: Refusal) -> web.Response:
+def _refusal_response(exporter: ExporterService, refusal: Refusal) -> web.Response:
     return _json(
         exporter,
         {"error": refusal.message, "reason": refusal.outcome, **refusal.extra},
@@ -101,7 +101,7 @@ def _retry_after(seconds: float) -> dict[str, str]:
 # ---------------------------------------------------------------------- auth and audit
 
 
-def token_problem(exporter: Exporter) -> str | None:
+def token_problem(exporter: ExporterService) -> str | None:
     """Why POST/DELETE are disabled, or None when a usable token is configured."""
     secret = exporter.config.performance.exporter.management_token
     if secret is None:
@@ -126,7 +126,7 @@ def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()
 
 
-def authorize(exporter: Exporter, request: web.Request) -> None:
+def authorize(exporter: ExporterService, request: web.Request) -> None:
     """Raise a Refusal unless the request carries the management token."""
     problem = token_problem(exporter)
     if problem is not None:
@@ -152,7 +152,7 @@ def _query_field(request: web.Request, name: str) -> str | None:
 
 
 def audit(
-    exporter: Exporter, request: web.Request, action: str, outcome: str, status: int | None
+    exporter: ExporterService, request: web.Request, action: str, outcome: str, status: int | None
 ) -> None:
     """One structured line per POST/DELETE; the Authorization header is never logged."""
     refused = outcome in ("unauthorized", "disabled")
@@ -169,12 +169,12 @@ def audit(
     )
 
 
-Action = Callable[[Exporter, web.Request], Awaitable[tuple[web.Response, str]]]
+Action = Callable[[ExporterService, web.Request], Awaitable[tuple[web.Response, str]]]
 
 
 def _audited(action: str, run: Action) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
-        exporter = request.app[EXPORTER]
+        exporter = service_of(request.app)
         try:
             authorize(exporter, request)
             response, outcome = await run(exporter, request)
@@ -228,26 +228,6 @@ def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> floa
     return lower + (upper - lower) * (rank / count)
 
 
-def _read_store(
-    store: CumulativeStore, key: Key
-) -> tuple[dict[str, list[tuple[float, float]]], dict[str, float], dict[str, int]]:
-    """Buckets per histogram, plain sample values, and failures by reason of one key."""
-    buckets: dict[str, list[tuple[float, float]]] = {}
-    values: dict[str, float] = {}
-    failures: dict[str, int] = {}
-    for family in store.families(*key):
-        for sample in family.samples:
-            if sample.name == "llm_request_failures_total":
-                failures[sample.labels["reason"]] = int(sample.value)
-            elif sample.name.endswith("_bucket"):
-                buckets.setdefault(family.name, []).append(
-                    (float(sample.labels["le"]), sample.value)
-                )
-            else:
-                values[sample.name] = sample.value
-    return buckets, values, failures
-
-
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000.0, 3)
 
@@ -256,34 +236,32 @@ def _ratio(part: float, whole: float) -> float | None:
     return part / whole if whole else None
 
 
-def performance_metrics(exporter: Exporter, key: Key) -> dict[str, Any]:
+def performance_metrics(exporter: ExporterService, key: Key) -> dict[str, Any]:
     """The spec's PerformanceMetrics of one target+module, from the exporter's own data."""
     provider, model, module = key
-    buckets, values, failures = _read_store(exporter.store_for(key), key)
-    requests = int(values.get("llm_requests_total", 0))
+    totals = exporter.totals(key)
+    failures = totals.failures
+    requests = totals.requests
     failed = sum(failures.values())
-    ttft_count = values.get("llm_ttft_seconds_count", 0.0)
-    decode_count = values.get("llm_decode_tokens_per_second_count", 0.0)
-    ttft = buckets.get("llm_ttft_seconds", [])
+    ttft = totals.histograms["llm_ttft_seconds"]
+    decode = totals.histograms["llm_decode_tokens_per_second"]
     last = exporter.scheduler.last_result(key)
     return {
         "target": f"{provider}:{model}",
         "provider": provider,
         "model": model,
         "module": module,
-        "avg_latency_ms": _ms(_ratio(values.get("llm_ttft_seconds_sum", 0.0), ttft_count)),
-        "p95_latency_ms": _ms(histogram_quantile(0.95, ttft)),
-        "p99_latency_ms": _ms(histogram_quantile(0.99, ttft)),
-        "latency_samples": int(ttft_count),
-        "throughput_tokens_per_sec": _ratio(
-            values.get("llm_decode_tokens_per_second_sum", 0.0), decode_count
-        ),
-        "throughput_samples": int(decode_count),
+        "avg_latency_ms": _ms(_ratio(ttft.total, ttft.count)),
+        "p95_latency_ms": _ms(histogram_quantile(0.95, ttft.buckets)),
+        "p99_latency_ms": _ms(histogram_quantile(0.99, ttft.buckets)),
+        "latency_samples": ttft.count,
+        "throughput_tokens_per_sec": _ratio(decode.total, decode.count),
+        "throughput_samples": decode.count,
         "success_rate": _ratio(requests - failed, requests),
         "error_rate": _ratio(failed, requests),
         "test_count": requests,
         "failures_by_reason": failures,
-        "output_tokens": int(values.get("llm_output_tokens_total", 0)),
+        "output_tokens": totals.output_tokens,
         "last_tested": last.started_at if last else None,
         "last_success": last.success if last else None,
         "last_failure_reason": last.failure_reason if last else None,
@@ -304,11 +282,11 @@ def _target_param(request: web.Request) -> Target:
 
 
 async def handle_performance_metrics(request: web.Request) -> web.Response:
-    exporter = request.app[EXPORTER]
+    exporter = service_of(request.app)
     wanted = {name: request.query.get(name) for name in ("provider", "model", "module")}
     entries = [
         performance_metrics(exporter, key)
-        for key in sorted(exporter.stores)
+        for key in exporter.keys()
         if all(
             value is None or value == part for value, part in zip(wanted.values(), key, strict=True)
         )
@@ -324,19 +302,18 @@ async def handle_performance_metrics(request: web.Request) -> web.Response:
     )
 
 
-async def _run_test(exporter: Exporter, request: web.Request) -> tuple[web.Response, str]:
+async def _run_test(exporter: ExporterService, request: web.Request) -> tuple[web.Response, str]:
     config = exporter.config
     if not config.performance.enabled:
         raise Refusal(503, "probing is disabled ([performance] enabled = false)", "disabled")
     try:
-        target, module, provider = resolve(config, dict(request.query))
+        target, module, provider = exporter.resolve(dict(request.query))
     except BadProbeRequest as exc:
         raise Refusal(400, str(exc), "bad_request") from None
     key = (target.provider, target.model, module.name)
     gap = config.performance.exporter.backoff_initial_seconds
-    last = exporter.manual_tests.get(key)
-    if last is not None and exporter.clock() < last + gap:
-        wait = last + gap - exporter.clock()
+    wait = exporter.manual_test_wait(key)
+    if wait > 0:
         raise Refusal(
             429,
             f"rate limited: one manual test of {target.name} module "
@@ -392,7 +369,7 @@ async def _run_test(exporter: Exporter, request: web.Request) -> tuple[web.Respo
     return response, answer.outcome
 
 
-async def _forget(exporter: Exporter, request: web.Request) -> tuple[web.Response, str]:
+async def _forget(exporter: ExporterService, request: web.Request) -> tuple[web.Response, str]:
     target = _target_param(request)
     module = request.query.get("module") or None
     if exporter.scheduler.busy(target.provider, target.model, module):
@@ -415,14 +392,8 @@ def _history_entry(probe: RecentProbe) -> dict[str, Any]:
     }
 
 
-def _matches(result: ProbeResult, target: Target, module: str | None) -> bool:
-    return (result.provider, result.model) == (target.provider, target.model) and (
-        module is None or result.module == module
-    )
-
-
 async def handle_history(request: web.Request) -> web.Response:
-    exporter = request.app[EXPORTER]
+    exporter = service_of(request.app)
     try:
         target = _target_param(request)
         limit = RECENT_PROBES
@@ -438,9 +409,7 @@ async def handle_history(request: web.Request) -> web.Response:
     except Refusal as refusal:
         return _refusal_response(exporter, refusal)
     module = request.query.get("module") or None
-    probes = [
-        _history_entry(p) for p in reversed(exporter.recent) if _matches(p.result, target, module)
-    ][:limit]
+    probes = [_history_entry(p) for p in exporter.history(target, module, limit)]
     return _json(
         exporter,
         {
@@ -455,7 +424,7 @@ async def handle_history(request: web.Request) -> web.Response:
 
 
 async def handle_health(request: web.Request) -> web.Response:
-    exporter = request.app[EXPORTER]
+    exporter = service_of(request.app)
     performance, scheduler = exporter.config.performance, exporter.scheduler
     budget = scheduler.budget
     problems, warnings = [], []

@@ -141,6 +141,13 @@ class _Histogram:
         self.total += value
         self.count += 1
 
+    def totals(self) -> HistogramTotals:
+        running, buckets = 0, []
+        for bound, count in zip(self.bounds + (float("inf"),), self.counts, strict=True):
+            running += count
+            buckets.append((bound, running))
+        return HistogramTotals(tuple(buckets), self.total, self.count)
+
     def cumulative(self) -> list[tuple[str, int]]:
         running, out = 0, []
         for bound, count in zip(self.bounds + (float("inf"),), self.counts, strict=True):
@@ -151,6 +158,26 @@ class _Histogram:
 
 def _float_text(value: float) -> str:
     return repr(float(value))
+
+
+@dataclass(frozen=True)
+class HistogramTotals:
+    """One cumulative histogram as numbers: (upper bound, count) buckets, +Inf last."""
+
+    buckets: tuple[tuple[float, int], ...]
+    total: float
+    count: int
+
+
+@dataclass(frozen=True)
+class SeriesTotals:
+    """The cumulative counters and histograms of one target+module, as numbers."""
+
+    requests: int
+    failures: dict[str, int]
+    output_tokens: int
+    input_tokens: int
+    histograms: dict[str, HistogramTotals]
 
 
 @dataclass
@@ -192,6 +219,17 @@ class CumulativeStore:
                 value = getattr(request, attribute)
                 if value is not None:
                     series.histograms[name].observe(value)
+
+    def totals(self, provider: str, model: str, module: str) -> SeriesTotals:
+        """What families() exposes for one target+module, for readers in this process."""
+        series = self._series.get((provider, model, module)) or _Series()
+        return SeriesTotals(
+            requests=series.requests,
+            failures=dict(series.failures),
+            output_tokens=series.output_tokens,
+            input_tokens=series.input_tokens,
+            histograms={name: h.totals() for name, h in series.histograms.items()},
+        )
 
     def families(self, provider: str, model: str, module: str) -> list[Metric]:
         """Cumulative families of one target+module (zero-valued before its first probe)."""

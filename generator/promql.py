@@ -290,6 +290,35 @@ class PromClient:
         return text
 
 
+@dataclass(frozen=True)
+class PrometheusConnection:
+    """Where and how to reach Prometheus: everything `generate` and `query` share.
+
+    Holds the sources of secrets (env names, files, `$VAR` headers), never their
+    values: `client()` resolves them each time, so a rotated token file or a changed
+    variable takes effect at the next `--every` run. A tenant is a header
+    (`X-Scope-OrgID: team1` for Mimir/Cortex, `AccountID` for VictoriaMetrics).
+    """
+
+    url: str
+    timeout: float = 10.0
+    retries: int = 2
+    auth: Auth = field(default_factory=Auth)
+    headers: tuple[str, ...] = ()  # 'Name: value' items; a value '$VAR' is read at client()
+    verify: bool | str = True  # False: skip TLS verification; a string: CA bundle path
+
+    def client(self) -> PromClient:
+        """A PromClient for one run; raises PromQLError or ValueError."""
+        return PromClient(
+            self.url,
+            timeout=self.timeout,
+            retries=self.retries,
+            auth=self.auth,
+            headers=parse_headers(self.headers),
+            verify=self.verify,
+        )
+
+
 def parse_headers(items: Sequence[str]) -> dict[str, str]:
     """`Name: value` strings (repeatable CLI option) to a dict; `Name: $VAR` reads VAR."""
     headers: dict[str, str] = {}

@@ -25,11 +25,12 @@ from pathlib import Path
 import pytest
 import requests
 from click.testing import CliRunner
-from perfgen.generator.generate_cli import generate, generate_once
+from perfgen.generator.generate_cli import generate
 from perfgen.generator.promql import PromClient
 from perfgen.generator.proxy_schema import validate_text
 from perfgen.generator.proxy_toml import only_routes_changed
 from perfgen.generator.query_cli import query
+from perfgen.generator.run import generate_once
 from perfgen.generator.snapshot import hold_queries
 from perfgen.stack.processes import (
     BinaryMissing,

@@ -25,8 +25,8 @@ import pytest
 import requests
 import test_generator_integration as prometheus_test
 from conftest import require_binaries
-from perfgen.generator.generate_cli import generate_once
 from perfgen.generator.promql import PromClient
+from perfgen.generator.run import generate_once
 from perfgen.generator.snapshot import hold_queries
 from perfgen.stack.processes import ManagedProcess, project_root, start_victoriametrics
 from test_generator_integration import (
