@@ -156,9 +156,9 @@ def render_probe(root: Path) -> str:
 
 
 def render_exporter(root: Path) -> str:
-    from perfgen.exporter.app import Exporter
+    from perfgen.exporter.service import ExporterService
 
-    exporter = Exporter(str(REFERENCE), log_stream=io.StringIO())
+    exporter = ExporterService(str(REFERENCE), log_stream=io.StringIO())
     return _table(
         _families(generate_latest(exporter.registry)),
         _INPUTS | set(exporter.config.performance.modules),
