@@ -78,19 +78,24 @@ def render_timings(root: Path) -> str:
     return "\n".join(table(header, rows))
 
 
+def _key(rule: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    # Two rules may share an alert name (warning and critical): the labels tell them apart.
+    return rule["alert"], tuple(sorted(rule.get("labels", {}).items()))
+
+
 def render_alerts(root: Path) -> str:
     configs = _configs(root)
     probe = _distinct(configs["example"])
     derived = _derived(timings(probe))
-    kinds = [_which(rule.get("for"), derived) for rule in _alerts(probe)]
-    per_config = {name: _alerts(p) for name, p in configs.items()}
+    kinds = {_key(rule): _which(rule.get("for"), derived) for rule in _alerts(probe)}
+    per_config = {name: {_key(r): r for r in _alerts(p)} for name, p in configs.items()}
     rows = []
-    for index, rule in enumerate(per_config["example"]):
+    for key, rule in per_config["example"].items():
         labels = {k: v for k, v in rule.get("labels", {}).items() if k != "severity"}
         name = rule["alert"] + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}")
-        row = [code(name if labels else rule["alert"]), rule["labels"]["severity"], kinds[index]]
+        row = [code(name if labels else rule["alert"]), rule["labels"]["severity"], kinds[key]]
         for config in configs:
-            duration = per_config[config][index].get("for")
+            duration = per_config[config].get(key, {}).get("for")
             row.append(code(duration) if duration else "–")
         rows.append([*row, rule["annotations"]["summary"]])
     header = ["alert", "severity", "`for:`", *(f"{name} config" for name in configs), "summary"]
