@@ -58,7 +58,7 @@ class HealthCollector(Collector):
         )
         yield gauge(
             "perfgen_exporter_budget_output_tokens_limit",
-            "Output tokens probes may spend per hour (0 = unlimited).",
+            "Output tokens probes may spend per hour, max_output_tokens_per_hour (0 = unlimited).",
             scheduler.budget.limit,
         )
         yield gauge(
@@ -68,7 +68,7 @@ class HealthCollector(Collector):
         )
         yield gauge(
             "perfgen_exporter_event_loop_lag_seconds",
-            "How late the last periodic wake-up of the event loop was.",
+            "How late the last periodic wake-up of the event loop was (a busy loop skews TTFT).",
             exporter.event_loop_lag,
         )
         yield gauge(
