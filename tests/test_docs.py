@@ -124,3 +124,38 @@ def _with_keys(doc: config_docs.TableDoc, keys: dict[str, str]) -> config_docs.T
     from dataclasses import replace
 
     return replace(doc, keys=keys)
+
+
+def _first_column(doc: Path, after: str) -> list[str]:
+    """The backticked first cells of the first table after the line `after`."""
+    lines = doc.read_text(encoding="utf-8").split("\n")
+    rows: list[str] = []
+    for line in lines[lines.index(after) + 1 :]:
+        if line.startswith("| `"):
+            rows.append(line.split("`")[1])
+        elif rows:
+            break
+    return rows
+
+
+def test_the_failure_reasons_table_lists_exactly_the_reasons() -> None:
+    from perfgen.exporter.result import FAILURE_REASONS
+
+    rows = _first_column(ROOT / "docs" / "exporter.md", "### Failure reasons")
+    assert sorted(rows) == sorted(FAILURE_REASONS)
+
+
+def test_the_alert_conditions_table_lists_exactly_the_alerts() -> None:
+    import yaml
+    from perfgen.rules.render import render_rules
+
+    from perfgen.config import load_config
+
+    performance = load_config(ROOT / "examples" / "config.example.toml").performance
+    document = yaml.safe_load(render_rules(performance)["alerts.yml"])
+    alerts = []
+    for rule in (r for group in document["groups"] for r in group["rules"] if "alert" in r):
+        labels = {k: v for k, v in rule["labels"].items() if k != "severity"}
+        alerts.append(rule["alert"] + "".join(f'{{{k}="{v}"}}' for k, v in labels.items()))
+    rows = _first_column(ROOT / "docs" / "rules-and-alerts.md", "## Alerts")
+    assert rows == alerts
