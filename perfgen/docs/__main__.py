@@ -23,12 +23,14 @@ from perfgen.docs.links import broken_links
 @click.option(
     "--root",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The repository root (README.md and docs/).",
+    help="The repository root (README.md and docs/); default: the checkout this runs from.",
 )
-def main(mode: str, root: Path) -> None:
+def main(mode: str, root: Path | None) -> None:
     """Generate the tables of docs/*.md that mirror the code; check every relative link."""
+    if root is None:
+        # An editable install runs from the checkout: perfgen/docs/ -> the repository root.
+        checkout = Path(__file__).resolve().parents[2]
+        root = checkout if (checkout / "docs").is_dir() else Path.cwd()
     problems = sync(root, write=mode == "write")
     for problem in problems:
         click.echo(problem, err=True)
