@@ -62,9 +62,7 @@ from perfgen.config import SCENARIOS, duration_seconds
 @click.option(
     "--reload-url",
     metavar="URL",
-    help="After a change, POST URL/v0/management/config/reload (a URL with a path is used as "
-    "is) with header X-Management-Key from --management-key-env. A failed reload exits 1; "
-    "the written file stays valid.",
+    help="Proxy URL to POST /v0/management/config/reload after a change.",
 )
 @click.option(
     "--management-key-env",
