@@ -71,7 +71,7 @@ def test_a_key_without_a_meaning_fails_naming_it(monkeypatch: pytest.MonkeyPatch
     keys = {k: v for k, v in doc.keys.items() if k != "max_chain"}
     tables = {**config_docs.TABLES, "performance.generator": _with_keys(doc, keys)}
     monkeypatch.setattr(config_keys, "TABLES", tables)
-    with pytest.raises(config_keys.ReferenceError, match=r"performance\.generator\.max_chain"):
+    with pytest.raises(config_keys.IncompleteReference, match=r"performance\.generator\.max_chain"):
         config_keys.render(ROOT)
 
 
@@ -83,7 +83,7 @@ def test_a_meaning_for_a_key_the_parser_does_not_read_fails(
     monkeypatch.setattr(
         config_keys, "TABLES", {**config_docs.TABLES, "performance": _with_keys(doc, keys)}
     )
-    with pytest.raises(config_keys.ReferenceError, match="test_intervall_minutes.*not read"):
+    with pytest.raises(config_keys.IncompleteReference, match="test_intervall_minutes.*not read"):
         config_keys.render(ROOT)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from perfgen.docs import FIX_COMMAND, sync
+from perfgen.docs.config_keys import IncompleteReference
 from perfgen.docs.links import broken_links
 
 
@@ -31,7 +32,11 @@ def main(mode: str, root: Path | None) -> None:
         # An editable install runs from the checkout: perfgen/docs/ -> the repository root.
         checkout = Path(__file__).resolve().parents[2]
         root = checkout if (checkout / "docs").is_dir() else Path.cwd()
-    problems = sync(root, write=mode == "write")
+    try:
+        problems = sync(root, write=mode == "write")
+    except IncompleteReference as exc:  # the code and its descriptions disagree: say what to add
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     for problem in problems:
         click.echo(problem, err=True)
     if problems and mode == "check":

@@ -95,7 +95,7 @@ def _recording(trace: _Trace) -> Iterator[None]:
         config._Reader = base  # type: ignore[misc]
 
 
-class ReferenceError(RuntimeError):
+class IncompleteReference(RuntimeError):
     """The key list and config_docs.py disagree; the message says what to add where."""
 
 
@@ -125,7 +125,7 @@ def read_keys() -> dict[str, dict[str, KeyRead]]:
     with _recording(trace):
         config.parse_config(REFERENCE.read_text(encoding="utf-8"), REFERENCE)
     if trace.absent_tables:
-        raise ReferenceError(
+        raise IncompleteReference(
             f"{REFERENCE}: add the table(s) {', '.join(trace.absent_tables)} so that the "
             "parser reads their keys"
         )
@@ -158,7 +158,8 @@ def _check(tables: dict[str, dict[str, KeyRead]]) -> None:
             if key not in tables.get(name, {}):
                 problems.append(f"{name}.{key}: in perfgen/config_docs.py, not read by the parser")
     if problems:
-        raise ReferenceError("; ".join(problems))
+        heading = "the configuration reference is incomplete:"
+        raise IncompleteReference("\n  ".join([heading, *problems]))
 
 
 def _value(value: Any) -> str:
