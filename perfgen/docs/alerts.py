@@ -97,6 +97,6 @@ def render_alerts(root: Path) -> str:
         for config in configs:
             duration = per_config[config].get(key, {}).get("for")
             row.append(code(duration) if duration else "–")
-        rows.append([*row, rule["annotations"]["summary"]])
-    header = ["alert", "severity", "`for:`", *(f"{name} config" for name in configs), "summary"]
+        rows.append(row)
+    header = ["alert", "severity", "`for:`", *(f"{name} config" for name in configs)]
     return "\n".join(table(header, rows))
