@@ -81,6 +81,11 @@ def _recording(trace: _Trace) -> Iterator[None]:
             trace.note(self.prefix, name, KeyRead("array of strings", default))
             return super().strings(name, default, **kwargs)
 
+        def url(self, name: str, *args: Any, **kwargs: Any) -> Any:
+            # A reader that checks URLs itself (where the parser has one) says so here.
+            trace.note(self.prefix, name, KeyRead("http(s) URL"))
+            return super().url(name, *args, **kwargs)
+
         def sub(self, name: str) -> Any:
             trace.note(self.prefix, name, KeyRead("table", is_table=True))
             reader = super().sub(name)
