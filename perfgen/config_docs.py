@@ -73,6 +73,12 @@ TABLES: dict[str, TableDoc] = {
             "consecutive failure; a longer `Retry-After` (429) wins; capped at the interval. "
             "Also the least time between two manual tests of one target+module "
             "(`POST /performance/test`).",
+            "max_sse_line_bytes": "Longest SSE line a probe accepts; a longer one fails the "
+            "request `bad_stream` ([security](security.md)).",
+            "max_sse_event_bytes": "Largest SSE event (its `data:` lines together); a larger "
+            "one fails the request `bad_stream`.",
+            "max_answer_bytes": "Answer text kept for `expected_response` (none for modules "
+            "without it).",
             "management_token": '`"$ENV_NAME"`: the environment variable holding the bearer '
             "token of the management API's POST and DELETE (read per request, at least 16 "
             "characters). Only a `$ENV_NAME` reference is accepted; a literal token in the "

@@ -25,6 +25,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
+from perfgen.atomic import atomic_write
 from perfgen.config import Module, Performance, Thresholds, Weights, duration_seconds
 
 RULES_DIR = Path(__file__).resolve().parent
@@ -374,9 +375,7 @@ def write_rules(files: Mapping[str, str], out_dir: str | Path) -> list[Path]:
     written = []
     for filename, text in files.items():
         path = directory / filename
-        temporary = path.with_name(f".{filename}.tmp")
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(path)
+        atomic_write(path, text, backup=False)
         written.append(path)
     return written
 

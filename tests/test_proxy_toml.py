@@ -8,7 +8,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from perfgen.generator import proxy_toml
 from perfgen.generator.proxy_toml import (
     TomlEditError,
     apply_routes,
@@ -17,6 +16,8 @@ from perfgen.generator.proxy_toml import (
     route_values,
     unified_diff,
 )
+
+from perfgen import atomic
 
 EXAMPLE = (Path(__file__).resolve().parent.parent / "examples" / "config.example.toml").read_text()
 
@@ -155,7 +156,7 @@ def test_crash_while_writing_leaves_the_old_file_whole(tmp_path, monkeypatch, cr
         "fsync": ("fsync", crashing_fsync),
         "write": ("fdopen", crashing_fdopen),
     }[crash_point]
-    monkeypatch.setattr(proxy_toml.os, *patch)
+    monkeypatch.setattr(atomic.os, *patch)
     with pytest.raises(Crash):
         atomic_write(target, new)
     monkeypatch.undo()

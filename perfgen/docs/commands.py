@@ -10,7 +10,7 @@ import click
 from click.core import UNSET
 
 from perfgen.cli import COMMANDS
-from perfgen.docs.markdown import code, table
+from perfgen.docs.markdown import code, number, table
 
 
 def _load(target: str) -> click.Command:
@@ -24,11 +24,11 @@ def _range(kind: click.types._NumberRangeBase, noun: str) -> str:
     low, high = kind.min, kind.max
     if low is not None and high is not None:
         left, right = "(" if kind.min_open else "[", ")" if kind.max_open else "]"
-        return f"{noun} in {left}{low:g}, {high:g}{right}"
+        return f"{noun} in {left}{number(low)}, {number(high)}{right}"
     if low is not None:
-        return f"{noun} {'>' if kind.min_open else '≥'} {low:g}"
+        return f"{noun} {'>' if kind.min_open else '≥'} {number(low)}"
     if high is not None:
-        return f"{noun} {'<' if kind.max_open else '≤'} {high:g}"
+        return f"{noun} {'<' if kind.max_open else '≤'} {number(high)}"
     return noun
 
 
@@ -56,7 +56,7 @@ def _default(param: click.Parameter) -> str:
     if isinstance(param, click.Option) and param.is_flag:
         return "on" if value else ""
     if isinstance(value, float):
-        return code(f"{value:g}")
+        return code(number(value))
     return code(str(value))
 
 

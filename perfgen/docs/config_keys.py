@@ -19,7 +19,7 @@ from typing import Any
 
 from perfgen import config
 from perfgen.config_docs import TABLES, TableDoc
-from perfgen.docs.markdown import code, table
+from perfgen.docs.markdown import code, number, table
 
 REFERENCE = Path(__file__).with_name("reference.toml")
 
@@ -173,7 +173,7 @@ def _value(value: Any) -> str:
     if isinstance(value, bool):
         return code("true" if value else "false")
     if isinstance(value, float):
-        return code(f"{value:g}")
+        return code(number(value))
     if isinstance(value, str):
         return code(f'"{value}"')
     if isinstance(value, tuple | list):
@@ -186,11 +186,11 @@ def _type(read: KeyRead) -> str:
     low, high = bounds.get("minimum"), bounds.get("maximum")
     if low is not None and high is not None:
         left = "(" if bounds.get("exclusive_min") else "["
-        return f"{read.kind} in {left}{low:g}, {high:g}]"
+        return f"{read.kind} in {left}{number(low)}, {number(high)}]"
     if low is not None:
-        return f"{read.kind} {'>' if bounds.get('exclusive_min') else '≥'} {low:g}"
+        return f"{read.kind} {'>' if bounds.get('exclusive_min') else '≥'} {number(low)}"
     if high is not None:
-        return f"{read.kind} ≤ {high:g}"
+        return f"{read.kind} ≤ {number(high)}"
     return read.kind
 
 

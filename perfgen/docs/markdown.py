@@ -8,6 +8,11 @@ from collections.abc import Sequence
 _CODE_SPAN = re.compile(r"(``.*?``|`[^`]*`)")
 
 
+def number(value: float) -> str:
+    """`67108864`, `0.5`, `30`: whole numbers in full, others as short as they go."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def code(text: str) -> str:
     """A code span that survives backticks inside it."""
     fence = "``" if "`" in text else "`"
@@ -20,8 +25,7 @@ def text(prose: str) -> str:
     parts = _CODE_SPAN.split(prose)
     # Odd parts are code spans, where Markdown shows every character as it is.
     return "".join(
-        part if index % 2 else part.replace("<", "&lt;").replace(">", "&gt;")
-        for index, part in enumerate(parts)
+        part if index % 2 else part.replace("<", "&lt;") for index, part in enumerate(parts)
     )
 
 
