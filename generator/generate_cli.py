@@ -7,13 +7,26 @@ this module only parses options and loops.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import threading
+import tomllib
+from pathlib import Path
 
 import click
+from perfgen.generator.apply import (
+    MODES,
+    REASONS,
+    Applier,
+    ApplyError,
+    RestartBudget,
+    default_proxy_url,
+    management_enabled,
+    management_secret,
+)
 from perfgen.generator.metrics import GeneratorMetrics, parse_listen
 from perfgen.generator.promql import PrometheusConnection
-from perfgen.generator.query_cli import prometheus_options
+from perfgen.generator.query_cli import prometheus_options, region_option
 from perfgen.generator.run import EXIT_ERROR, Runner
 from perfgen.generator.timer import run_every
 
@@ -60,16 +73,66 @@ from perfgen.config import SCENARIOS, duration_seconds
     help="With --every: spread each wait by +- this fraction.",
 )
 @click.option(
+    "--apply",
+    "apply_mode",
+    type=click.Choice(MODES),
+    default="none",
+    show_default=True,
+    help="After writing, make the proxy use the routes and verify it: restart (runs "
+    "--restart-command) or reload (changes nothing on the current proxy).",
+)
+@click.option(
+    "--restart-command",
+    metavar="CMD",
+    help="With --apply restart: e.g. 'systemctl restart terraphim-llm-proxy' (split "
+    "like a shell would, run without one).",
+)
+@click.option(
+    "--restart-shell",
+    is_flag=True,
+    help="Run --restart-command through /bin/sh (pipes, variables).",
+)
+@click.option(
+    "--proxy-url",
+    metavar="URL",
+    help="With --apply: the proxy's root URL for /health and /v0/management/config "
+    "(default: http://HOST:PORT from [proxy]).",
+)
+@click.option(
+    "--apply-timeout",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="With --apply: seconds for the command plus the proxy's comeback with the routes.",
+)
+@click.option(
+    "--max-restarts-per-hour",
+    type=click.IntRange(min=0),
+    default=6,
+    show_default=True,
+    help="With --apply restart: a route change beyond this waits for a later run "
+    "(a restart drops every request in flight).",
+)
+@click.option(
+    "--restart-state",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="With --apply restart: remember restart times here, so the bound also holds "
+    "across one-shot runs (a timer, a CronJob).",
+)
+@click.option(
     "--reload-url",
     metavar="URL",
-    help="Proxy URL to POST /v0/management/config/reload after a change.",
+    help="Deprecated (POSTs /v0/management/config/reload, verifies nothing): use "
+    "--apply restart or --apply reload with --proxy-url.",
 )
 @click.option(
     "--management-key-env",
     metavar="NAME",
     default="PERFGEN_MANAGEMENT_KEY",
     show_default=True,
-    help="Env var holding the proxy's X-Management-Key.",
+    help="Env var holding the proxy's X-Management-Key, sent literally (with --apply: "
+    "unset means [management] secret_key, as written).",
 )
 @click.option(
     "--always-reload",
@@ -91,12 +154,20 @@ from perfgen.config import SCENARIOS, duration_seconds
 )
 @click.option("--no-backup", is_flag=True, help="Do not keep FILE.bak.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the diff.")
+@region_option
 def generate(
     config_path: str,
     dry_run: bool,
     out: str | None,
     every: str | None,
     jitter: float,
+    apply_mode: str,
+    restart_command: str | None,
+    restart_shell: bool,
+    proxy_url: str | None,
+    apply_timeout: float,
+    max_restarts_per_hour: int,
+    restart_state: str | None,
     reload_url: str | None,
     management_key_env: str,
     always_reload: bool,
@@ -104,6 +175,7 @@ def generate(
     metrics_listen: str | None,
     no_backup: bool,
     quiet: bool,
+    region: str | None,
     connection: PrometheusConnection,
 ) -> None:
     """Rewrite the proxy's [router] routes from Prometheus' recording rules.
@@ -131,9 +203,34 @@ def generate(
             raise click.BadParameter(str(exc), param_hint="--metrics-listen") from None
     key = None
     if reload_url:
+        if apply_mode != "none":
+            raise click.UsageError("--reload-url is the old form of --apply reload; give one")
         key = os.environ.get(management_key_env)
         if not key:
             _fail(f"--reload-url needs the management key in ${management_key_env}")
+        click.echo(
+            "perfgen generate: warning: --reload-url is deprecated: it verifies nothing, and "
+            "on the current proxy a reload changes nothing in routing; use --apply restart "
+            "(or --apply reload) with --proxy-url",
+            err=True,
+        )
+    applier = None
+    if apply_mode != "none":
+        if dry_run:
+            raise click.UsageError("--apply with --dry-run: nothing is written to apply")
+        applier = _applier(
+            config_path,
+            apply_mode,
+            restart_command,
+            restart_shell,
+            proxy_url,
+            apply_timeout,
+            max_restarts_per_hour,
+            restart_state,
+            os.environ.get(management_key_env),
+        )
+    elif restart_command or proxy_url:
+        raise click.UsageError("--restart-command and --proxy-url need --apply")
     run = Runner(
         config_path,
         connection,
@@ -144,6 +241,8 @@ def generate(
             management_key=key,
             always_reload=always_reload,
             backup=not no_backup,
+            applier=applier,
+            region=region,
         ),
         show_explain,
         quiet,
@@ -153,6 +252,8 @@ def generate(
         sys.exit(run())
     metrics = GeneratorMetrics()
     metrics.init_scenarios(SCENARIOS)
+    if applier is not None:
+        metrics.init_apply(REASONS)
     run.metrics = metrics
     if metrics_listen:
         try:
@@ -166,6 +267,60 @@ def generate(
     run_every(interval, jitter, run, threading.Event())
     run.log("stopped")
     sys.exit(0)
+
+
+def _applier(
+    config_path: str,
+    mode: str,
+    restart_command: str | None,
+    restart_shell: bool,
+    proxy_url: str | None,
+    timeout: float,
+    max_restarts: int,
+    restart_state: str | None,
+    key: str | None,
+) -> Applier:
+    """The apply step's settings, checked once before the first run."""
+    if mode == "restart" and not restart_command:
+        raise click.UsageError("--apply restart needs --restart-command")
+    if mode == "reload" and restart_command:
+        raise click.UsageError("--restart-command is for --apply restart")
+    try:
+        text = Path(config_path).read_text(encoding="utf-8")
+        enabled = management_enabled(text)
+        secret = management_secret(text)
+        url = proxy_url or default_proxy_url(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        _fail(f"{config_path}: cannot read for --apply: {exc}")
+        raise  # unreachable: _fail exits
+    if not enabled:
+        _fail(
+            f"{config_path}: management.enabled: --apply verifies through GET "
+            "/v0/management/config, which the proxy serves only with [management] enabled = true"
+        )
+    if url is None:
+        _fail(f"{config_path}: proxy.port: missing; give --proxy-url")
+    command: list[str] | str | None = None
+    if restart_command:
+        try:
+            command = restart_command if restart_shell else shlex.split(restart_command)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--restart-command") from None
+    try:
+        applier = Applier(
+            mode,
+            str(url),
+            management_key=key or secret,
+            restart_command=command,
+            timeout=timeout,
+            budget=RestartBudget(max_restarts, state=restart_state),
+        )
+    except ApplyError as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    return applier
 
 
 def _fail(message: str) -> None:

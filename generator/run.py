@@ -31,9 +31,10 @@ from urllib.parse import urlparse
 
 import click
 import requests
+from perfgen.generator.apply import Applier, ApplyOutcome
 from perfgen.generator.metrics import GeneratorMetrics
 from perfgen.generator.promql import PromClient, PrometheusConnection, PromQLError
-from perfgen.generator.proxy_schema import check_route, validate_text
+from perfgen.generator.proxy_schema import DROPS, NOTE, REFUSES, check_route, check_text
 from perfgen.generator.proxy_toml import (
     TomlEditError,
     apply_routes,
@@ -106,7 +107,8 @@ class GenerateResult:
     written: str | None = None  # the path written, None when nothing was written
     backup: str | None = None  # the previous file's copy, when one was made
     reloaded: bool = False
-    error: str | None = None  # set when the file was written but the reload failed
+    error: str | None = None  # set when the file was written but the reload/apply failed
+    applied: ApplyOutcome | None = None  # what --apply did, when asked
 
     @property
     def exit_code(self) -> int:
@@ -155,8 +157,12 @@ def plan_routes(
     *,
     at: float | None = None,
     out: str | os.PathLike[str] | None = None,
+    region: str | None = None,
 ) -> Plan:
     """Read, query and decide; raises GenerateError, ConfigError or PromQLError.
+
+    `region`: rank from that region's series (label `region`); None: from every region,
+    each figure folded to the worst region's (generator/snapshot.py, FOLD).
 
     With `out` (the file the result goes to), the plan starts from the routes last
     written there, so an unchanged ranking is "unchanged" and hysteresis defends the
@@ -195,6 +201,7 @@ def plan_routes(
         stale_after=stale,
         stale_after_seconds=duration_seconds(stale),
         at=at,
+        region=region,
     )
     decisions = decide_all(config, snap)
     routes = {d.scenario: d.chain_text for d in decisions if d.changed}
@@ -208,23 +215,42 @@ def plan_routes(
         raise GenerateError(
             f"{path}: refusing to write, the edit changed more than routes: " + "; ".join(problems)
         )
-    errors = validate_text(new_text)
-    if errors:
-        before = set(validate_text(old_text))
-        already = " (the current file already breaks them)" if before >= set(errors) else ""
-        raise GenerateError(
-            f"{path}: the result would break the proxy's rules{already}: " + "; ".join(errors)
-        )
+    warnings = list(snap.warnings) + proxy_check(path, old_text, new_text)
     return Plan(
         path,
         old_text,
         new_text,
         decisions,
-        list(snap.warnings),
+        warnings,
         snap.at,
         routes_path=routes_path,
         target_text=target_text,
     )
+
+
+def proxy_check(path: str, old_text: str, new_text: str) -> list[str]:
+    """Refuse a result the proxy would not start with, or one that adds a dropped route.
+
+    Returns warnings for what the proxy silently drops but the current file already
+    had (the operator's entries, not the generator's): those must not block a run.
+    """
+    findings = check_text(new_text)
+    refused = [str(f) for f in findings if f.level == REFUSES]
+    before = {str(f) for f in check_text(old_text) if f.level != NOTE}
+    if refused:
+        already = " (the current file already has them)" if before >= set(refused) else ""
+        raise GenerateError(
+            f"{path}: refusing to write a file the proxy would refuse to start with{already}: "
+            + "; ".join(refused)
+        )
+    dropped = [str(f) for f in findings if f.level == DROPS]
+    introduced = [text for text in dropped if text not in before]
+    if introduced:
+        raise GenerateError(
+            f"{path}: refusing to write routes the proxy would silently drop at request "
+            "time: " + "; ".join(introduced)
+        )
+    return [f"{path}: {text} (silently dropped at request time)" for text in dropped]
 
 
 def _written_routes(config: Config, text: str | None) -> dict[str, str]:
@@ -274,9 +300,16 @@ def generate_once(
     always_reload: bool = False,
     backup: bool = True,
     at: float | None = None,
+    applier: Applier | None = None,
+    region: str | None = None,
 ) -> GenerateResult:
-    """One complete run. Raises before writing; a failed reload is `result.error`."""
-    plan = plan_routes(config_path, client, at=at, out=out)
+    """One complete run. Raises before writing; a failed reload or apply is `result.error`.
+
+    With `applier`, the proxy is then brought to the file's routes and checked
+    (generator/apply.py), also when this run changed nothing but the proxy's live
+    routes still differ (a change that waited, or a failed apply being healed).
+    """
+    plan = plan_routes(config_path, client, at=at, out=out, region=region)
     result = GenerateResult(plan)
     if dry_run:
         return result
@@ -295,6 +328,10 @@ def generate_once(
             result.reloaded = True
         except GenerateError as exc:
             result.error = str(exc)
+    if applier is not None:
+        result.applied = applier.apply(plan.new_text, plan.changed)
+        if result.applied.action == "failed":
+            result.error = f"{result.applied.message} (the written file is valid)"
     return result
 
 
@@ -396,7 +433,13 @@ class Runner:
             self.log(f"warning: {warning}")
         if plan.changed and not self.quiet:
             click.echo(plan.diff(), nl=False)
+        applied = result.applied
+        if applied is not None:
+            for warning in applied.warnings:
+                self.log(f"warning: {warning}")
         self.log(self._summary(result))
+        if applied is not None and applied.action == "waiting":
+            self.log(applied.message)
         if result.error:
             self.log(f"error: {result.error}")
         if self.metrics:
@@ -405,6 +448,8 @@ class Runner:
             else:
                 changed = plan.changed_scenarios if result.written else []
                 self.metrics.record_success(time.time(), plan.primaries(), changed)
+            if applied is not None:
+                self.metrics.record_apply(applied)
         return result.exit_code
 
     def _failed(self, message: str) -> int:
@@ -426,4 +471,6 @@ class Runner:
             text += f"; wrote {result.written}{backup}"
         if result.reloaded:
             text += "; proxy reloaded"
+        if result.applied is not None and result.applied.action != "failed":
+            text += f"; {result.applied.message}"
         return text

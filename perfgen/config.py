@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+from perfgen.endpoints import proxy_endpoint
+
 SCENARIOS = (
     "default",
     "background",
@@ -129,6 +131,9 @@ class Provider:
     protocol: str
     # A separate key for probing keeps probe spend apart from production traffic.
     probe_api_key: Secret | None = None
+    # The URL the proxy itself calls (perfgen/endpoints.py); None: the protocol's rule,
+    # as with an api_base_url or protocol override in [performance.providers.NAME].
+    endpoint: str | None = None
 
     @property
     def key_for_probing(self) -> Secret:
@@ -504,6 +509,9 @@ def _parse_providers(
             models=models,
             protocol=protocol,
             probe_api_key=Secret(probe_key) if probe_key else None,
+            endpoint=None
+            if override.get("api_base_url") or override.get("protocol")
+            else proxy_endpoint(name, base_url),
         )
     return providers
 

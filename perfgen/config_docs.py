@@ -37,7 +37,9 @@ TABLES: dict[str, TableDoc] = {
             "name": "Provider name; the target is `name:model`. The wire format is inferred "
             "from it: `anthropic`, `minimax`, `kimi` → Anthropic Messages; `gemini` is refused "
             "unless overridden; everything else → OpenAI chat completions.",
-            "api_base_url": "http(s) base URL of the provider.",
+            "api_base_url": "http(s) base URL of the provider. The probe calls the URL the proxy "
+            "builds from it for this provider name "
+            "([exporter.md](exporter.md#endpoint-urls-from-api_base_url)).",
             "api_key": "`$ENV_NAME` (read at probe time) or a literal key.",
             "models": "Models this provider serves; only these can be probed.",
         },
@@ -120,7 +122,8 @@ TABLES: dict[str, TableDoc] = {
         keys={
             "protocol": "`openai` or `anthropic`, overriding the inference from the name.",
             "probe_api_key": "A separate key (`$ENV_NAME`) for probing, to keep probe spend apart.",
-            "api_base_url": "Probe a different endpoint than the proxy uses.",
+            "api_base_url": "Probe a different endpoint than the proxy uses (the per-name URL "
+            "rule is then off).",
         },
     ),
     "performance.thresholds": TableDoc(
@@ -188,7 +191,10 @@ TABLES: dict[str, TableDoc] = {
             "hysteresis_for": "... continuously for this long before it takes the place.",
             "max_chain": "Routes kept in a fallback chain.",
             "stale_after": "A model without a probe this recent has no fresh data: it keeps "
-            "its old place after the ranked models. Unset: three `test_interval_minutes`.",
+            "its old place after the ranked models. Unset: three probe cadences, 3 × "
+            "max(`test_interval_minutes`, 15 s). The alerting rules (`PerfgenProbeDataStale`, "
+            "`PerfgenGeneratorNotSucceeding`) use the same value, derived once in "
+            "`perfgen/timing.py` (probes follow scrapes, rarely more often than every 15 s).",
         },
     ),
 }

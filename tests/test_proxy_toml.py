@@ -70,9 +70,9 @@ def test_new_route_key_is_appended_to_router_and_others_refused():
 
 
 def test_only_routes_changed_catches_other_edits():
-    base = '[router]\ndefault = "a,b"\nstrategy = "FillFirst"\n[x]\ny = 1\n'
+    base = '[router]\ndefault = "a,b"\nstrategy = "fill_first"\n[x]\ny = 1\n'
     assert only_routes_changed(base, base.replace("y = 1", "y = 2"))
-    assert only_routes_changed(base, base.replace("FillFirst", "RoundRobin"))
+    assert only_routes_changed(base, base.replace("fill_first", "round_robin"))
     assert only_routes_changed(base, base.replace('default = "a,b"\n', ""))
 
 

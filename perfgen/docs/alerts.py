@@ -48,8 +48,9 @@ def _alerts(performance: Performance) -> list[dict[str, Any]]:
 
 
 def _distinct(performance: Performance) -> Performance:
-    # 30 min probes and a 50 min window: probe 45m, infra 2m, score 50m, stale 1h30m.
-    generator = dataclasses.replace(performance.generator, stale_after=None)
+    # 30 min probes, a 50 min window, 20 min hysteresis: probe 45m, infra 2m, score 50m,
+    # baseline 5h, stale 1h30m, flap range 1h20m; a `for:` equal to none of them is fixed.
+    generator = dataclasses.replace(performance.generator, stale_after=None, hysteresis_for="20m")
     return dataclasses.replace(
         performance, test_interval_minutes=30.0, window="50m", generator=generator
     )
