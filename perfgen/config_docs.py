@@ -28,6 +28,18 @@ class TableDoc:
     show_defaults: bool = True
 
 
+# What a probe request looks like, per provider and per model glob (perfgen/capabilities.py).
+_CAPABILITY_KEYS = {
+    "max_tokens_field": "The output-cap field: `max_tokens`, `max_completion_tokens` or "
+    "`max_output_tokens` (default from the capability table).",
+    "stream_options": "Send `stream_options.include_usage` (OpenAI chat completions); false "
+    "for servers that refuse it.",
+    "reasoning_effort": "An effort sent on every probe of these models (default: none, the "
+    "provider's default).",
+    "lowest_effort": 'What a module\'s `reasoning_effort = "lowest"` becomes for these models.',
+    "thinking_budget_tokens": "Anthropic extended thinking budget (at least 1024); off unless set.",
+}
+
 TABLES: dict[str, TableDoc] = {
     "providers": TableDoc(
         "[[providers]]",
@@ -79,8 +91,9 @@ TABLES: dict[str, TableDoc] = {
             "request `bad_stream` ([security](security.md)).",
             "max_sse_event_bytes": "Largest SSE event (its `data:` lines together); a larger "
             "one fails the request `bad_stream`.",
-            "max_answer_bytes": "Answer text kept for `expected_response` (none for modules "
-            "without it).",
+            "max_answer_bytes": "Streamed text kept per request, each of answer, reasoning and "
+            "tool-call text: for `expected_response` and for the token estimate when no usage "
+            "comes (extrapolated past the cap).",
             "management_token": '`"$ENV_NAME"`: the environment variable holding the bearer '
             "token of the management API's POST and DELETE (read per request, at least 16 "
             "characters). Only a `$ENV_NAME` reference is accepted; a literal token in the "
@@ -113,18 +126,34 @@ TABLES: dict[str, TableDoc] = {
             "runs": "Sequential rounds per probe.",
             "concurrency": "Parallel streams per round.",
             "input_tokens": "Pad the prompt to about this many tokens (0 = no padding).",
-            "temperature": "Sampling temperature.",
+            "temperature": "Sampling temperature. Not sent unless set: reasoning models refuse it.",
+            "reasoning_effort": "`lowest` (the model family's lowest effort, from the "
+            "capability table) or `none`/`minimal`/`low`/`medium`/`high`/`xhigh`; sent only to "
+            "families that take an effort ([capability table](exporter.md#capability-table)).",
         },
     ),
     "performance.providers.NAME": TableDoc(
         "[performance.providers.NAME]",
         intro="`NAME` is a `[[providers]]` name; perfgen's own settings for that provider.",
         keys={
-            "protocol": "`openai` or `anthropic`, overriding the inference from the name.",
+            "protocol": "`openai`, `anthropic` or `openai-responses` (the Responses API), "
+            "overriding the inference from the name.",
             "probe_api_key": "A separate key (`$ENV_NAME`) for probing, to keep probe spend apart.",
             "api_base_url": "Probe a different endpoint than the proxy uses (the per-name URL "
             "rule is then off).",
+            **{key: meaning for key, meaning in _CAPABILITY_KEYS.items()},
+            "models": 'Tables `models."GLOB"` of the same capability keys for the models '
+            "matching the glob (below).",
         },
+        note="An unsupported-parameter failure names the field and the key to change; see "
+        "[Unsupported parameters](exporter.md#unsupported-parameters).",
+    ),
+    "performance.providers.NAME.models.NAME": TableDoc(
+        '[performance.providers.NAME.models."GLOB"]',
+        intro="The capability keys of `[performance.providers.NAME]` for the models matching "
+        "`GLOB` (fnmatch, case-sensitive), applied after the provider-wide keys.",
+        default="the provider-wide value",
+        keys=_CAPABILITY_KEYS,
     ),
     "performance.thresholds": TableDoc(
         "[performance.thresholds]",

@@ -48,6 +48,7 @@ class _Trace:
         # (table as the reader names it, key) -> what was read, in reading order
         self.reads: dict[tuple[str, str], KeyRead] = {}
         self.absent_tables: list[str] = []
+        self.readers: list[Any] = []
 
     def note(self, table: str, key: str, read: KeyRead) -> None:
         # The outermost call comes first (number() before the get() it makes): it knows most.
@@ -59,6 +60,10 @@ def _recording(trace: _Trace) -> Iterator[None]:
     base: Any = config._Reader
 
     class Recording(base):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            trace.readers.append(self)
+
         def get(self, name: str, kind: Any, default: Any = None) -> Any:
             kinds = kind if isinstance(kind, tuple) else (kind,)
             label = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
@@ -112,7 +117,14 @@ def _pattern(table: str) -> re.Pattern[str]:
     )
 
 
-_PATTERNS = {name: _pattern(name) for name in TABLES}
+# Tables and the tables that only hold NAME tables (performance.modules), most specific first.
+_PATTERNS = {
+    name: _pattern(name)
+    for name in sorted(
+        {".".join(t.split(".")[:n]) for t in TABLES for n in range(1, t.count(".") + 2)},
+        key=lambda t: -t.count("."),
+    )
+}
 
 
 def _table_of(prefix: str) -> str:
@@ -134,6 +146,19 @@ def read_keys() -> dict[str, dict[str, KeyRead]]:
             f"{REFERENCE}: add the table(s) {', '.join(trace.absent_tables)} so that the "
             "parser reads their keys"
         )
+    # A key the parser accepts without reading it when absent (it looks at the table
+    # first) was never read with its type: the reference must set it.
+    read = {(_table_of(prefix), key) for prefix, key in trace.reads}
+    unread = [
+        reader.key(name)
+        for reader in trace.readers
+        for name in sorted(reader.seen)
+        if (_table_of(reader.prefix), name) not in read
+    ]
+    if unread:
+        raise IncompleteReference(
+            f"{REFERENCE}: set {', '.join(unread)} so that the parser reads them with their type"
+        )
     tables: dict[str, dict[str, KeyRead]] = {}
     for (prefix, key), read in trace.reads.items():
         tables.setdefault(_table_of(prefix), {}).setdefault(key, read)
@@ -142,7 +167,7 @@ def read_keys() -> dict[str, dict[str, KeyRead]]:
 
 def _check(tables: dict[str, dict[str, KeyRead]]) -> None:
     problems: list[str] = []
-    containers = {".".join(name.split(".")[:i]) for name in TABLES for i in range(1, 4)}
+    containers = set(_PATTERNS) - set(TABLES)
     for name, keys in tables.items():
         doc = TABLES.get(name)
         if doc is None and name in containers and all(r.is_table for r in keys.values()):
