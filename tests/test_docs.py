@@ -159,3 +159,19 @@ def test_the_alert_conditions_table_lists_exactly_the_alerts() -> None:
         alerts.append(rule["alert"] + "".join(f'{{{k}="{v}"}}' for k, v in labels.items()))
     rows = _first_column(ROOT / "docs" / "rules-and-alerts.md", "## Alerts")
     assert rows == alerts
+
+
+def test_a_table_or_key_missing_from_the_reference_config_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = config_keys.REFERENCE.read_text(encoding="utf-8")
+    for removed, named in (
+        ("[performance.generator]\n", r"add the table\(s\) performance\.generator"),
+        ("temperature = 0.5\n", r"set performance\.modules\.custom\.temperature"),
+    ):
+        assert removed in reference
+        partial = tmp_path / f"reference-{len(named)}.toml"
+        partial.write_text(reference.replace(removed, ""), encoding="utf-8")
+        monkeypatch.setattr(config_keys, "REFERENCE", partial)
+        with pytest.raises(config_keys.IncompleteReference, match=named):
+            config_keys.read_keys()
