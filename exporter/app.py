@@ -112,11 +112,16 @@ def debug_text(
     module: Module,
     provider: Provider,
     timeout: float | None,
+    key: tuple[str, str, str] | None = None,
 ) -> str:
     """The `?debug=true` page: what was decided, what the probe logged, what it returned."""
     result = answer.result
     recent = exporter.recent_for(result)
     lines = [f"Scrape outcome: {answer.outcome} (llm_probe_cached {int(answer.cached)})"]
+    if key is None and result is not None:
+        key = (result.provider, result.model, result.module)
+    if key is not None:
+        lines.append(exporter.scheduler.schedule_note(key))
     if timeout is not None:
         lines.append(f"Probe timeout: {timeout:g}s")
     if recent is not None:
@@ -164,7 +169,7 @@ async def handle_probe(request: web.Request) -> web.Response:
     key = (target.provider, target.model, module.name)
     body = render_probe(exporter.store_for(key), key, answer.result, cached=answer.cached)
     if request.query.get("debug", "").lower() in ("true", "1", "yes"):
-        return _text(debug_text(exporter, answer, body, module, provider, timeout))
+        return _text(debug_text(exporter, answer, body, module, provider, timeout, key))
     return web.Response(body=body, headers={"Content-Type": EXPOSITION_CONTENT_TYPE})
 
 

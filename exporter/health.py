@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from perfgen.exporter.scheduler import OUTCOMES
+from perfgen.exporter.adaptive import REASONS as INTERVAL_REASONS
+from perfgen.exporter.scheduler import OUTCOMES, Scheduler
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from perfgen.config import Performance
 
 if TYPE_CHECKING:  # the service registers this collector: no import at run time
     from perfgen.exporter.service import ExporterService
@@ -64,7 +67,7 @@ class HealthCollector(Collector):
         yield gauge(
             "perfgen_exporter_budget_exhausted",
             "1 while the hourly token budget refuses probes.",
-            1 if scheduler.budget.exhausted() else 0,
+            1 if scheduler.budget.exhausted() or scheduler.money.exhausted() else 0,
         )
         yield gauge(
             "perfgen_exporter_event_loop_lag_seconds",
@@ -76,3 +79,52 @@ class HealthCollector(Collector):
             "Targets configured in [performance.test_models].",
             len(performance.targets),
         )
+        yield from _interval_families(scheduler, performance)
+        yield from _spend_families(scheduler, performance)
+
+
+def _interval_families(scheduler: Scheduler, performance: Performance) -> Iterator[Metric]:
+    """Each target+module's current probe interval and the reason for it."""
+    labels = ("provider", "model", "module")
+    interval = GaugeMetricFamily(
+        "perfgen_exporter_probe_interval_seconds",
+        "Least time between two paid probes of the target+module, as chosen now.",
+        labels=labels,
+    )
+    reason = GaugeMetricFamily(
+        "perfgen_exporter_probe_interval_reason",
+        "1 for the reason of the current interval (fixed when adaptive probing is off).",
+        labels=(*labels, "reason"),
+    )
+    for target in performance.targets:
+        for module in performance.sd_modules:
+            key = (target.provider, target.model, module)
+            choice = scheduler.interval(key)
+            interval.add_metric(list(key), choice.seconds)
+            for name in INTERVAL_REASONS:
+                reason.add_metric([*key, name], 1.0 if name == choice.reason else 0.0)
+    yield interval
+    yield reason
+
+
+def _spend_families(scheduler: Scheduler, performance: Performance) -> Iterator[Metric]:
+    """Probe spend in dollars, by the configured `[performance.prices]`."""
+    cost = CounterMetricFamily(
+        "perfgen_exporter_probe_cost_dollars",
+        "Dollars paid for probes, by [performance.prices] (0 for models without a price).",
+        labels=("provider", "model", "module"),
+    )
+    keys = {(t.provider, t.model, m) for t in performance.targets for m in performance.sd_modules}
+    for key in sorted(keys | set(scheduler.dollars)):
+        cost.add_metric(list(key), scheduler.dollars[key])
+    yield cost
+    yield GaugeMetricFamily(
+        "perfgen_exporter_budget_dollars_used",
+        "Dollars spent by probes in the last hour.",
+        value=scheduler.money.used(),
+    )
+    yield GaugeMetricFamily(
+        "perfgen_exporter_budget_dollars_limit",
+        "Dollars probes may spend per hour (0 = unlimited).",
+        value=scheduler.money.limit,
+    )

@@ -27,13 +27,14 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections import Counter, defaultdict, deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
+from perfgen.exporter.adaptive import AdaptiveIntervals, Choice
 from perfgen.exporter.result import ProbeResult
 
-from perfgen.config import Performance
+from perfgen.config import Performance, Price, Target
 
 OUTCOMES = ("fresh", "cached", "budget_exhausted", "backoff")
 # A manual test: ran now, joined a probe already in flight, refused by the budget, or found
@@ -53,6 +54,8 @@ class CostSettings:
     backoff_initial_seconds: float
     max_concurrent: int
     tokens_per_hour: int  # 0 = unlimited
+    dollars_per_hour: float = 0.0  # 0 = unlimited
+    prices: Mapping[Target, Price] = field(default_factory=dict)
 
     @classmethod
     def from_performance(cls, performance: Performance) -> CostSettings:
@@ -61,7 +64,14 @@ class CostSettings:
             backoff_initial_seconds=performance.exporter.backoff_initial_seconds,
             max_concurrent=performance.max_concurrent_tests,
             tokens_per_hour=performance.max_output_tokens_per_hour,
+            dollars_per_hour=performance.max_dollars_per_hour,
+            prices=performance.prices,
         )
+
+    def dollars(self, key: ProbeKey, input_tokens: int, output_tokens: int) -> float:
+        """What these tokens cost on the key's model (0 without a configured price)."""
+        price = self.prices.get(Target(key[0], key[1]))
+        return price.dollars(input_tokens, output_tokens) if price else 0.0
 
 
 @dataclass(frozen=True)
@@ -78,24 +88,27 @@ class Answer:
 
 
 class TokenBudget:
-    """Output tokens spent in the last hour, with reservations for probes still running."""
+    """Output tokens spent in the last hour, with reservations for probes still running.
 
-    def __init__(self, limit: int, clock: Clock) -> None:
+    The money budget is one too, counting dollars instead of tokens.
+    """
+
+    def __init__(self, limit: float, clock: Clock) -> None:
         self.limit = limit
         self._clock = clock
-        self._spent: deque[tuple[float, int]] = deque()
-        self.reserved = 0
+        self._spent: deque[tuple[float, float]] = deque()
+        self.reserved: float = 0
         # The cost of the last probe refused; the budget stays "exhausted" while that
         # probe would still be refused, even if a smaller one could squeeze in.
-        self._refused_cost: int | None = None
+        self._refused_cost: float | None = None
 
-    def used(self) -> int:
+    def used(self) -> float:
         horizon = self._clock() - BUDGET_WINDOW_SECONDS
         while self._spent and self._spent[0][0] <= horizon:
             self._spent.popleft()
         return sum(tokens for _, tokens in self._spent)
 
-    def try_reserve(self, cost: int) -> bool:
+    def try_reserve(self, cost: float) -> bool:
         if self.limit > 0 and self.used() + self.reserved + cost > self.limit:
             self._refused_cost = cost
             return False
@@ -103,7 +116,7 @@ class TokenBudget:
         self.reserved += cost
         return True
 
-    def settle(self, reserved: int, actual: int) -> None:
+    def settle(self, reserved: float, actual: float) -> None:
         self.reserved -= reserved
         if actual > 0:
             self._spent.append((self._clock(), actual))
@@ -144,11 +157,25 @@ def spent_tokens(result: ProbeResult) -> int:
     return sum(request.output_tokens or 0 for request in result.requests)
 
 
+def spent_input_tokens(result: ProbeResult) -> int:
+    return sum(request.input_tokens or 0 for request in result.requests)
+
+
 class Scheduler:
-    def __init__(self, settings: CostSettings, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: CostSettings,
+        clock: Clock = time.monotonic,
+        intervals: AdaptiveIntervals | None = None,
+    ) -> None:
         self._clock = clock
+        # None: every key waits `interval_seconds`; else exporter/adaptive.py chooses.
+        self.intervals = intervals
         self._states: dict[ProbeKey, _KeyState] = {}
         self.budget = TokenBudget(settings.tokens_per_hour, clock)
+        self.money = TokenBudget(settings.dollars_per_hour, clock)
+        # Dollars paid per key since start, by the configured prices (a counter).
+        self.dollars: defaultdict[ProbeKey, float] = defaultdict(float)
         self.scrapes: Counter[tuple[str, str]] = Counter()  # (module, outcome)
         self.in_flight = 0
         self.settings = settings
@@ -159,6 +186,7 @@ class Scheduler:
         if settings.max_concurrent != self.settings.max_concurrent:
             self._semaphore = asyncio.Semaphore(settings.max_concurrent)
         self.budget.limit = settings.tokens_per_hour
+        self.money.limit = settings.dollars_per_hour
         self.settings = settings
 
     def last_result(self, key: ProbeKey) -> ProbeResult | None:
@@ -193,12 +221,32 @@ class Scheduler:
                 forgotten += 1
         return forgotten
 
+    def interval(self, key: ProbeKey) -> Choice:
+        """How long `key` waits after a successful probe, and why."""
+        if self.intervals is None:
+            return Choice(self.settings.interval_seconds, "fixed")
+        limit = self.budget.limit
+        share = (self.budget.used() + self.budget.reserved) / limit if limit > 0 else 0.0
+        return self.intervals.choose(key, share)
+
+    def schedule_note(self, key: ProbeKey) -> str:
+        """One line for the debug view: the key's interval, why, and when it is next due."""
+        choice = self.interval(key)
+        why = f"{choice.reason}: {choice.detail}" if choice.detail else choice.reason
+        wait = self.due_at(key) - self._clock()
+        when = "now" if wait <= 0 else f"in {wait:.0f}s"
+        return f"Schedule: interval {choice.seconds:g}s ({why}); next paid probe due {when}"
+
+    def keys(self) -> list[ProbeKey]:
+        """Every key probed (or asked for) so far."""
+        return list(self._states)
+
     def due_at(self, key: ProbeKey) -> float:
         """Clock time from which a scrape of `key` may pay for a new probe."""
         state = self._states.get(key)
         if state is None or state.finished_at is None:
             return -math.inf
-        wait = self.settings.interval_seconds
+        wait = self.interval(key).seconds
         if state.failures:
             backoff = self.settings.backoff_initial_seconds * 2.0 ** (state.failures - 1)
             # A provider that said when to come back is not asked earlier; the interval
@@ -214,10 +262,12 @@ class Scheduler:
         timeout: float,
         cost: int,
         manual: bool = False,
+        input_tokens: int = 0,
     ) -> Answer:
         """Answer one scrape of `key`, running `start(timeout)` only if cost control allows.
 
-        `cost` is the most output tokens the probe can spend (reserved from the budget).
+        `cost` is the most output tokens the probe can spend (reserved from the budget);
+        with prices, it and `input_tokens` are also reserved in dollars.
         An exception from `start` propagates to every scrape waiting on that probe.
         `manual`: a manual test, not a scrape (outcomes in MANUAL_OUTCOMES, see above).
         """
@@ -243,10 +293,16 @@ class Scheduler:
             return self._answer(key, state.last, outcome)
         if not self.budget.try_reserve(cost):
             return self._answer(key, state.last, "budget_exhausted", manual)
+        worst = self.settings.dollars(key, input_tokens, cost)
+        if not self.money.try_reserve(worst):
+            self.budget.settle(cost, 0)
+            return self._answer(key, state.last, "budget_exhausted", manual)
         self.in_flight += 1  # counted from here so a scrape can never see a gap
-        task = asyncio.create_task(self._run(state, start, timeout, cost))
+        task = asyncio.create_task(self._run(state, start, timeout, cost, key, worst))
         # If every waiting scrape is cancelled, nobody reads a crash: mark it retrieved.
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        if self.intervals is not None:
+            task.add_done_callback(lambda t, key=key: self._observe(key, t))  # type: ignore[misc]
         state.task = task
         result = await asyncio.shield(task)
         if result is None:  # no concurrency slot in time: not a failure of the target
@@ -254,11 +310,18 @@ class Scheduler:
         return self._answer(key, result, "fresh", manual)
 
     async def _run(
-        self, state: _KeyState, start: StartProbe, timeout: float, cost: int
+        self,
+        state: _KeyState,
+        start: StartProbe,
+        timeout: float,
+        cost: int,
+        key: ProbeKey | None = None,
+        worst_dollars: float = 0.0,
     ) -> ProbeResult | None:
         loop = asyncio.get_running_loop()
         semaphore = self._semaphore  # release the one acquired, even across a reload
         actual = 0
+        dollars = 0.0
         try:
             began = loop.time()
             try:
@@ -278,6 +341,9 @@ class Scheduler:
                     state.finished_at = self._clock()
                     raise
                 actual = spent_tokens(result)
+                if key is not None:
+                    dollars = self.settings.dollars(key, spent_input_tokens(result), actual)
+                    self.dollars[key] += dollars
                 state.last = result
                 state.failures = 0 if result.success else state.failures + 1
                 # Capped here, where the interval is known: a provider's wait never
@@ -293,8 +359,16 @@ class Scheduler:
                 semaphore.release()
         finally:
             self.budget.settle(cost, actual)
+            self.money.settle(worst_dollars, dollars)
             self.in_flight -= 1
             state.task = None
+
+    def _observe(self, key: ProbeKey, task: asyncio.Task[ProbeResult | None]) -> None:
+        if self.intervals is None or task.cancelled() or task.exception() is not None:
+            return
+        result = task.result()
+        if result is not None:
+            self.intervals.observe(key, result)
 
     def _answer(
         self, key: ProbeKey, result: ProbeResult | None, outcome: str, manual: bool = False

@@ -24,11 +24,13 @@ import aiohttp
 from aiohttp import web
 from perfgen.exporter import logs
 from perfgen.exporter import probe as probe_engine
+from perfgen.exporter.adaptive import AdaptiveIntervals
 from perfgen.exporter.health import HealthCollector
 from perfgen.exporter.metrics import CumulativeStore, Key, SeriesTotals
 from perfgen.exporter.probe import run_probe as default_run_probe
 from perfgen.exporter.result import ProbeResult
 from perfgen.exporter.scheduler import Answer, CostSettings, Scheduler
+from perfgen.exporter.spend import probe_input_tokens, probe_output_tokens
 from prometheus_client import CollectorRegistry
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -134,7 +136,11 @@ class ExporterService:
         # without the app, run_probe makes its own.
         self.session: aiohttp.ClientSession | None = None
         self.clock = clock
-        self.scheduler = Scheduler(CostSettings.from_performance(self.config.performance), clock)
+        self.scheduler = Scheduler(
+            CostSettings.from_performance(self.config.performance),
+            clock,
+            AdaptiveIntervals.from_performance(self.config.performance, clock),
+        )
         # One store per target+module, so that the management API can forget a target.
         self.stores: dict[Key, CumulativeStore] = {}
         self.recent: deque[RecentProbe] = deque(maxlen=RECENT_PROBES)
@@ -178,6 +184,9 @@ class ExporterService:
         self._previous_secrets = _secret_values(self.config)
         self.config = config
         self.scheduler.configure(CostSettings.from_performance(config.performance))
+        self.scheduler.intervals = AdaptiveIntervals.from_performance(
+            config.performance, self.clock, self.scheduler.intervals
+        )
         logs.set_format(
             self.logger, self._log_format_override or config.performance.exporter.log_format
         )
@@ -214,7 +223,13 @@ class ExporterService:
         async def start(remaining: float) -> ProbeResult:
             return await self._paid_probe(config, target, module, provider, remaining)
 
-        answer = await self.scheduler.probe(key, start, timeout=timeout, cost=probe_cost(module))
+        answer = await self.scheduler.probe(
+            key,
+            start,
+            timeout=timeout,
+            cost=probe_cost(module),
+            input_tokens=probe_input_tokens(module),
+        )
         if answer.outcome == "fresh":
             self._budget_warned = False
             return answer
@@ -249,7 +264,12 @@ class ExporterService:
             return await self._paid_probe(config, target, module, provider, remaining)
 
         answer = await self.scheduler.probe(
-            key, start, timeout=module.timeout_seconds, cost=probe_cost(module), manual=True
+            key,
+            start,
+            timeout=module.timeout_seconds,
+            cost=probe_cost(module),
+            manual=True,
+            input_tokens=probe_input_tokens(module),
         )
         if answer.outcome == "fresh":
             self.manual_tests[key] = began
@@ -379,7 +399,7 @@ def service_of(app: web.Application) -> ExporterService:
 
 def probe_cost(module: Module) -> int:
     """The most output tokens one probe of `module` can spend (its budget reservation)."""
-    return module.max_tokens * module.runs * module.concurrency
+    return probe_output_tokens(module)
 
 
 def _secret_values(config: Config) -> list[str]:

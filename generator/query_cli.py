@@ -26,6 +26,7 @@ from perfgen.config import (
     ConfigError,
     Performance,
     Route,
+    Target,
     duration_seconds,
     load_config,
     parse_chain,
@@ -334,12 +335,19 @@ def _csv_cell(value: Any) -> Any:
     metavar="DURATION",
     help="Recording-rule window (default: [performance] window, else 1h).",
 )
+@click.option(
+    "--cost",
+    is_flag=True,
+    help="Instead of the ranking: what the --config's probing costs per day (estimated from "
+    "intervals, max_tokens and [performance.prices]; measured from the exporter's counter).",
+)
 @region_option
 def query(
     config_path: str | None,
     scenario: str,
     fmt: str,
     window: str | None,
+    cost: bool,
     region: str | None,
     connection: PrometheusConnection,
 ) -> None:
@@ -352,6 +360,9 @@ def query(
     with the default min_test_count (5) and probe interval (60 min).
     """
     config: Config | None = None
+    if cost:
+        _print_cost(config_path, connection)
+        return
     try:
         if config_path:
             config = load_config(config_path)
@@ -393,3 +404,27 @@ def query(
         extra = [*(own.candidates if own and own.candidates else ()), *chain]
     rows = rank_rows(snap, scenario, policy, extra, only, chain)
     click.echo(render(rows, fmt, scenario, window, snap.at, region=region), nl=False)
+
+
+def _print_cost(config_path: str | None, connection: PrometheusConnection) -> None:
+    """`perfgen query --cost`: the estimate from the config, and the measured last day."""
+    from perfgen.exporter.spend import MEASURED_QUERY, render_estimate
+
+    if not config_path:
+        click.echo("perfgen query: error: --cost needs --config", err=True)
+        sys.exit(1)
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        click.echo(f"perfgen query: error: {exc}", err=True)
+        sys.exit(1)
+    measured: dict[Target, float] | None = None
+    try:
+        samples = connection.client().instant(MEASURED_QUERY)
+        measured = {
+            Target(s.labels.get("provider", ""), s.labels.get("model", "")): s.value
+            for s in samples
+        }
+    except (PromQLError, ValueError) as exc:
+        click.echo(f"perfgen query: warning: no measured cost: {exc}", err=True)
+    click.echo(render_estimate(config.performance, measured), nl=False)

@@ -251,7 +251,7 @@ class Scenario:
 
 @dataclass(frozen=True)
 class GeneratorSettings:
-    hysteresis_margin: float = 0.10
+    hysteresis_margin: float = 0.05
     hysteresis_for: str = "15m"
     max_chain: int = 3
     stale_after: str | None = None  # None: three probe intervals
@@ -273,6 +273,27 @@ class ExporterSettings:
 
 
 @dataclass(frozen=True)
+class Price:
+    """`[performance.prices."provider:model"]`: dollars per million tokens."""
+
+    input_per_million: float = 0.0
+    output_per_million: float = 0.0
+
+    def dollars(self, input_tokens: int, output_tokens: int) -> float:
+        return (
+            input_tokens * self.input_per_million + output_tokens * self.output_per_million
+        ) / 1e6
+
+
+@dataclass(frozen=True)
+class AdaptiveSettings:
+    """`[performance.adaptive]`: probe a target sooner when a probe may change a route."""
+
+    enabled: bool = False
+    min_interval_minutes: float = 5.0  # never sooner than this; at most test_interval_minutes
+
+
+@dataclass(frozen=True)
 class Performance:
     enabled: bool = True
     test_interval_minutes: float = 60.0
@@ -289,6 +310,9 @@ class Performance:
     scenarios: Mapping[str, Scenario] = field(default_factory=dict)
     generator: GeneratorSettings = field(default_factory=GeneratorSettings)
     exporter: ExporterSettings = field(default_factory=ExporterSettings)
+    adaptive: AdaptiveSettings = field(default_factory=AdaptiveSettings)
+    prices: Mapping[Target, Price] = field(default_factory=dict)
+    max_dollars_per_hour: float = 0.0  # 0 = no money budget (the token budget still holds)
 
     def scenario_weights(self, scenario: str) -> Weights:
         own = self.scenarios.get(scenario)
@@ -849,18 +873,63 @@ def _parse_exporter(perf: _Reader) -> ExporterSettings:
     return settings
 
 
+def _parse_adaptive(perf: _Reader, interval_minutes: float) -> AdaptiveSettings:
+    reader = perf.sub("adaptive")
+    if reader is None:
+        return AdaptiveSettings()
+    base = AdaptiveSettings()
+    # The default never exceeds a short interval (the demo probes every 15 s).
+    default = min(base.min_interval_minutes, interval_minutes)
+    minimum = reader.number("min_interval_minutes", default, minimum=0, exclusive_min=True)
+    if minimum > interval_minutes:
+        raise reader.error(
+            "min_interval_minutes",
+            f"must be at most test_interval_minutes ({interval_minutes:g}), got {minimum:g}",
+        )
+    settings = AdaptiveSettings(
+        enabled=reader.get("enabled", bool, base.enabled), min_interval_minutes=minimum
+    )
+    reader.reject_unknown()
+    return settings
+
+
 def _byte_cap(reader: _Reader, name: str, default: int) -> int:
     # Below 1 KiB real chunks would be refused; above 64 MiB the cap protects nothing.
     return reader.integer(name, default, minimum=1024, maximum=64 << 20)
 
 
-def _parse_budget(perf: _Reader, default: int) -> int:
+def _parse_budget(perf: _Reader, default: int) -> tuple[int, float]:
     reader = perf.sub("budget")
     if reader is None:
-        return default
+        return default, 0.0
     value = reader.integer("max_output_tokens_per_hour", default, minimum=0)
+    dollars = reader.number("max_dollars_per_hour", 0.0, minimum=0)
     reader.reject_unknown()
-    return value
+    return value, dollars
+
+
+def _parse_prices(perf: _Reader, providers: Mapping[str, Provider]) -> dict[Target, Price]:
+    reader = perf.sub("prices")
+    if reader is None:
+        return {}
+    prices: dict[Target, Price] = {}
+    for name in list(reader.table):
+        try:
+            target = Target.parse(name)
+        except ValueError as exc:
+            raise reader.error(name, str(exc)) from None
+        provider = providers.get(target.provider)
+        if provider is None or target.model not in provider.models:
+            raise reader.error(name, "names no model of a provider in [[providers]]")
+        table = reader.sub(name)
+        if table is None or not isinstance(table.table, dict):
+            raise reader.error(name, "must be a table { input_per_million, output_per_million }")
+        prices[target] = Price(
+            input_per_million=table.number("input_per_million", 0.0, minimum=0),
+            output_per_million=table.number("output_per_million", 0.0, minimum=0),
+        )
+        table.reject_unknown()
+    return prices
 
 
 def _parse_performance(
@@ -885,11 +954,13 @@ def _parse_performance(
     weights_reader = perf.sub("weights")
     modules = _parse_modules(perf, timeout)
     targets, sd_modules = _parse_targets(perf, providers, modules)
+    interval = perf.number(
+        "test_interval_minutes", base.test_interval_minutes, minimum=0, exclusive_min=True
+    )
+    tokens_per_hour, dollars_per_hour = _parse_budget(perf, base.max_output_tokens_per_hour)
     performance = Performance(
         enabled=perf.get("enabled", bool, True),
-        test_interval_minutes=perf.number(
-            "test_interval_minutes", base.test_interval_minutes, minimum=0, exclusive_min=True
-        ),
+        test_interval_minutes=interval,
         test_timeout_seconds=timeout,
         max_concurrent_tests=perf.integer(
             "max_concurrent_tests", base.max_concurrent_tests, minimum=1
@@ -900,11 +971,14 @@ def _parse_performance(
         weights=_parse_weights(weights_reader) if weights_reader else Weights(),
         targets=targets,
         sd_modules=sd_modules,
-        max_output_tokens_per_hour=_parse_budget(perf, base.max_output_tokens_per_hour),
+        max_output_tokens_per_hour=tokens_per_hour,
         modules=modules,
         scenarios=_parse_scenarios(perf, providers, thresholds),
         generator=_parse_generator(perf),
         exporter=_parse_exporter(perf),
+        adaptive=_parse_adaptive(perf, interval),
+        prices=_parse_prices(perf, providers),
+        max_dollars_per_hour=dollars_per_hour,
     )
     perf.reject_unknown()
     return performance, providers

@@ -74,6 +74,30 @@ TABLES: dict[str, TableDoc] = {
         keys={
             "max_output_tokens_per_hour": "Rolling-hour output-token budget for all probes; "
             "`0` = unlimited.",
+            "max_dollars_per_hour": "Rolling-hour budget in dollars, by `[performance.prices]` "
+            "(models without a price cost 0); `0` = unlimited. Both budgets hold.",
+        },
+    ),
+    "performance.prices.NAME": TableDoc(
+        '[performance.prices."PROVIDER:MODEL"]',
+        intro="Optional; the key names a configured `provider:model` (quoted, as it contains `:`).",
+        keys={
+            "input_per_million": "Dollars per million input tokens.",
+            "output_per_million": "Dollars per million output tokens.",
+        },
+        note="The exporter counts what each probe cost (`perfgen_exporter_probe_cost_dollars_"
+        "total`) and `perfgen query --config FILE --cost` prints what the configuration costs "
+        "per day.",
+    ),
+    "performance.adaptive": TableDoc(
+        "[performance.adaptive]",
+        read_by="exporter",
+        keys={
+            "enabled": "Choose each target+module's interval between `min_interval_minutes` "
+            "and `test_interval_minutes` from its own recent results "
+            "([exporter.md](exporter.md#adaptive-probing)).",
+            "min_interval_minutes": "The shortest interval (at most `test_interval_minutes`); "
+            "more than `test_interval_minutes` is an error.",
         },
     ),
     "performance.exporter": TableDoc(

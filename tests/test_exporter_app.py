@@ -651,3 +651,36 @@ api_base_url = "http://127.0.0.1:{setup.port}/sim/v1?api_key={secret}#frag-x"
     assert f"POST http://127.0.0.1:{setup.port}/sim/v1/chat/completions?..." in body
     for hidden in (secret, "frag-x"):
         assert hidden not in body + setup.logs.getvalue()
+
+
+# ------------------------------------------------------------------ adaptive probing
+
+
+async def test_probe_interval_metrics_fixed(setup: Setup):
+    await setup.probe("sim:fast")
+    _, body = await setup.get("/metrics")
+    labels = {"provider": "sim", "model": "fast", "module": "latency"}
+    assert metric(body, "perfgen_exporter_probe_interval_seconds", **labels) == 600
+    assert metric(body, "perfgen_exporter_probe_interval_reason", reason="fixed", **labels) == 1
+    promtool_check(body)
+
+
+async def test_adaptive_interval_shows_in_metrics_and_debug(aiohttp_client, tmp_path, env):
+    extra = "[performance.adaptive]\nenabled = true\nmin_interval_minutes = 2\n"
+    setup = await make_setup(aiohttp_client, tmp_path, extra=extra)
+    await setup.probe("sim:fast")
+    labels = {"provider": "sim", "model": "fast", "module": "latency"}
+    _, body = await setup.get("/metrics")
+    assert metric(body, "perfgen_exporter_probe_interval_seconds", **labels) == 120
+    assert metric(body, "perfgen_exporter_probe_interval_reason", reason="little_data", **labels)
+    assert metric(body, "perfgen_exporter_probe_interval_reason", reason="fixed", **labels) == 0
+    # One result is below min_test_count: the next probe comes after the minimum, not 10 min.
+    setup.clock.advance(60)
+    debug = await setup.probe("sim:fast", debug="true")
+    assert "Scrape outcome: cached" in debug
+    assert "Schedule: interval 120s (little_data: 1 results in the window" in debug
+    assert "next paid probe due in 60s" in debug
+    setup.clock.advance(61)
+    debug = await setup.probe("sim:fast", debug="true")
+    assert "Scrape outcome: fresh" in debug
+    assert await setup.upstream_hits("sim", "fast") == 2

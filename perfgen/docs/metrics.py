@@ -159,10 +159,10 @@ def render_exporter(root: Path) -> str:
     from perfgen.exporter.service import ExporterService
 
     exporter = ExporterService(str(REFERENCE), log_stream=io.StringIO())
-    return _table(
-        _families(generate_latest(exporter.registry)),
-        _INPUTS | set(exporter.config.performance.modules),
-    )
+    config = exporter.config
+    names = {*config.performance.modules, *config.providers}
+    names |= {model for provider in config.providers.values() for model in provider.models}
+    return _table(_families(generate_latest(exporter.registry)), _INPUTS | names)
 
 
 def render_generator(root: Path) -> str:

@@ -1,0 +1,596 @@
+"""Routing quality per probe token: perfgen against the peers' rules on scripted worlds.
+
+Every world (bench/routing_worlds.py) scripts three models' true TTFT distribution,
+decode rate and error rate over a day. For each world and seed:
+
+1. the exporter's own cost control (`exporter.scheduler.Scheduler` on a simulated clock,
+   Prometheus scraping every 60 s) decides when a probe is paid for; each paid probe's
+   result is drawn from the world's truth at that moment and fed to the exporter's own
+   `CumulativeStore`; every scrape's series are written as OpenMetrics. Once with fixed
+   intervals (`fixed`) and once with adaptive probing (`adaptive`, exporter/adaptive.py);
+2. `promtool tsdb create-blocks-from openmetrics` backfills them into a temporary TSDB, and
+   `promtool tsdb create-blocks-from rules` evaluates the recording rules that `perfgen
+   rules render` makes of the configuration (one pass per dependency level, as promtool
+   requires), against a real Prometheus on 127.0.0.1 that then serves everything;
+3. every `--decide-every` seconds the generator's own code (`snapshot.fetch_snapshot` at
+   that past time, `snapshot.model_stats`, `ranking.decide` with the configured
+   hysteresis) decides the chain, starting from the chain it decided last;
+4. the peers' rules (bench/routing_peers.py) decide at the same times from the same
+   `fixed` probe results.
+
+Per world x policy: regret (time-averaged % by which the chain in use is truly slower
+than the best chain), detection delay (the incumbent degraded -> primary moved) and
+recovery delay (it is best again -> primary back), primary changes per hour, and spend
+(paid probes and output tokens per model per hour). Figures are the median [min..max]
+over seeds; the summary lines average the per-world means over worlds.
+
+    python bench/routing_quality.py --quick     # 4 worlds, 2 seeds, decisions every 5 min
+    python bench/routing_quality.py             # 7 worlds, 3 seeds, decisions every 2 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import math
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import yaml  # noqa: E402
+from common import Summary, print_machine, print_table  # noqa: E402
+from perfgen.exporter.adaptive import AdaptiveIntervals  # noqa: E402
+from perfgen.exporter.metrics import CumulativeStore  # noqa: E402
+from perfgen.exporter.result import ProbeResult  # noqa: E402
+from perfgen.exporter.scheduler import CostSettings, Scheduler  # noqa: E402
+from perfgen.generator.promql import PromClient  # noqa: E402
+from perfgen.generator.query_cli import stale_after  # noqa: E402
+from perfgen.generator.ranking import Policy, decide  # noqa: E402
+from perfgen.generator.snapshot import fetch_snapshot, model_stats  # noqa: E402
+from perfgen.rules.render import render_rules  # noqa: E402
+from perfgen.stack.processes import ManagedProcess, find_binary, start_prometheus  # noqa: E402
+from routing_peers import PeerRule, litellm_mean10, p50_window, proxy_score  # noqa: E402
+from routing_worlds import (  # noqa: E402
+    DAY_SECONDS,
+    QUICK_WORLDS,
+    WORLDS,
+    World,
+    draw_probe,
+    events,
+    regret,
+)
+
+from perfgen.config import Performance, Route, duration_seconds, load_config  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SCRAPE_SECONDS = 60  # Prometheus scrapes /probe every minute; the rules run every minute
+WARMUP_SECONDS = 2 * 3600  # every policy's window fills before anything is counted
+SCENARIO = "default"
+# The series the rules and the generator read; the rest of a /probe answer is not needed.
+WANTED = re.compile(
+    r"^(llm_ttft_seconds_bucket|llm_decode_tokens_per_second_(sum|count)|llm_requests_total"
+    r"|llm_request_failures_total)$"
+)
+PERFGEN, ADAPTIVE = "perfgen", "perfgen-adaptive"
+PEERS = ("proxy-score", "litellm-mean10", "p50-window")
+
+
+@dataclass
+class Run:
+    """One world x seed x probing schedule, as one exporter would have probed it."""
+
+    world: World
+    seed: int
+    dataset: str  # "fixed" or "adaptive"
+    results: dict[str, list[ProbeResult]] = field(default_factory=dict)  # model -> results
+    # Adaptive runs: the reason of the interval chosen right after each paid probe.
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def provider(self) -> str:
+        # The provider label keeps runs apart in one TSDB: rules aggregate by provider, model.
+        return f"{self.world.name}.s{self.seed}.{self.dataset}"
+
+
+class SimClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --------------------------------------------------------------------------- probing
+
+
+def _series_lines(
+    store: CumulativeStore, key: tuple[str, str, str], reasons: set[str]
+) -> list[str]:
+    out: list[str] = []
+    for family in store.families(*key):
+        for sample in family.samples:
+            if not WANTED.match(sample.name):
+                continue
+            labels = dict(sample.labels)
+            if "reason" in labels and labels["reason"] not in reasons:
+                continue
+            text = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+            out.append(f'{sample.name}{{job="llm_probe",instance="bench",{text}}} {sample.value:g}')
+    return out
+
+
+async def simulate(run: Run, performance: Performance, day_start: int, out: IO[str]) -> None:
+    """Drive the exporter's scheduler through the day; write every scrape as OpenMetrics."""
+    clock = SimClock()
+    intervals = AdaptiveIntervals(performance, clock) if run.dataset == "adaptive" else None
+    scheduler = Scheduler(
+        CostSettings.from_performance(performance), clock=clock, intervals=intervals
+    )
+    store = CumulativeStore()
+    rng = random.Random(f"{run.world.name}/{run.seed}/{run.dataset}")
+    world = run.world
+    keys = [(run.provider, m, mod) for m in world.models for mod in performance.sd_modules]
+    reasons = set(world.fail_reasons)
+    lines = {key: _series_lines(store, key, reasons) for key in keys}
+    stamps: dict[tuple[str, str, str], float] = {}
+    for model in world.models:
+        run.results[model] = []
+    for step in range(0, DAY_SECONDS, SCRAPE_SECONDS):
+        at = float(day_start + step)
+        clock.now = at
+        for key in keys:
+            module = performance.modules[key[2]]
+            truth = world.truth(key[1], float(step))
+
+            async def start(
+                timeout: float, key: Any = key, truth: Any = truth, module: Any = module
+            ) -> ProbeResult:
+                return draw_probe(
+                    truth,
+                    rng,
+                    provider=key[0],
+                    model=key[1],
+                    module=key[2],
+                    max_tokens=module.max_tokens,
+                    started_at=clock.now,
+                )
+
+            answer = await scheduler.probe(
+                key,
+                start,
+                timeout=module.timeout_seconds,
+                cost=module.max_tokens * module.runs * module.concurrency,
+            )
+            if answer.outcome == "fresh" and answer.result is not None:
+                store.observe(answer.result)
+                run.results[key[1]].append(answer.result)
+                lines[key] = _series_lines(store, key, reasons)
+                stamps[key] = answer.result.started_at
+                if intervals is not None:
+                    run.reasons[scheduler.interval(key).reason] += 1
+            stamp = f" {int(at)}\n"
+            out.write(stamp.join(lines[key]) + stamp)
+            if key in stamps:
+                out.write(
+                    f'llm_probe_timestamp_seconds{{job="llm_probe",instance="bench",'
+                    f'model="{key[1]}",module="{key[2]}",provider="{key[0]}"}} '
+                    f"{stamps[key]:.0f} {int(at)}\n"
+                )
+
+
+# --------------------------------------------------------------------------- the TSDB
+
+
+def rule_levels(recording_yaml: str) -> list[str]:
+    """The recording rules split by dependency level: promtool's rules backfill cannot let a
+    rule read another rule's output of the same run."""
+    doc = yaml.safe_load(recording_yaml)
+    rules = [rule for group in doc["groups"] for rule in group["rules"] if "record" in rule]
+    names = {rule["record"] for rule in rules}
+    level: dict[int, int] = {}
+    for i, rule in enumerate(rules):
+        deps = [
+            j
+            for j, other in enumerate(rules[:i])
+            if other["record"] in names
+            and re.search(rf"\b{re.escape(other['record'])}\b", rule["expr"])
+        ]
+        level[i] = 1 + max((level[j] for j in deps), default=0)
+    out = []
+    for n in range(1, max(level.values()) + 1):
+        group = [rule for i, rule in enumerate(rules) if level[i] == n]
+        out.append(yaml.safe_dump({"groups": [{"name": f"level-{n}", "rules": group}]}))
+    return out
+
+
+def build_tsdb(root: Path, om: Path, recording_yaml: str, start: int, end: int) -> ManagedProcess:
+    """Backfill the raw series and every rule level; return Prometheus serving them."""
+    promtool = find_binary("promtool")
+    workdir = root / "prometheus"
+    data = workdir / "prometheus-data"
+    data.mkdir(parents=True)
+    config = "global:\n  evaluation_interval: 1m\n"
+    subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(om), str(data)],
+        check=True,
+        capture_output=True,
+        timeout=1800,
+    )
+    for n, level in enumerate(rule_levels(recording_yaml), 1):
+        rules = root / f"level-{n}.yml"
+        rules.write_text(level)
+        blocks = root / f"blocks-{n}"
+        prometheus = start_prometheus(workdir, config, retention="3650d")
+        try:
+            subprocess.run(
+                [
+                    promtool,
+                    "tsdb",
+                    "create-blocks-from",
+                    "rules",
+                    f"--start={start}",
+                    f"--end={end}",
+                    f"--url={prometheus.url}",
+                    f"--eval-interval={SCRAPE_SECONDS}s",
+                    f"--output-dir={blocks}",
+                    str(rules),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=1800,
+            )
+        finally:
+            prometheus.stop()
+        for block in blocks.iterdir():
+            if block.is_dir():
+                shutil.move(str(block), data / block.name)
+    return start_prometheus(workdir, config, retention="3650d")
+
+
+# --------------------------------------------------------------------------- deciding
+
+
+def generator_policy(performance: Performance) -> Policy:
+    """The Policy `perfgen generate` builds for the scenario (generate_cli.decide_all)."""
+    settings = performance.generator
+    return Policy(
+        min_samples=performance.min_test_count,
+        max_chain=settings.max_chain,
+        margin=settings.hysteresis_margin,
+        hold=settings.hysteresis_for,
+        thresholds=performance.scenario_thresholds(SCENARIO),
+    )
+
+
+Timeline = list[tuple[float, list[str]]]  # (seconds into the day, chain from then on)
+
+
+def decide_day(
+    url: str,
+    runs: Sequence[Run],
+    performance: Performance,
+    day_start: int,
+    every: int,
+) -> dict[tuple[str, int, str], Timeline]:
+    """Every policy's chain at every decision time, per (world, seed, policy)."""
+    client = PromClient(url, timeout=60)
+    stale = stale_after(performance)
+    hold = duration_seconds(performance.generator.hysteresis_for)
+    window = duration_seconds(performance.window)
+    policy = generator_policy(performance)
+    peers: dict[str, PeerRule] = {
+        "proxy-score": proxy_score(performance, window),
+        "litellm-mean10": litellm_mean10,
+        "p50-window": p50_window(performance, window),
+    }
+    chains: dict[tuple[str, int, str], list[str]] = {}
+    timelines: dict[tuple[str, int, str], Timeline] = {}
+    for run in runs:
+        names = [PERFGEN] if run.dataset == "adaptive" else [PERFGEN, *PEERS]
+        for name in names:
+            label = ADAPTIVE if run.dataset == "adaptive" else name
+            chains[(run.world.name, run.seed, label)] = list(run.world.models)
+            timelines[(run.world.name, run.seed, label)] = []
+    for step in range(every, DAY_SECONDS, every):
+        snap = fetch_snapshot(
+            client,
+            performance.window,
+            hold_seconds=hold,
+            stale_after=stale,
+            stale_after_seconds=duration_seconds(stale),
+            at=float(day_start + step),
+        )
+        for run in runs:
+            key_base = (run.world.name, run.seed)
+            label = ADAPTIVE if run.dataset == "adaptive" else PERFGEN
+            old = chains[(*key_base, label)]
+            routes = [Route(run.provider, m) for m in run.world.models]
+            stats = {r: model_stats(snap, SCENARIO, r) for r in routes}
+            decision = decide(
+                SCENARIO,
+                [Route(run.provider, m) for m in old],
+                routes,
+                stats,
+                {run.provider: run.world.models},
+                policy,
+            )
+            if not decision.untouched:
+                chains[(*key_base, label)] = [r.model for r in decision.new_chain]
+            timelines[(*key_base, label)].append((float(step), chains[(*key_base, label)]))
+            if run.dataset != "fixed":
+                continue
+            at = float(day_start + step)
+            for name in PEERS:
+                chain = peers[name](run.results, at, chains[(*key_base, name)])
+                chains[(*key_base, name)] = chain
+                timelines[(*key_base, name)].append((float(step), chain))
+    return timelines
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Figures:
+    regret: float  # fraction
+    detect: list[float]  # seconds, one per event
+    recover: list[float]
+    flaps_per_hour: float
+    probes_per_model_hour: float
+    tokens_per_model_hour: float
+
+
+def chain_at(timeline: Timeline, t: float, initial: list[str]) -> list[str]:
+    chain = initial
+    for start, c in timeline:
+        if start > t:
+            break
+        chain = c
+    return chain
+
+
+def measure(world: World, timeline: Timeline, run: Run, max_chain: int) -> Figures:
+    initial = list(world.models)
+    measured = [(t, c) for t, c in timeline if t >= WARMUP_SECONDS]
+    regrets = [
+        regret(world, chain_at(timeline, float(t), initial), float(t), max_chain)
+        for t in range(WARMUP_SECONDS, DAY_SECONDS, SCRAPE_SECONDS)
+    ]
+    flaps = sum(1 for (_, a), (_, b) in zip(measured, measured[1:], strict=False) if a[0] != b[0])
+    hours = (DAY_SECONDS - WARMUP_SECONDS) / 3600
+    detect, recover = [], []
+    for event in events(world):
+        if event.start < WARMUP_SECONDS:
+            continue
+        end = event.end if event.end is not None else DAY_SECONDS
+        if chain_at(timeline, event.start, initial)[0] != world.incumbent:
+            detect.append(0.0)
+        else:
+            moved = next(
+                (t for t, c in timeline if event.start <= t < end and c[0] != world.incumbent), end
+            )
+            detect.append(moved - event.start)
+        if event.end is not None:
+            back = next(
+                (t for t, c in timeline if t >= event.end and c[0] == world.incumbent),
+                float(DAY_SECONDS),
+            )
+            if chain_at(timeline, event.end, initial)[0] == world.incumbent:
+                back = event.end
+            recover.append(back - event.end)
+    probes = sum(len(r) for r in run.results.values())
+    tokens = sum(sum(q.output_tokens or 0 for q in r) for r in run.results.values())
+    # Spend counts failed requests' tokens too (none here: a failure delivers nothing).
+    model_hours = len(world.models) * DAY_SECONDS / 3600
+    return Figures(
+        statistics.fmean(regrets),
+        detect,
+        recover,
+        flaps / hours,
+        probes / model_hours,
+        tokens / model_hours,
+    )
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _fmt(values: Sequence[float], scale: float = 1.0, digits: int = 1) -> str:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0] * scale:.{digits}f}"
+    return Summary(values).fmt(scale, digits)
+
+
+def report(
+    figures: dict[tuple[str, str], list[Figures]], worlds: Sequence[str], policies: Sequence[str]
+) -> None:
+    metrics: list[tuple[str, Any, float, int]] = [
+        ("regret %", lambda f: [f.regret], 100.0, 1),
+        ("detection delay s", lambda f: f.detect, 1.0, 0),
+        ("recovery delay s", lambda f: f.recover, 1.0, 0),
+        ("primary changes / h", lambda f: [f.flaps_per_hour], 1.0, 2),
+        ("paid probes / model / h", lambda f: [f.probes_per_model_hour], 1.0, 1),
+        ("output tokens / model / h", lambda f: [f.tokens_per_model_hour], 1.0, 0),
+    ]
+    for title, pick, scale, digits in metrics:
+        print(f"\n### {title} (median [min..max] over seeds)\n")
+        rows = []
+        for world in worlds:
+            row = [world]
+            for policy in policies:
+                per_seed = [
+                    statistics.fmean(pick(f)) if pick(f) else math.nan
+                    for f in figures[(world, policy)]
+                ]
+                row.append(_fmt(per_seed, scale, digits))
+            rows.append(row)
+        print_table(["world", *policies], rows)
+    print()
+    for policy in policies:
+        per_world = [figures[(w, policy)] for w in worlds]
+
+        def mean_of(pick: Any, per_world: Any = per_world) -> float:
+            values = []
+            for seeds in per_world:
+                seen = [x for f in seeds for x in pick(f)]
+                if seen:
+                    values.append(statistics.fmean(seen))
+            return statistics.fmean(values) if values else math.nan
+
+        r = mean_of(lambda f: [f.regret]) * 100
+        d = mean_of(lambda f: f.detect)
+        v = mean_of(lambda f: f.recover)
+        fl = mean_of(lambda f: [f.flaps_per_hour])
+        s = mean_of(lambda f: [f.tokens_per_model_hour])
+        print(
+            f"routing quality: {policy} regret {r:.1f}% detect {d:.0f} s recover {v:.0f} s "
+            f"flaps {fl:.2f}/h spend {s:.0f} tokens/h"
+        )
+
+
+# --------------------------------------------------------------------------- main
+
+
+def configured(args: argparse.Namespace) -> Performance:
+    performance = load_config(args.config).performance
+    generator = performance.generator
+    if args.margin is not None:
+        generator = dataclasses.replace(generator, hysteresis_margin=args.margin)
+    if args.hold is not None:
+        generator = dataclasses.replace(generator, hysteresis_for=args.hold)
+    performance = dataclasses.replace(performance, generator=generator)
+    if args.window is not None:
+        performance = dataclasses.replace(performance, window=args.window)
+    if args.interval_minutes is not None:
+        performance = dataclasses.replace(performance, test_interval_minutes=args.interval_minutes)
+    if args.min_interval_minutes is not None:
+        adaptive = dataclasses.replace(
+            performance.adaptive, min_interval_minutes=args.min_interval_minutes
+        )
+        performance = dataclasses.replace(performance, adaptive=adaptive)
+    return performance
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="4 worlds, 2 seeds, 5 min decisions")
+    parser.add_argument("--config", default=str(REPO / "examples" / "config.example.toml"))
+    parser.add_argument("--seeds", type=int, help="seeds per world (default 3, quick 2)")
+    parser.add_argument("--worlds", help="comma-separated world names")
+    parser.add_argument(
+        "--decide-every", type=int, help="seconds between decisions (120, quick 300)"
+    )
+    parser.add_argument("--margin", type=float, help="override hysteresis_margin")
+    parser.add_argument("--hold", help="override hysteresis_for")
+    parser.add_argument("--window", help="override window")
+    parser.add_argument("--interval-minutes", type=float, help="override test_interval_minutes")
+    parser.add_argument(
+        "--min-interval-minutes",
+        type=float,
+        help="override [performance.adaptive] min_interval_minutes",
+    )
+    args = parser.parse_args()
+    seeds = args.seeds or (2 if args.quick else 3)
+    every = args.decide_every or (300 if args.quick else 120)
+    worlds = args.worlds.split(",") if args.worlds else list(QUICK_WORLDS if args.quick else WORLDS)
+    performance = configured(args)
+    wall = time.monotonic()
+    print_machine()
+    g = performance.generator
+    print(
+        f"# config {args.config}: interval {performance.test_interval_minutes:g} min, "
+        f"adaptive minimum {performance.adaptive.min_interval_minutes:g} min, window "
+        f"{performance.window}, margin {g.hysteresis_margin:g}, hold {g.hysteresis_for}, "
+        f"modules {','.join(performance.sd_modules)}; {len(worlds)} worlds x {seeds} seeds; "
+        f"decisions every {every} s"
+    )
+    # A whole day in the past, so every timestamp is older than Prometheus' now.
+    day_start = (int(time.time()) // 86400 - 3) * 86400
+    runs = [
+        Run(WORLDS[w], seed, dataset)
+        for w in worlds
+        for seed in range(seeds)
+        for dataset in ("fixed", "adaptive")
+    ]
+    with tempfile.TemporaryDirectory(prefix="bench-routing-") as tmp:
+        root = Path(tmp)
+        om = root / "probes.om"
+        t0 = time.monotonic()
+        with om.open("w") as out:
+            for run in runs:
+                asyncio.run(simulate(run, performance, day_start, out))
+            out.write("# EOF\n")
+        t1 = time.monotonic()
+        recording = render_rules(performance)["recording.yml"]
+        prometheus = build_tsdb(root, om, recording, day_start, day_start + DAY_SECONDS)
+        t2 = time.monotonic()
+        try:
+            assert prometheus.url
+            timelines = decide_day(prometheus.url, runs, performance, day_start, every)
+        finally:
+            prometheus.stop()
+        t3 = time.monotonic()
+    print(
+        f"# simulate {t1 - t0:.0f} s ({om.name} {len(runs)} runs), backfill {t2 - t1:.0f} s, "
+        f"decide {t3 - t2:.0f} s"
+    )
+    policies = [PERFGEN, ADAPTIVE, *PEERS]
+    by_run = {(r.world.name, r.seed, r.dataset): r for r in runs}
+    figures: dict[tuple[str, str], list[Figures]] = {}
+    for (world, seed, policy), timeline in timelines.items():
+        run = by_run[(world, seed, "adaptive" if policy == ADAPTIVE else "fixed")]
+        figures.setdefault((world, policy), []).append(
+            measure(WORLDS[world], timeline, run, performance.generator.max_chain)
+        )
+    print("\n### worlds\n")
+    print_table(
+        ["world", "script", "events (incumbent degraded -> best again)"],
+        [
+            [
+                w,
+                WORLDS[w].description,
+                ", ".join(
+                    f"{e.start / 3600:.2f}h-{'end' if e.end is None else f'{e.end / 3600:.2f}h'}"
+                    for e in events(WORLDS[w])
+                )
+                or "-",
+            ]
+            for w in worlds
+        ],
+    )
+    reasons = sorted({r for run in runs for r in run.reasons})
+    print("\n### adaptive: interval reason right after each paid probe (share, all seeds)\n")
+    rows = []
+    for w in worlds:
+        total: Counter[str] = Counter()
+        for run in runs:
+            if run.world.name == w:
+                total.update(run.reasons)
+        n = sum(total.values()) or 1
+        rows.append([w, *(f"{100 * total[r] / n:.0f} %" for r in reasons)])
+    print_table(["world", *reasons], rows)
+    report(figures, worlds, policies)
+    print(f"# wall {time.monotonic() - wall:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""Adaptive probing: how long a target+module waits before its next paid probe.
+
+With `[performance.adaptive] enabled = true` the scheduler asks this object for each
+key's interval instead of using `test_interval_minutes` for all. The interval lies between
+`min_interval_minutes` and `test_interval_minutes`: short when a fresh probe is likely
+to change a routing decision, the full interval when it is not. It decides only from the
+exporter's own recent results (the baseline modules' requests within `window`, the
+figures the recording rules score) and the config's scenarios; it never asks Prometheus.
+
+Reasons, checked in this order (the first that applies wins):
+
+| reason | when | interval |
+|---|---|---|
+| `budget` | the hour's budget is more than BUDGET_SHARE committed | maximum |
+| `little_data` | fewer than `min_test_count` results of the target in the window | minimum |
+| `failing` | the key's last probe failed (backoff still applies) | minimum |
+| `degraded` | the target's last result is DEGRADED_FACTOR worse than its window median | minimum |
+| `contested` | a competitor in a scenario it serves scores within the hysteresis margin | minimum |
+| `ahead` | it leads every scenario it can serve by more than the margin | maximum |
+| `behind` | in every such scenario a competitor leads it by more than the margin | maximum |
+| `clear` | otherwise (ahead in one scenario, behind in another) | maximum |
+
+The score is the recording rules' (`rules.render.score_components` with each scenario's
+weights and thresholds), from a nearest-rank p95 of the window's TTFTs; a scenario's
+competitors are its `candidates`, or every target this exporter probes.
+The hourly token budget still caps everything: a probe the budget refuses is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from perfgen.exporter.result import ProbeResult
+from perfgen.rules.render import baseline_modules, performance_score, score_components
+
+from perfgen.config import Performance, Thresholds, Weights, duration_seconds
+
+ProbeKey = tuple[str, str, str]  # provider, model, module
+Target = tuple[str, str]  # provider, model
+Clock = Callable[[], float]
+
+REASONS = (
+    "fixed",
+    "budget",
+    "little_data",
+    "failing",
+    "degraded",
+    "contested",
+    "ahead",
+    "behind",
+    "clear",
+)
+SHORT_REASONS = frozenset({"little_data", "failing", "degraded", "contested"})
+# Above this share of the hourly budget, probes come at the full interval again, so that
+# the shortened ones can never starve the regular schedule of other targets.
+BUDGET_SHARE = 0.75
+# A last result this many times slower (TTFT) or slower-decoding than the target's median.
+DEGRADED_FACTOR = 2.0
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A key's current interval and why."""
+
+    seconds: float
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class _Sample:
+    at: float
+    success: bool
+    ttft: float | None
+    decode: float | None
+
+
+@dataclass(frozen=True)
+class _Scenario:
+    name: str
+    weights: Weights
+    thresholds: Thresholds
+    candidates: frozenset[Target] | None  # None: every probed target
+
+
+class AdaptiveIntervals:
+    """Chooses each key's interval from recent results; fed by the scheduler after each probe."""
+
+    def __init__(self, performance: Performance, clock: Clock) -> None:
+        self._clock = clock
+        self.maximum = performance.test_interval_minutes * 60.0
+        self.minimum = min(performance.adaptive.min_interval_minutes * 60.0, self.maximum)
+        self.window = duration_seconds(performance.window)
+        self.margin = performance.generator.hysteresis_margin
+        self.min_samples = performance.min_test_count
+        self._baseline = frozenset(baseline_modules(performance))
+        names = ["default", *(n for n in performance.scenarios if n != "default")]
+        self._scenarios = [
+            _Scenario(
+                name,
+                performance.scenario_weights(name),
+                performance.scenario_thresholds(name),
+                frozenset((r.provider, r.model) for r in own.candidates)
+                if (own := performance.scenarios.get(name)) and own.candidates
+                else None,
+            )
+            for name in names
+        ]
+        self._samples: dict[Target, deque[_Sample]] = {}
+        self._last_failed: dict[ProbeKey, bool] = {}
+
+    @classmethod
+    def from_performance(
+        cls, performance: Performance, clock: Clock, previous: AdaptiveIntervals | None = None
+    ) -> AdaptiveIntervals | None:
+        """The policy when `[performance.adaptive] enabled`, else None (fixed intervals).
+
+        `previous` (a config reload): its recent results carry over, so a reload does not
+        make every target look short of data and probe it at the minimum.
+        """
+        if not performance.adaptive.enabled:
+            return None
+        policy = cls(performance, clock)
+        if previous is not None:
+            policy._samples = previous._samples
+            policy._last_failed = previous._last_failed
+        return policy
+
+    # ----------------------------------------------------------------- feeding
+
+    def observe(self, key: ProbeKey, result: ProbeResult) -> None:
+        self._last_failed[key] = not result.success
+        if key[2] not in self._baseline:
+            return
+        samples = self._samples.setdefault(key[:2], deque())
+        # The scheduler's clock (monotonic in the exporter), not the result's unix time.
+        now = self._clock()
+        for request in result.requests:
+            samples.append(
+                _Sample(
+                    now,
+                    request.success,
+                    request.ttft_seconds if request.success else None,
+                    request.tokens_per_second if request.success else None,
+                )
+            )
+
+    # ----------------------------------------------------------------- deciding
+
+    def choose(self, key: ProbeKey, budget_share: float = 0.0) -> Choice:
+        """The interval of `key` now; `budget_share`: committed share of the hour's budget."""
+        target = key[:2]
+        short, long = self.minimum, self.maximum
+        if budget_share > BUDGET_SHARE:
+            return Choice(long, "budget", f"{budget_share:.0%} of the hourly budget committed")
+        recent = self._recent(target)
+        if len(recent) < self.min_samples:
+            return Choice(
+                short,
+                "little_data",
+                f"{len(recent)} results in the window, min_test_count {self.min_samples}",
+            )
+        if self._last_failed.get(key):
+            return Choice(short, "failing", "the last probe failed")
+        degraded = self._degraded(recent)
+        if degraded:
+            return Choice(short, "degraded", degraded)
+        mine = self._scores(target)
+        ahead_all, behind_all, any_scenario = True, True, False
+        for scenario in self._scenarios:
+            if scenario.name not in mine:
+                continue
+            rivals = [
+                (scores[scenario.name], other)
+                for other in self._samples
+                if other != target
+                and self._serves(scenario, other)
+                and (scores := self._scores(other))
+                and scenario.name in scores
+            ]
+            if not rivals:
+                continue
+            any_scenario = True
+            own = mine[scenario.name]
+            best, rival = max(rivals)
+            lo, hi = sorted((own, best))
+            if hi <= (1 + self.margin) * lo:
+                return Choice(
+                    short,
+                    "contested",
+                    f"{scenario.name}: score {own:.3f} within {self.margin:.0%} of "
+                    f"{rival[0]}:{rival[1]} {best:.3f}",
+                )
+            ahead_all &= own > best
+            behind_all &= own < best
+        if not any_scenario:
+            return Choice(long, "clear", "no competitor with enough data")
+        if ahead_all:
+            return Choice(long, "ahead", f"leads by more than {self.margin:.0%}, steady")
+        if behind_all:
+            return Choice(long, "behind", f"trails by more than {self.margin:.0%}")
+        return Choice(long, "clear", "ahead in some scenarios, behind in others")
+
+    def _recent(self, target: Target) -> list[_Sample]:
+        samples = self._samples.get(target)
+        if not samples:
+            return []
+        horizon = self._clock() - self.window
+        while samples and samples[0].at <= horizon:
+            samples.popleft()
+        return list(samples)
+
+    def _serves(self, scenario: _Scenario, target: Target) -> bool:
+        return scenario.candidates is None or target in scenario.candidates
+
+    def _degraded(self, recent: list[_Sample]) -> str:
+        last_at = recent[-1].at
+        last = [s for s in recent if s.at == last_at and s.success]
+        earlier = [s for s in recent if s.at < last_at and s.success]
+        if not last or len(earlier) < self.min_samples:
+            return ""
+        for name, worse in (("TTFT", True), ("decode rate", False)):
+            values = [_figure(s, name) for s in earlier]
+            now_values = [_figure(s, name) for s in last]
+            usual = _median(values)
+            now = _median(now_values)
+            if usual is None or now is None or usual <= 0 or now <= 0:
+                continue
+            ratio = now / usual if worse else usual / now
+            if ratio >= DEGRADED_FACTOR:
+                return f"last {name} {now:.3g} vs window median {usual:.3g}"
+        return ""
+
+    def _scores(self, target: Target) -> dict[str, float]:
+        """The target's score per scenario it serves, from its window; {} without enough."""
+        recent = self._recent(target)
+        if len(recent) < self.min_samples:
+            return {}
+        ttfts = sorted(s.ttft for s in recent if s.ttft is not None)
+        decodes = [s.decode for s in recent if s.decode is not None]
+        p95 = ttfts[max(0, math.ceil(0.95 * len(ttfts)) - 1)] if ttfts else None
+        decode = statistics.fmean(decodes) if decodes else None
+        success = sum(s.success for s in recent) / len(recent)
+        return {
+            scenario.name: performance_score(
+                score_components(p95, decode, success, scenario.thresholds), scenario.weights
+            )
+            for scenario in self._scenarios
+            if self._serves(scenario, target)
+        }
+
+    def targets(self) -> Iterable[Target]:
+        return list(self._samples)
+
+
+def _figure(sample: _Sample, name: str) -> float | None:
+    return sample.ttft if name == "TTFT" else sample.decode
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None

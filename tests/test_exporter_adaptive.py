@@ -1,0 +1,219 @@
+"""Adaptive probing on an injected clock: which key is due, why, and that the budget holds."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+
+import pytest
+from perfgen.exporter.adaptive import AdaptiveIntervals
+from perfgen.exporter.result import ProbeResult, RequestResult
+from perfgen.exporter.scheduler import CostSettings, Scheduler
+
+from perfgen.config import AdaptiveSettings, ConfigError, Performance, parse_config
+
+MINUTE = 60.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def performance(**overrides: object) -> Performance:
+    base = Performance(
+        test_interval_minutes=15,
+        min_test_count=5,
+        adaptive=AdaptiveSettings(enabled=True, min_interval_minutes=5),
+    )
+    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def result(
+    provider: str,
+    model: str,
+    at: float,
+    *,
+    ttft: float = 0.5,
+    decode: float = 80.0,
+    success: bool = True,
+    module: str = "latency",
+    tokens: int = 16,
+) -> ProbeResult:
+    request = (
+        RequestResult(
+            success=True,
+            ttft_seconds=ttft,
+            duration_seconds=ttft + (tokens - 1) / decode,
+            output_tokens=tokens,
+            tokens_per_second=decode,
+            token_count_source="usage",
+        )
+        if success
+        else RequestResult(success=False, failure_reason="http_5xx", output_tokens=0)
+    )
+    return ProbeResult(provider, model, module, at, 1.0, (request,))
+
+
+def feed(policy: AdaptiveIntervals, clock: FakeClock, model: str, n: int, **kw: object) -> None:
+    for _ in range(n):
+        clock.now += MINUTE
+        policy.observe(("p", model, "latency"), result("p", model, clock.now, **kw))  # type: ignore[arg-type]
+
+
+def key(model: str) -> tuple[str, str, str]:
+    return ("p", model, "latency")
+
+
+def test_fixed_without_policy() -> None:
+    scheduler = Scheduler(CostSettings(900, 30, 3, 0), clock=FakeClock())
+    choice = scheduler.interval(key("a"))
+    assert (choice.seconds, choice.reason) == (900, "fixed")
+
+
+def test_disabled_means_no_policy() -> None:
+    assert AdaptiveIntervals.from_performance(Performance(), FakeClock()) is None
+
+
+def test_little_data_is_probed_at_the_minimum() -> None:
+    clock = FakeClock()
+    policy = AdaptiveIntervals(performance(), clock)
+    feed(policy, clock, "a", 4)
+    choice = policy.choose(key("a"))
+    assert choice.reason == "little_data" and choice.seconds == 5 * MINUTE
+
+
+def test_contested_behind_and_ahead() -> None:
+    clock = FakeClock()
+    policy = AdaptiveIntervals(performance(), clock)
+    feed(policy, clock, "a", 6, ttft=0.5, decode=80)
+    feed(policy, clock, "b", 6, ttft=0.55, decode=78)  # within 10 % of a
+    feed(policy, clock, "c", 6, ttft=4.0, decode=12)  # far behind both
+    assert policy.choose(key("a")).reason == "contested"
+    assert policy.choose(key("b")).reason == "contested"
+    behind = policy.choose(key("c"))
+    assert behind.reason == "behind" and behind.seconds == 15 * MINUTE
+
+
+def test_clear_leader_waits_the_full_interval() -> None:
+    clock = FakeClock()
+    policy = AdaptiveIntervals(performance(), clock)
+    feed(policy, clock, "a", 6, ttft=0.3, decode=200)
+    feed(policy, clock, "b", 6, ttft=4.0, decode=12)
+    choice = policy.choose(key("a"))
+    assert choice.reason == "ahead" and choice.seconds == 15 * MINUTE
+
+
+def test_failed_and_degraded_are_probed_sooner() -> None:
+    clock = FakeClock()
+    policy = AdaptiveIntervals(performance(), clock)
+    feed(policy, clock, "a", 6, ttft=0.3, decode=200)
+    feed(policy, clock, "b", 6, ttft=4.0, decode=12)
+    clock.now += MINUTE
+    policy.observe(key("a"), result("p", "a", clock.now, ttft=1.2, decode=200))
+    assert policy.choose(key("a")).reason == "degraded"
+    clock.now += MINUTE
+    policy.observe(key("a"), result("p", "a", clock.now, success=False))
+    assert policy.choose(key("a")).reason == "failing"
+    # An hour later every result has left the window: short of data again.
+    clock.now += 3601
+    assert policy.choose(key("a")).reason == "little_data"
+
+
+def test_scenario_candidates_limit_the_competitors() -> None:
+    clock = FakeClock()
+    text = """
+[[providers]]
+name = "p"
+api_base_url = "http://127.0.0.1:9/v1"
+api_key = "k"
+models = ["a", "b", "c"]
+[performance]
+test_interval_minutes = 15
+[performance.adaptive]
+enabled = true
+[performance.scenarios.default]
+candidates = ["p,a", "p,c"]
+"""
+    policy = AdaptiveIntervals(parse_config(text).performance, clock)
+    feed(policy, clock, "a", 6, ttft=0.5, decode=80)
+    feed(policy, clock, "b", 6, ttft=0.52, decode=80)  # close, but not a candidate
+    feed(policy, clock, "c", 6, ttft=4.0, decode=12)
+    assert policy.choose(key("a")).reason == "ahead"
+
+
+def test_budget_pressure_restores_the_full_interval() -> None:
+    clock = FakeClock()
+    policy = AdaptiveIntervals(performance(), clock)
+    choice = policy.choose(key("a"), budget_share=0.8)
+    assert choice.reason == "budget" and choice.seconds == 15 * MINUTE
+
+
+@pytest.mark.asyncio
+async def test_due_times_follow_the_policy() -> None:
+    clock = FakeClock()
+    perf = performance()
+    scheduler = Scheduler(
+        CostSettings.from_performance(perf), clock=clock, intervals=AdaptiveIntervals(perf, clock)
+    )
+    calls: list[float] = []
+
+    async def start(timeout: float) -> ProbeResult:
+        calls.append(clock.now)
+        return result("p", "a", clock.now)
+
+    # Little data: every 5 minutes, never at the 1-minute scrapes in between.
+    for _ in range(11):
+        await scheduler.probe(key("a"), start, timeout=30, cost=16)
+        clock.now += MINUTE
+    assert [c - calls[0] for c in calls] == [0, 300, 600]
+    assert scheduler.interval(key("a")).reason == "little_data"
+
+
+@pytest.mark.asyncio
+async def test_the_hourly_budget_still_holds() -> None:
+    """Every target contested or short of data wants the minimum; the budget caps it."""
+    clock = FakeClock()
+    perf = performance(max_output_tokens_per_hour=2000)
+    scheduler = Scheduler(
+        CostSettings.from_performance(perf), clock=clock, intervals=AdaptiveIntervals(perf, clock)
+    )
+    spent: deque[tuple[float, int]] = deque()
+    models = ["a", "b", "c", "d"]
+    reasons: set[str] = set()
+    for _ in range(4 * 60):  # four hours of one-minute scrapes
+        for model in models:
+            for module, tokens in (("latency", 16), ("throughput", 256)):
+
+                async def start(
+                    timeout: float, model: str = model, module: str = module, tokens: int = tokens
+                ) -> ProbeResult:
+                    return result("p", model, clock.now, module=module, tokens=tokens)
+
+                answer = await scheduler.probe(("p", model, module), start, timeout=30, cost=tokens)
+                if answer.outcome == "fresh":
+                    spent.append((clock.now, tokens))
+                    hour = sum(t for at, t in spent if at > clock.now - 3600)
+                    assert hour <= 2000
+        reasons.add(scheduler.interval(("p", "a", "latency")).reason)
+        clock.now += MINUTE
+    assert spent, "nothing was probed"
+    assert "budget" in reasons
+
+
+def test_config_validates_the_adaptive_table() -> None:
+    head = '[[providers]]\nname = "p"\napi_base_url = "http://127.0.0.1:9/v1"\n'
+    head += 'api_key = "k"\nmodels = ["a"]\n[performance]\ntest_interval_minutes = 15\n'
+    ok = parse_config(head + "[performance.adaptive]\nenabled = true\n", "c.toml").performance
+    assert ok.adaptive == AdaptiveSettings(enabled=True, min_interval_minutes=5)
+    short = parse_config(
+        head.replace("= 15", "= 2") + "[performance.adaptive]\nenabled = true\n"
+    ).performance
+    assert short.adaptive.min_interval_minutes == 2
+    with pytest.raises(ConfigError, match=r"c\.toml.*performance\.adaptive\.min_interval_minutes"):
+        parse_config(head + "[performance.adaptive]\nmin_interval_minutes = 20\n", "c.toml")
+    with pytest.raises(ConfigError, match=r"performance\.adaptive\.often"):
+        parse_config(head + "[performance.adaptive]\noften = true\n", "c.toml")
