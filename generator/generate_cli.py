@@ -33,7 +33,7 @@ from urllib.parse import urlparse
 
 import click
 import requests
-from perfgen.generator.metrics import GeneratorMetrics, parse_listen
+from perfgen.generator.metrics import GeneratorMetrics
 from perfgen.generator.promql import PromClient, PromQLError
 from perfgen.generator.proxy_schema import check_route, validate_text
 from perfgen.generator.proxy_toml import (
@@ -57,6 +57,7 @@ from perfgen.config import (
     parse_chain,
     parse_config,
 )
+from perfgen.listen import display_host, parse_listen
 
 EXIT_UNCHANGED, EXIT_ERROR, EXIT_USAGE, EXIT_CHANGED = 0, 1, 2, 3
 RELOAD_PATH = "/v0/management/config/reload"
@@ -493,7 +494,7 @@ def generate(
             _fail(f"cannot serve metrics on {metrics_listen}: {exc.strerror or exc}")
         host, port = parse_listen(metrics_listen)
         # No timestamp: supervisors (stack/demo.py) wait for a line starting like this.
-        click.echo(f"generator listening on http://{host}:{port}/metrics", err=True)
+        click.echo(f"generator listening on http://{display_host(host)}:{port}/metrics", err=True)
     run.log(f"running every {every} (jitter {jitter:.0%}); SIGTERM or SIGINT stops")
     run_every(interval, jitter, run, threading.Event())
     run.log("stopped")
