@@ -570,8 +570,8 @@ def _parse_targets(
     section = perf.sub("test_models")
     if section is None:
         # Nothing listed: every configured model is a target.
-        targets = tuple(Target(p.name, m) for p in providers.values() for m in p.models)
-        return targets, Performance.sd_modules
+        every = tuple(Target(p.name, m) for p in providers.values() for m in p.models)
+        return every, Performance.sd_modules
     listed_providers = section.strings("providers")
     for index, name in enumerate(listed_providers):
         if name not in providers:
