@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from perfgen.exporter.scheduler import OUTCOMES
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+import perfgen
 
 if TYPE_CHECKING:  # the service registers this collector: no import at run time
     from perfgen.exporter.service import ExporterService
@@ -76,3 +79,19 @@ class HealthCollector(Collector):
             "Targets configured in [performance.test_models].",
             len(performance.targets),
         )
+        yield BUILD_INFO
+
+
+def _build_info() -> GaugeMetricFamily:
+    # The blackbox_exporter convention (its <name>_build_info): a constant 1 whose labels say
+    # what runs, so a query can join on it and a fleet's versions can be counted.
+    info = GaugeMetricFamily(
+        "perfgen_exporter_build_info",
+        "Always 1; the labels name the perfgen version and the Python running it.",
+        labels=("version", "python_version"),
+    )
+    info.add_metric([perfgen.__version__, platform.python_version()], 1)
+    return info
+
+
+BUILD_INFO = _build_info()
