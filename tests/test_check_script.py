@@ -68,27 +68,27 @@ def test_every_check_passes_then_pytest_runs(copy: Path) -> None:
     assert "1 passed" in done.stdout
 
 
-def test_a_lint_finding_stops_the_run(copy: Path) -> None:
-    (copy / "perfgen" / "planted.py").write_text("import os\n")
+@pytest.mark.parametrize(
+    ("path", "text", "check", "finding"),
+    [
+        ("perfgen/planted.py", "import os\n", "ruff check", "F401"),
+        ("perfgen/planted.py", "VALUE = {'a':1}\n", "ruff format --check", "planted.py"),
+        # Named by its repository path, not the symlink tree's.
+        (
+            "exporter/planted.py",
+            "def half(value: int) -> int:\n    return value / 2\n",
+            "mypy",
+            "exporter/planted.py:2: error",
+        ),
+    ],
+    ids=["lint", "format", "types"],
+)
+def test_the_first_failing_check_stops_the_run(
+    copy: Path, path: str, text: str, check: str, finding: str
+) -> None:
+    (copy / path).write_text(text)
     done = _run(copy)
     assert done.returncode != 0
-    assert "scripts/test.sh: ruff check failed" in done.stderr
-    assert "passed" not in done.stdout
-
-
-def test_unformatted_code_stops_the_run(copy: Path) -> None:
-    (copy / "perfgen" / "planted.py").write_text("VALUE = {'a':1}\n")
-    done = _run(copy)
-    assert done.returncode != 0
-    assert "scripts/test.sh: ruff format --check failed" in done.stderr
-    assert "passed" not in done.stdout
-
-
-def test_a_type_error_stops_the_run(copy: Path) -> None:
-    planted = copy / "exporter" / "planted.py"
-    planted.write_text("def half(value: int) -> int:\n    return value / 2\n")
-    done = _run(copy)
-    assert done.returncode != 0
-    assert "exporter/planted.py:2: error" in done.stdout  # named by its repository path
-    assert "scripts/test.sh: mypy failed" in done.stderr
-    assert "passed" not in done.stdout
+    assert f"scripts/test.sh: {check} failed" in done.stderr
+    assert finding in done.stdout + done.stderr
+    assert "passed" not in done.stdout  # pytest never started
