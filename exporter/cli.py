@@ -14,6 +14,7 @@ import sys
 
 import click
 from aiohttp import web
+from perfgen.exporter import logs
 from perfgen.exporter.logs import LOG_FORMATS
 
 from perfgen.config import ConfigError, load_config, redact, secret_values
@@ -46,15 +47,45 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def _warn(warnings: tuple[str, ...]) -> None:
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+SOMAXCONN = "/proc/sys/net/core/somaxconn"
+# Linux's somaxconn default since 5.4; where the file cannot be read (not Linux, a sandbox),
+# asking for it costs nothing: the kernel clamps a listen() backlog to its own limit.
+FALLBACK_BACKLOG = 4096
+
+
+def listen_backlog(path: str = SOMAXCONN) -> int:
+    """The accept queue to ask for: as deep as the kernel allows.
+
+    aiohttp's default of 128 refused connections when Prometheus servers in HA scraped
+    hundreds of targets at once (2 x 400 scrapes: up to 108 refused); the queue only holds
+    connections that wait for accept(), so a deep one costs memory only when it is used.
+    """
+    try:
+        with open(path, encoding="ascii") as handle:
+            value = int(handle.read().strip())
+    except (OSError, ValueError):
+        return FALLBACK_BACKLOG
+    return value if value > 0 else FALLBACK_BACKLOG
+
+
 async def _serve(app: web.Application, host: str, port: int) -> None:
     from perfgen.exporter.app import exporter_of
 
     exporter = exporter_of(app)
     # Our own signal handling: SIGHUP must reload, not stop, and SIGTERM must clean up.
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        logger=logs.server_logger(exporter.logger, exporter.secrets),
+    )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, backlog=listen_backlog())
         try:
             await site.start()
         except OSError as exc:
@@ -94,7 +125,7 @@ def exporter(config_path: str, listen: str, log_format: str | None) -> None:
     SIGHUP or POST /-/reload re-reads the config; a bad config is refused and the
     running one kept.
     """
-    from perfgen.exporter.app import create_app
+    from perfgen.exporter.app import create_app, exporter_of
 
     try:
         host, port = parse_listen(listen)
@@ -105,6 +136,7 @@ def exporter(config_path: str, listen: str, log_format: str | None) -> None:
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    exporter_of(app).log_config_warnings()
     tune_gc()
     asyncio.run(_serve(app, host, port))
 
@@ -142,6 +174,7 @@ def probe(config_path: str, target: str, module_name: str, output_format: str) -
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    _warn(config.warnings)
     try:
         resolved_target, module, _ = resolve(config, {"target": target, "module": module_name})
     except BadProbeRequest as exc:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import sys
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-from perfgen.config import redact
+from perfgen.config import redact, redact_urls
 
 LOG_FORMATS = ("logfmt", "json")
 LOGGER_NAME = "perfgen.exporter"
@@ -120,3 +123,65 @@ def probe_line(message: str, **fields: Any) -> str:
     return format_logfmt(
         {"msg": message, **{name: value for name, value in fields.items() if value is not None}}
     )
+
+
+class _ServerErrors(logging.Handler):
+    """aiohttp's own error records (a request its parser refused, a crashed handler) as one
+    structured, redacted line on the exporter's logger, without a traceback.
+
+    A malformed request is the client's doing, not ours: its traceback says nothing, and
+    the message may quote whatever the client sent (a header with a key, a URL with one in
+    its query), so it is redacted like everything else and cut to one short line.
+    """
+
+    def __init__(self, target: logging.Logger, secrets: Callable[[], list[str]]) -> None:
+        super().__init__(logging.DEBUG)
+        self.target = target
+        self.secrets = secrets
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            error = record.exc_info[1] if record.exc_info else None
+            text = f"{type(error).__name__}: {error}" if error else record.getMessage()
+            # Whole text first, then shortened: a cut first could keep a key's start.
+            text = redact_urls(redact(text, self.secrets))
+            text = _RELATIVE_QUERY.sub("?...", text)
+            where = None
+            if error is not None and error.__traceback__ is not None:
+                frame = traceback.extract_tb(error.__traceback__)[-1]
+                where = f"{os.path.basename(frame.filename)}:{frame.lineno}"
+            # The parser's errors carry their status; anything else is our own 500.
+            status = getattr(error, "code", None) if error is not None else None
+            if not isinstance(status, int):
+                status = 500 if error is not None else None
+            args = record.args
+            event(
+                self.target,
+                logging.DEBUG if record.levelno < logging.WARNING else logging.WARNING,
+                "HTTP request failed" if status == 500 else "bad HTTP request",
+                remote=args[0] if isinstance(args, tuple) and args else None,
+                status=status,
+                error=_one_line(text),
+                at=where,
+            )
+        except Exception:  # noqa: BLE001 (logging must never raise into aiohttp)
+            self.handleError(record)
+
+
+# A request target's query (`/probe?target=...&key=...`) quoted without a scheme.
+_RELATIVE_QUERY = re.compile(r"\?[^\s'\"<>]+")
+_ERROR_LIMIT = 200
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= _ERROR_LIMIT else line[: _ERROR_LIMIT - 3] + "..."
+
+
+def server_logger(target: logging.Logger, secrets: Callable[[], list[str]]) -> logging.Logger:
+    """The logger to give aiohttp's server (AppRunner(logger=...)) in place of
+    `aiohttp.server`: its records come out as `_ServerErrors` lines on `target`."""
+    logger = logging.Logger("aiohttp.server", logging.INFO)
+    logger.addHandler(_ServerErrors(target, secrets))
+    logger.propagate = False
+    return logger

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import math
 import re
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from typing import Any
 
 import aiohttp
 from multidict import CIMultiDictProxy
+from perfgen.exporter.bounded import BoundedParts
 from perfgen.exporter.prompts import build_prompt, estimate_tokens, next_prompt_index
 from perfgen.exporter.protocols import (
     CONTENT,
@@ -42,15 +44,31 @@ from perfgen.exporter.protocols import (
     WireRequest,
     get_protocol,
 )
-from perfgen.exporter.protocols.base import body_error_text, loggable_url, shorten
+from perfgen.exporter.protocols.base import (
+    DETAIL_LIMIT,
+    body_error_text,
+    loggable_url,
+    shorten,
+)
 from perfgen.exporter.result import ProbeResult, RequestResult, decode_rate
-from perfgen.exporter.sse import Event, SSEDecoder
+from perfgen.exporter.sse import Event, SSEDecoder, SSELimitExceeded
 
-from perfgen.config import Config, Module, Provider, Target, redact, secret_values
+from perfgen.config import (
+    Config,
+    ExporterSettings,
+    Module,
+    Provider,
+    Target,
+    redact,
+    redact_urls,
+    secret_values,
+)
 
 # Deadlines come from asyncio.timeout_at; aiohttp's own timeouts would race with it.
 NO_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
 _ERROR_BODY_LIMIT = 4096
+# Decoded per event-loop turn, at most (see _read): ~200 typical events, 1-2 ms of work.
+_SLICE_BYTES = 16 << 10
 # A stream that delivered bytes this recently when the deadline hit was slow, not stalled.
 _STALL_SECONDS = 1.0
 # A key is sent as an HTTP header: only printable ASCII (and space) can go there as
@@ -106,8 +124,11 @@ TRACE.on_request_headers_sent.append(_on_headers_sent)
 
 
 def create_session(**kwargs: Any) -> aiohttp.ClientSession:
-    """A ClientSession fit for probing: the t0 trace hook, and no aiohttp timeouts."""
+    """A ClientSession fit for probing: the t0 trace hook, no aiohttp timeouts, and no
+    decompression: a probe asks for identity, and inflating what a provider sends anyway
+    would let 261 kB of gzip become 256 MB in memory (a compressed answer fails instead)."""
     kwargs.setdefault("timeout", NO_TIMEOUT)
+    kwargs.setdefault("auto_decompress", False)
     return aiohttp.ClientSession(trace_configs=[TRACE], **kwargs)
 
 
@@ -147,6 +168,7 @@ class _Probe:
     timeout: float
     traced: bool
     log: _Log
+    limits: ExporterSettings  # the byte caps on what one answer may make us hold
 
 
 @dataclass
@@ -232,6 +254,7 @@ async def run_probe(
         timeout=limit,
         traced=TRACE in getattr(session, "trace_configs", ()),
         log=log,
+        limits=config.performance.exporter,
     )
     if not probe.traced:
         log("note: session lacks the probe trace hook; t0 includes connection setup")
@@ -313,8 +336,17 @@ async def _run_stream(probe: _Probe, label: str, prompt: str) -> RequestResult:
         f"{label}: POST {loggable_url(request.url)} ({len(prompt)}-char prompt, "
         f"max_tokens {probe.module.max_tokens})"
     )
-    stream = _Stream(label, prompt)
+    settings = probe.limits
+    stream = _Stream(
+        label,
+        prompt,
+        decoder=SSEDecoder(settings.max_sse_line_bytes, settings.max_sse_event_bytes),
+    )
     facts = probe.protocol.new_stream()
+    # Only a module with expected_response needs the answer text, and only so much of it.
+    facts.content_parts = BoundedParts(
+        settings.max_answer_bytes if probe.module.expected_response else 0
+    )
     try:
         async with asyncio.timeout_at(probe.deadline):
             async with await _post(probe, request, stream) as response:
@@ -324,6 +356,16 @@ async def _run_stream(probe: _Probe, label: str, prompt: str) -> RequestResult:
                 _log_headers(probe, stream, response)
                 if not 200 <= response.status < 300:
                     return await _http_failure(probe, stream, response)
+                encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+                if encoding not in ("", "identity"):
+                    return _fail(
+                        probe,
+                        stream,
+                        "bad_stream",
+                        f"answer is Content-Encoding: {shorten(encoding)} although the probe "
+                        "asked for identity; not decoded (a compressed stream is also a "
+                        "buffered one, which would bend every timing)",
+                    )
                 await _read(response.content, facts.feed, stream)
     except TimeoutError:
         if stream.status is not None and not 200 <= stream.status < 300:
@@ -343,6 +385,8 @@ async def _run_stream(probe: _Probe, label: str, prompt: str) -> RequestResult:
         )
     except StreamFailure as exc:
         return _fail(probe, stream, exc.reason, exc.detail, facts=facts)
+    except SSELimitExceeded as exc:
+        return _fail(probe, stream, "bad_stream", str(exc), facts=facts)
     except aiohttp.ClientConnectorError as exc:
         return _fail(
             probe, stream, "connect", f"cannot connect: {_exception_text(exc, request.url)}"
@@ -407,13 +451,20 @@ async def _post(probe: _Probe, request: WireRequest, stream: _Stream) -> aiohttp
 async def _read(
     content: aiohttp.StreamReader, on_event: Callable[[Event], int], stream: _Stream
 ) -> None:
-    """The hot loop: timestamp each read as it returns, then decode it."""
+    """The hot loop: timestamp each read as it returns, then decode it.
+
+    Reads are at most _SLICE_BYTES: a provider flooding us fills aiohttp's buffer faster
+    than we decode, and decoding all of it in one go would hold the event loop (and every
+    other probe's timestamps, and /-/healthy) for as long as that takes. After a full
+    slice, the loop gets a turn before the next one. Real streams read far less per turn,
+    so their reads and timestamps are unchanged.
+    """
     decoder = stream.decoder
     feed = decoder.feed
-    readany = content.readany
+    read = content.read
     perf_counter = time.perf_counter
     while True:
-        chunk = await readany()
+        chunk = await read(_SLICE_BYTES)
         now = perf_counter()
         if chunk:
             stream.received += len(chunk)
@@ -435,10 +486,13 @@ async def _read(
                     return
         if not chunk:
             return
+        if len(chunk) == _SLICE_BYTES:
+            await asyncio.sleep(0)  # more may be buffered: let other callbacks in first
 
 
 def _finish(probe: _Probe, stream: _Stream, facts: StreamFacts) -> RequestResult:
     module = probe.module
+    _drop_implausible_usage(probe, stream, facts)
     tokens = facts.token_events
     summary = (
         f"{stream.events} events, {tokens} token events, "
@@ -465,11 +519,17 @@ def _finish(probe: _Probe, stream: _Stream, facts: StreamFacts) -> RequestResult
         )
     answer = facts.content_text
     if module.expected_response and not _pattern(module.expected_response).search(answer):
+        parts = facts.content_parts
+        kept = (
+            f" (only its first {len(answer)} characters were kept, max_answer_bytes)"
+            if isinstance(parts, BoundedParts) and parts.truncated
+            else ""
+        )
         return _fail(
             probe,
             stream,
             "validation",
-            f"answer does not match {module.expected_response!r}: {shorten(answer)!r}",
+            f"answer does not match {module.expected_response!r}{kept}: {answer!r}",
             facts=facts,
         )
 
@@ -503,6 +563,36 @@ def _finish(probe: _Probe, stream: _Stream, facts: StreamFacts) -> RequestResult
     )
 
 
+# Servers may count an end-of-sequence token or two beyond max_tokens; more is not a count.
+_USAGE_SLACK_TOKENS = 8
+# The prompt as sent is wrapped in a chat template (role markers, BOS): a few hundred tokens
+# at most beyond one token per byte of the prompt itself.
+_PROMPT_OVERHEAD_TOKENS = 4096
+
+
+def _drop_implausible_usage(probe: _Probe, stream: _Stream, facts: StreamFacts) -> None:
+    """Forget counts the provider reported that cannot be true, saying so in the log.
+
+    A token streamed took at least one byte, and the request capped the output at
+    max_tokens; a count outside that (negative, absurd) would bend the decode rate and
+    the budget, so the estimate from token events stands in for it.
+    """
+    output_cap = min(probe.module.max_tokens + _USAGE_SLACK_TOKENS, stream.received)
+    checks = (
+        ("output_tokens", output_cap),
+        ("reasoning_tokens", output_cap),
+        ("input_tokens", len(stream.prompt.encode()) + _PROMPT_OVERHEAD_TOKENS),
+    )
+    for name, cap in checks:
+        value = getattr(facts, name)
+        if value is not None and not 0 <= value <= cap:
+            setattr(facts, name, None)
+            probe.log(
+                f"{stream.label}: usage ignored: {name}={shorten(str(value))} is implausible "
+                f"(allowed 0-{cap}: max_tokens and the {stream.received} bytes streamed)"
+            )
+
+
 def _output_tokens(facts: StreamFacts) -> tuple[int, str]:
     """The server's count when it gave a believable one; else one token per token event."""
     if facts.output_tokens:
@@ -520,12 +610,14 @@ def _fail(
 ) -> RequestResult:
     """A failed request: no timings, but the tokens it already received (they were paid
     for, and the budget and llm_output_tokens_total count them)."""
-    detail = probe.log.clean(shorten(detail))
+    # Redacted whole, then shortened: a cut first could leave a key's start at the end.
+    detail = shorten(redact_urls(probe.log.clean(detail)), DETAIL_LIMIT)
     output: int | None = None
     source: str | None = None
     input_tokens: int | None = None
     received = ""
     if facts is not None:
+        _drop_implausible_usage(probe, stream, facts)
         output, source = _output_tokens(facts)
         if not output:
             output, source = None, None
@@ -607,22 +699,30 @@ def retry_after_seconds(headers: CIMultiDictProxy[str]) -> float | None:
     if value:
         value = value.strip()
         try:
-            return max(float(value), 0.0)
+            return _finite_wait(float(value))
         except ValueError:
             pass
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             when = None
         if when is not None and when.tzinfo is not None:
-            return max(when.timestamp() - time.time(), 0.0)
+            return _finite_wait(when.timestamp() - time.time())
     millis = headers.get("retry-after-ms")
     if millis:
         try:
-            return max(float(millis) / 1000.0, 0.0)
+            return _finite_wait(float(millis) / 1000.0)
         except ValueError:
             pass
     return None
+
+
+def _finite_wait(seconds: float) -> float | None:
+    """A wait fit for arithmetic: `nan` and `1e400` (inf) mean nothing usable; negative is 0.
+
+    The scheduler caps it at the test interval; here it only has to be a real number.
+    """
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 def _timeout_detail(probe: _Probe, stream: _Stream, tokens: int) -> str:

@@ -134,7 +134,9 @@ def _matches(key: ProbeKey, provider: str, model: str, module: str | None) -> bo
 
 def retry_after(result: ProbeResult) -> float:
     """The longest Retry-After among the probe's requests (0 when none was sent)."""
-    return max((r.retry_after_seconds or 0.0 for r in result.requests), default=0.0)
+    waits = (r.retry_after_seconds for r in result.requests)
+    # Only finite, non-negative waits: nan or inf would make every comparison meaningless.
+    return max((w for w in waits if w is not None and 0.0 <= w < math.inf), default=0.0)
 
 
 def spent_tokens(result: ProbeResult) -> int:
@@ -221,7 +223,15 @@ class Scheduler:
         """
         state = self._states.setdefault(key, _KeyState())
         if state.task is not None:
-            result = await asyncio.shield(state.task)
+            try:
+                # The probe was started for another scrape, with its own (maybe longer)
+                # timeout: this one answers within its own, with the last result if need be.
+                async with asyncio.timeout(timeout):
+                    result = await asyncio.shield(state.task)
+            except TimeoutError:
+                if manual:
+                    return Answer(state.last, "no_slot")
+                return self._answer(key, state.last, "cached")
             if manual:
                 return Answer(
                     result if result is not None else state.last,
@@ -270,7 +280,13 @@ class Scheduler:
                 actual = spent_tokens(result)
                 state.last = result
                 state.failures = 0 if result.success else state.failures + 1
-                state.retry_after = 0.0 if result.success else retry_after(result)
+                # Capped here, where the interval is known: a provider's wait never
+                # exceeds it, so provider_wait() and due_at() stay ordinary numbers.
+                state.retry_after = (
+                    0.0
+                    if result.success
+                    else min(retry_after(result), self.settings.interval_seconds)
+                )
                 state.finished_at = self._clock()
                 return result
             finally:

@@ -190,7 +190,13 @@ class ExporterService:
             file=config.path,
             targets=len(config.performance.targets),
         )
+        self.log_config_warnings()
         return None
+
+    def log_config_warnings(self) -> None:
+        """What the running config accepts but an operator should know (a weak literal key)."""
+        for warning in self.config.warnings:
+            logs.event(self.logger, logging.WARNING, "config warning", warning=warning)
 
     def resolve(self, query: dict[str, str]) -> tuple[Target, Module, Provider]:
         """The target, module and provider a request names, in the running config."""

@@ -5,6 +5,13 @@ sockets, JSON or time, so the caller can timestamp a read before handing it over
 
 It sits on the probe's hot path: lines are cut with bytes.split (C speed), never by
 walking bytes in Python, and a read that completes no line costs one list append.
+
+It is also where a hostile provider is stopped: a line (the bytes before a newline) and an
+event (its `data:` lines together) are capped, and SSELimitExceeded is raised as soon as
+either grows past its cap, before the bytes are joined or decoded. What the decoder holds is
+therefore at most one cap plus one read, however long the stream or its lines, and the work
+per read is proportional to the read (one socket read, at most a few hundred kB), so one
+provider's data cannot block the event loop for long.
 """
 
 from __future__ import annotations
@@ -13,6 +20,14 @@ from typing import NamedTuple
 
 _BOM = b"\xef\xbb\xbf"
 _DATA_PREFIX = b"data: "
+# Real providers' lines and events are under a few kB (one JSON chunk); a whole
+# non-streamed answer of a server that ignored stream=true fits too.
+DEFAULT_MAX_LINE_BYTES = 1 << 20
+DEFAULT_MAX_EVENT_BYTES = 1 << 20
+
+
+class SSELimitExceeded(Exception):
+    """A line or an event grew past its cap; the message says which and how far."""
 
 
 class Event(NamedTuple):
@@ -35,7 +50,10 @@ class SSEDecoder:
 
     __slots__ = (
         "_pending",
+        "_pending_size",
         "_data",
+        "max_line",
+        "max_event",
         "_event",
         "_last_id",
         "_skip_lf",
@@ -44,9 +62,16 @@ class SSEDecoder:
         "lines",
     )
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
         self._pending: list[bytes] = []  # the start of a line whose end has not arrived
+        self._pending_size = 0
         self._data: list[bytes] = []
+        self.max_line = max_line_bytes
+        self.max_event = max_event_bytes
         self._event: bytes | None = None
         self._last_id: str | None = None
         # A CR ending one read may be the first half of a CRLF ending in the next one.
@@ -67,13 +92,23 @@ class SSEDecoder:
                     return []
         if b"\n" not in chunk and b"\r" not in chunk:
             self._pending.append(chunk)
+            self._pending_size += len(chunk)
+            if self._pending_size > self.max_line:
+                self._line_too_long(self._pending_size)
             if self._at_start:
                 self._strip_bom()
             return []
         if self._pending:
+            # Checked before the join: a too-long line is never copied into one buffer.
+            end = chunk.find(b"\n")
+            cut = chunk.find(b"\r")
+            head = min(end, cut) if end >= 0 and cut >= 0 else max(end, cut)
+            if self._pending_size + head > self.max_line:
+                self._line_too_long(self._pending_size + head)
             self._pending.append(chunk)
             chunk = b"".join(self._pending)
             self._pending.clear()
+            self._pending_size = 0
         if self._at_start:
             self._at_start = False
             if chunk.startswith(_BOM):
@@ -82,10 +117,22 @@ class SSEDecoder:
             self._skip_lf = chunk[-1] == 0x0D
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = chunk.split(b"\n")
+        # Only a read longer than the cap can hold a line longer than it (checked in C).
+        if len(chunk) > self.max_line and max(map(len, lines)) > self.max_line:
+            self._line_too_long(max(map(len, lines)))
         rest = lines.pop()
         if rest:
             self._pending.append(rest)
+            self._pending_size = len(rest)
         return self._process(lines)
+
+    def _line_too_long(self, size: int) -> None:
+        self._pending.clear()  # nothing of it is kept once refused
+        self._pending_size = 0
+        raise SSELimitExceeded(
+            f"SSE line over the {self.max_line}-byte cap (max_sse_line_bytes): "
+            f"{size} bytes without a line break"
+        )
 
     def flush(self) -> list[Event]:
         """End of stream: the unterminated last line and event, if any.
@@ -99,6 +146,7 @@ class SSEDecoder:
         if self._pending:
             lines.append(b"".join(self._pending))
             self._pending.clear()
+            self._pending_size = 0
         lines.append(b"")
         return self._process(lines)
 
@@ -138,7 +186,20 @@ class SSEDecoder:
             elif name == b"id" and b"\0" not in value:
                 self._last_id = value.decode("utf-8", "replace")
             # `retry` and unknown fields do not concern a probe.
+        if data:
+            # An event still open after this read: what it holds may not grow past the cap.
+            # (An event begun and ended within one read is bounded by the read itself.)
+            size = sum(map(len, data)) + len(data)
+            if size > self.max_event:
+                self._event_too_large(size)
         return events
+
+    def _event_too_large(self, size: int) -> None:
+        self._data.clear()
+        raise SSELimitExceeded(
+            f"SSE event over the {self.max_event}-byte cap (max_sse_event_bytes): "
+            f"{size} bytes of data lines and counting"
+        )
 
     def _dispatch(self) -> Event:
         data = self._data

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from perfgen.generator.apply import ApplyOutcome
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from perfgen.config import Route
@@ -47,6 +48,29 @@ class GeneratorMetrics:
             registry=self.registry,
         )
         self._primaries: dict[str, tuple[str, str]] = {}
+        self.routes_applied = Gauge(
+            "perfgen_generator_routes_applied",
+            "1 if the proxy's live router routes equal the file's after the last --apply "
+            "step, else 0 (failed, or waiting for the restart bound).",
+            registry=self.registry,
+        )
+        self.apply_failures = Counter(
+            "perfgen_generator_apply_failures",
+            "Apply steps that failed, by reason (command, no_comeback, mismatch, reload, "
+            "unreachable).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.apply_waiting = Gauge(
+            "perfgen_generator_apply_waiting",
+            "1 while a route change waits for --max-restarts-per-hour, else 0.",
+            registry=self.registry,
+        )
+        self.restarts = Counter(
+            "perfgen_generator_proxy_restarts",
+            "Proxy restarts the generator ran (--apply restart), successful or not.",
+            registry=self.registry,
+        )
 
     def init_scenarios(self, scenarios: Iterable[str]) -> None:
         # A counter that exists from the start lets increase() see the first change.
@@ -68,6 +92,18 @@ class GeneratorMetrics:
                 self.primary.remove(scenario, *previous)
             self.primary.labels(scenario, *labels).set(1)
             self._primaries[scenario] = labels
+
+    def init_apply(self, reasons: Iterable[str]) -> None:
+        for reason in reasons:
+            self.apply_failures.labels(reason=reason)
+
+    def record_apply(self, outcome: ApplyOutcome) -> None:
+        self.routes_applied.set(1 if outcome.applied else 0)
+        self.apply_waiting.set(1 if outcome.action == "waiting" else 0)
+        if outcome.reason:
+            self.apply_failures.labels(reason=outcome.reason).inc()
+        if outcome.restarted:
+            self.restarts.inc()
 
     def record_failure(self, now: float) -> None:
         self.last_run.set(now)

@@ -8,6 +8,7 @@ and headers, and error text built from responses is passed through `_redact`.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -18,12 +19,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from perfgen.generator.deadline import deadline, watch_session
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from perfgen.config import redact_urls
 
 # Retried: the server may be restarting or overloaded. Not retried: 400/422 (a bad query
 # stays bad) and auth errors (retrying a wrong password only locks accounts).
 _RETRY_STATUS = frozenset({429, 502, 503, 504})
 # Long queries go in a POST body so proxies with URL limits do not cut them.
 _MAX_GET_QUERY = 1500
+# The generator's answers are small (a vector per model, a few kB each): 1000 models are
+# well under 1 MB. A larger answer is a misconfigured or hostile server; reading it whole
+# cost 12x its size in RSS (a 100 MB body: 1.24 GB), so the read stops at the cap.
+DEFAULT_MAX_RESPONSE_BYTES = 16 << 20
+_READ_BYTES = 64 << 10
 
 
 class PromQLError(RuntimeError):
@@ -131,6 +141,8 @@ class PromClient:
     headers: Mapping[str, str] = field(default_factory=dict)
     verify: bool | str = True  # False: skip TLS verification; a string: CA bundle path
     session: requests.Session | None = None
+    # `timeout` bounds each attempt as a whole (connect, headers and body), not one read.
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
@@ -147,7 +159,11 @@ class PromClient:
         self.display_url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
         self._secrets.extend(v for v in self.headers.values() if len(v) >= 8)
         session = self.session or requests.Session()
+        watch_session(session)  # for the total deadline of each attempt
         session.headers.update(self.headers)
+        # Our own bounded read counts the bytes as sent: no transparent inflation of a
+        # gzip body past the cap (Prometheus honours identity).
+        session.headers["Accept-Encoding"] = "identity"
         if token:
             session.headers["Authorization"] = f"Bearer {token}"
         if basic:
@@ -235,11 +251,78 @@ class PromClient:
                 continue
             return self._decode(response, query)
 
-    def _send(self, url: str, params: dict[str, str]) -> requests.Response:
+    def _send(self, url: str, params: dict[str, str]) -> _Answer:
+        """One attempt, all of it within `timeout`; redirects are answers, not followed."""
+        with deadline(self.timeout) as expired:
+            try:
+                return self._attempt(url, params)
+            except (requests.RequestException, OSError, Urllib3Error):
+                if expired.is_set():
+                    raise _Deadline(f"no complete answer within {self.timeout:g}s") from None
+                raise
+
+    def _attempt(self, url: str, params: dict[str, str]) -> _Answer:
         assert self.session is not None
+        # A redirect would carry our Authorization header or --header secrets to wherever
+        # it points (requests strips only Authorization, and only across hosts).
+        options: dict[str, Any] = {
+            "timeout": self.timeout,
+            "stream": True,
+            "allow_redirects": False,
+        }
         if len(params.get("query", "")) > _MAX_GET_QUERY:
-            return self.session.post(url, data=params, timeout=self.timeout)
-        return self.session.get(url, params=params, timeout=self.timeout)
+            response = self.session.post(url, data=params, **options)
+        else:
+            response = self.session.get(url, params=params, **options)
+        try:
+            if response.is_redirect:
+                where = _without_query(response.headers.get("Location", "?"))
+                raise PrometheusHTTPError(
+                    f"Prometheus at {self.display_url} answered HTTP {response.status_code} "
+                    f"redirecting to {where}; redirects are not followed (credentials must "
+                    "not travel to another address): give the final URL",
+                    response.status_code,
+                )
+            encoding = response.headers.get("Content-Encoding", "identity").lower()
+            if encoding not in ("", "identity"):
+                raise PromQLError(
+                    f"Prometheus at {self.display_url} answered with Content-Encoding: "
+                    f"{encoding[:40]} although identity was asked; not decoded"
+                )
+            body = self._read_body(response)
+        finally:
+            response.close()
+        return _Answer(response.status_code, response.headers.get("Retry-After"), body)
+
+    def _read_body(self, response: requests.Response) -> bytes:
+        """The body, read in pieces as they arrive, at most max_response_bytes of it.
+
+        Not response.content: that reads the whole body first, whatever its size.
+        """
+        cap = self.max_response_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise self._too_large(f"announces {int(declared)} bytes")
+        raw = response.raw
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                part = raw.read1(_READ_BYTES, decode_content=False)
+            except (OSError, Urllib3Error) as exc:
+                raise requests.ConnectionError(str(exc)) from None
+            if not part:
+                return b"".join(parts)
+            size += len(part)
+            if size > cap:
+                raise self._too_large(f"sent more than {cap} bytes")
+            parts.append(part)
+
+    def _too_large(self, what: str) -> PromQLError:
+        return PromQLError(
+            f"Prometheus at {self.display_url} {what}, over the {self.max_response_bytes}-byte "
+            "cap (max_response_bytes); the answer was not read"
+        )
 
     def _sleep(self, attempt: int, retry_after: str | None = None) -> int:
         delay = min(self.backoff * (2**attempt), 8.0)
@@ -248,9 +331,9 @@ class PromClient:
         time.sleep(delay)
         return attempt + 1
 
-    def _decode(self, response: requests.Response, query: str) -> dict[str, Any]:
+    def _decode(self, response: _Answer, query: str) -> dict[str, Any]:
         try:
-            body = response.json()
+            body = json.loads(response.body)
         except ValueError:
             body = None
         if isinstance(body, dict) and body.get("status") == "error":
@@ -270,7 +353,7 @@ class PromClient:
             raise PrometheusHTTPError(
                 self._redact(
                     f"Prometheus at {self.display_url} answered HTTP {response.status_code}{hint}: "
-                    f"{response.text[:200].strip()}"
+                    f"{response.body[:200].decode('utf-8', 'replace').strip()}"
                 ),
                 response.status_code,
             )
@@ -287,7 +370,62 @@ class PromClient:
     def _redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "<redacted>")
-        return text
+        # A token in the URL's query or user info (`?token=`, `user:pass@`) goes too.
+        return redact_urls(text)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What one attempt got: the status, its Retry-After, and the body, read in full."""
+
+    status_code: int
+    retry_after: str | None
+    body: bytes
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": self.retry_after} if self.retry_after is not None else {}
+
+
+class _Deadline(requests.Timeout):
+    """The attempt's total time ran out (retried and reported like any timeout)."""
+
+
+def _without_query(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=host, query="", fragment="").geturl() + (
+        "?..." if parts.query else ""
+    )
+
+
+@dataclass(frozen=True)
+class PrometheusConnection:
+    """Where and how to reach Prometheus: everything `generate` and `query` share.
+
+    Holds the sources of secrets (env names, files, `$VAR` headers), never their
+    values: `client()` resolves them each time, so a rotated token file or a changed
+    variable takes effect at the next `--every` run. A tenant is a header
+    (`X-Scope-OrgID: team1` for Mimir/Cortex, `AccountID` for VictoriaMetrics).
+    """
+
+    url: str
+    timeout: float = 10.0
+    retries: int = 2
+    auth: Auth = field(default_factory=Auth)
+    headers: tuple[str, ...] = ()  # 'Name: value' items; a value '$VAR' is read at client()
+    verify: bool | str = True  # False: skip TLS verification; a string: CA bundle path
+
+    def client(self) -> PromClient:
+        """A PromClient for one run; raises PromQLError or ValueError."""
+        return PromClient(
+            self.url,
+            timeout=self.timeout,
+            retries=self.retries,
+            auth=self.auth,
+            headers=parse_headers(self.headers),
+            verify=self.verify,
+        )
 
 
 def parse_headers(items: Sequence[str]) -> dict[str, str]:

@@ -2,25 +2,23 @@
 
 tomlkit keeps comments, ordering, whitespace and unknown tables, so the operator's file
 stays theirs; `only_routes_changed` proves it after every edit by comparing the parsed
-documents with the routes taken out. Writing is atomic: a temporary file in the same
-directory, fsync, rename, so a crash leaves either the old or the new file.
+documents with the routes taken out. Writing is perfgen.atomic.atomic_write (re-exported
+here for the generator's commands): a crash leaves either the old or the new file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import os
-import tempfile
 import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import tomlkit
 from perfgen.generator.proxy_schema import ROUTE_KEYS
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import String, StringType
+
+from perfgen.atomic import atomic_write  # noqa: F401 (re-exported: generate_cli imports it here)
 
 
 class TomlEditError(ValueError):
@@ -100,58 +98,3 @@ def unified_diff(old_text: str, new_text: str, path: str) -> str:
             tofile=f"{path} (generated)",
         )
     )
-
-
-def atomic_write(path: str | os.PathLike[str], text: str, *, backup: bool = True) -> Path | None:
-    """Replace `path` with `text` so readers see the old or the new file, never a mix.
-
-    A symlink is followed (Kubernetes mounts and dotfile managers use them), so the link
-    stays and its target is replaced. The backup `FILE.bak` is written the same way,
-    before the replace, so it always holds the previous complete file. Returns the
-    backup's path, None when no backup was made.
-    """
-    target = Path(os.path.realpath(path))
-    mode: int | None = None
-    try:
-        info = target.stat()
-        mode = info.st_mode & 0o7777
-    except FileNotFoundError:
-        info = None
-    backup_path = target.with_name(target.name + ".bak") if backup and info else None
-    if backup_path is not None:
-        _write_replace(backup_path, target.read_bytes(), mode)
-    _write_replace(target, text.encode("utf-8"), mode, owner=info)
-    return backup_path
-
-
-def _write_replace(
-    target: Path, data: bytes, mode: int | None, owner: os.stat_result | None = None
-) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        if owner is not None:
-            # Root running perfgen on the proxy user's file must not steal it.
-            with contextlib.suppress(OSError):
-                os.chown(tmp, owner.st_uid, owner.st_gid)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not every platform/filesystem allows it.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -6,6 +6,7 @@ Also home of the Prometheus connection options shared with `perfgen generate`.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
-from perfgen.generator.promql import Auth, PromClient, PromQLError, parse_headers
+from perfgen.generator.promql import Auth, PrometheusConnection, PromQLError
 from perfgen.generator.ranking import MEETS, ModelStats, Policy, rank
 from perfgen.generator.snapshot import Snapshot, fetch_snapshot, model_stats
 
@@ -29,6 +30,7 @@ from perfgen.config import (
     load_config,
     parse_chain,
 )
+from perfgen.timing import stale_after_seconds
 
 # --------------------------------------------------------------------- shared options
 
@@ -78,13 +80,37 @@ _PROMETHEUS_OPTIONS: list[Callable[[Any], Any]] = [
 
 
 def prometheus_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the Prometheus options; the command receives them as `connection`."""
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        connection = connection_from_options(
+            {name: kwargs.pop(name) for name in _PROMETHEUS_PARAMS}
+        )
+        return command(connection=connection, **kwargs)
+
     for option in reversed(_PROMETHEUS_OPTIONS):
-        command = option(command)
-    return command
+        wrapper = option(wrapper)
+    return wrapper
 
 
-def make_client(options: dict[str, Any]) -> PromClient:
-    """A PromClient from the shared options; raises PromQLError or ValueError."""
+_PROMETHEUS_PARAMS = (
+    "prometheus_url",
+    "timeout",
+    "retries",
+    "bearer_token_env",
+    "bearer_token_file",
+    "basic_auth_user",
+    "basic_auth_password_env",
+    "basic_auth_password_file",
+    "headers",
+    "tls_insecure",
+    "ca_file",
+)
+
+
+def connection_from_options(options: dict[str, Any]) -> PrometheusConnection:
+    """The shared options' values as one typed connection."""
     auth = Auth(
         bearer_token_env=options.get("bearer_token_env"),
         bearer_token_file=options.get("bearer_token_file"),
@@ -97,21 +123,19 @@ def make_client(options: dict[str, Any]) -> PromClient:
         verify = False
     elif options.get("ca_file"):
         verify = str(options["ca_file"])
-    return PromClient(
+    return PrometheusConnection(
         options["prometheus_url"],
         timeout=options.get("timeout", 10.0),
         retries=options.get("retries", 2),
         auth=auth,
-        headers=parse_headers(options.get("headers") or ()),
+        headers=tuple(options.get("headers") or ()),
         verify=verify,
     )
 
 
 def stale_after(performance: Performance) -> str:
-    """`[performance.generator] stale_after`, else three probe intervals."""
-    if performance.generator.stale_after:
-        return performance.generator.stale_after
-    return f"{max(1, round(performance.test_interval_minutes * 3 * 60))}s"
+    """The PromQL range for staleness: the one derivation the rules use too."""
+    return f"{stale_after_seconds(performance):.0f}s"
 
 
 # --------------------------------------------------------------------- ranking rows
@@ -290,7 +314,11 @@ def _csv_cell(value: Any) -> Any:
     help="Recording-rule window (default: [performance] window, else 1h).",
 )
 def query(
-    config_path: str | None, scenario: str, fmt: str, window: str | None, **options: Any
+    config_path: str | None,
+    scenario: str,
+    fmt: str,
+    window: str | None,
+    connection: PrometheusConnection,
 ) -> None:
     """Print the ranking of one routing scenario from the recording rules.
 
@@ -307,7 +335,7 @@ def query(
         performance = config.performance if config else Performance()
         window = window or (performance.window if config else "1h")
         duration_seconds(window)
-        client = make_client(options)
+        client = connection.client()
         stale = stale_after(performance)
         snap = fetch_snapshot(
             client,

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "rules": "perfgen.rules.cli:rules",
     "generate": "perfgen.generator.generate_cli:generate",
     "query": "perfgen.generator.query_cli:query",
+    "validate": "perfgen.generator.validate_cli:validate",
 }
 
 

@@ -11,13 +11,17 @@ Every error is a ConfigError naming the file and the dotted key.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+from perfgen.endpoints import proxy_endpoint
 
 SCENARIOS = (
     "default",
@@ -127,6 +131,9 @@ class Provider:
     protocol: str
     # A separate key for probing keeps probe spend apart from production traffic.
     probe_api_key: Secret | None = None
+    # The URL the proxy itself calls (perfgen/endpoints.py); None: the protocol's rule,
+    # as with an api_base_url or protocol override in [performance.providers.NAME].
+    endpoint: str | None = None
 
     @property
     def key_for_probing(self) -> Secret:
@@ -235,6 +242,12 @@ class ExporterSettings:
     backoff_initial_seconds: float = 30.0
     # Bearer token of the management API's POST/DELETE, always `$ENV_NAME`; None: disabled.
     management_token: Secret | None = None
+    # What one provider's answer may make a probe hold (docs/security.md): a longer SSE
+    # line or event fails the request as bad_stream; of the answer text, only this many
+    # bytes are kept for expected_response (none when the module has no pattern).
+    max_sse_line_bytes: int = 1 << 20
+    max_sse_event_bytes: int = 1 << 20
+    max_answer_bytes: int = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -270,6 +283,8 @@ class Config:
     providers: Mapping[str, Provider]
     performance: Performance
     router: Mapping[str, Any]  # the raw [router] table, for the generator
+    # Accepted but worth a look (a weak literal key); shown at load and on reload.
+    warnings: tuple[str, ...] = ()
 
     def provider_for(self, target: Target) -> Provider | None:
         provider = self.providers.get(target.provider)
@@ -284,6 +299,22 @@ class Config:
 # --------------------------------------------------------------------------- parsing
 
 _DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def url_problem(url: str) -> str | None:
+    """Why aiohttp could not connect to `url` (None when it could); never echoes the URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port that is not a number in 0-65535
+    except ValueError as exc:
+        return f"cannot be parsed ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return "the scheme must be http:// or https://"
+    if not parts.hostname:
+        return "no host"
+    if port == 0:
+        return "port 0"
+    return None
 
 
 def duration_seconds(text: str) -> float:
@@ -324,7 +355,25 @@ class _Reader:
             value = float(value)
         if not isinstance(value, kinds):
             raise self.error(name, f"must be {_kind_names(kinds)}, got {_type_name(value)}")
+        # TOML has nan and inf; nan passes every range check (all comparisons are false).
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(name, f"must be a finite number, got {value}")
         return value
+
+    def url(self, name: str, *, required: bool = False) -> str | None:
+        """An http(s) URL that aiohttp can connect to (host present, port valid)."""
+        value = self.get(name, str)
+        if not value:
+            if required:
+                raise self.error(name, "is required and must be an http(s) URL")
+            return None if value is None else self._bad_url(name, "is empty")
+        problem = url_problem(value)
+        if problem:
+            self._bad_url(name, problem)
+        return value
+
+    def _bad_url(self, name: str, problem: str) -> NoReturn:
+        raise self.error(name, f"must be an http(s) URL: {problem}")
 
     def number(
         self,
@@ -343,10 +392,14 @@ class _Reader:
             raise self.error(name, f"must be at most {maximum:g}, got {value:g}")
         return value
 
-    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+    def integer(
+        self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+    ) -> int:
         value = self.get(name, int, default)
         if value < minimum:
             raise self.error(name, f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self.error(name, f"must be at most {maximum}, got {value}")
         return value
 
     def duration(self, name: str, default: str | None) -> str | None:
@@ -414,7 +467,7 @@ def infer_protocol(provider_name: str) -> str | None:
 
 
 def _parse_providers(
-    path: str, raw: Any, overrides: Mapping[str, Mapping[str, Any]]
+    path: str, raw: Any, overrides: Mapping[str, Mapping[str, Any]], warnings: list[str]
 ) -> dict[str, Provider]:
     if raw is None:
         raise ConfigError(path, "providers", "at least one [[providers]] entry is required")
@@ -429,12 +482,14 @@ def _parse_providers(
         reader.prefix = f"providers[{index}] ({name})"
         if name in providers:
             raise reader.error("name", f"provider {name!r} is defined twice")
-        base_url = reader.get("api_base_url", str)
-        if not base_url or not re.match(r"^https?://", base_url):
-            raise reader.error("api_base_url", "is required and must be an http(s) URL")
+        base_url = reader.url("api_base_url", required=True)
+        assert base_url is not None  # required: url() raised a ConfigError otherwise
         key = reader.get("api_key", str)
         if not key:
             raise reader.error("api_key", "is required and must be non-empty ($NAME = env var)")
+        weak = weak_literal_key(key)
+        if weak:
+            warnings.append(f"{path}: {reader.key('api_key')}: {weak}")
         models = reader.strings("models")
         if not models:
             raise reader.error("models", "is required and must be a non-empty list")
@@ -455,11 +510,16 @@ def _parse_providers(
             models=models,
             protocol=protocol,
             probe_api_key=Secret(probe_key) if probe_key else None,
+            endpoint=None
+            if override.get("api_base_url") or override.get("protocol")
+            else proxy_endpoint(name, base_url),
         )
     return providers
 
 
-def _parse_provider_overrides(perf: _Reader | None) -> dict[str, dict[str, Any]]:
+def _parse_provider_overrides(
+    perf: _Reader | None, warnings: list[str]
+) -> dict[str, dict[str, Any]]:
     section = perf.sub("providers") if perf else None
     if section is None:
         return {}
@@ -473,9 +533,10 @@ def _parse_provider_overrides(perf: _Reader | None) -> dict[str, dict[str, Any]]
         probe_key = reader.get("probe_api_key", str)
         if probe_key is not None and not probe_key:
             raise reader.error("probe_api_key", "must be non-empty ($NAME = env var)")
-        base_url = reader.get("api_base_url", str)
-        if base_url is not None and not re.match(r"^https?://", base_url):
-            raise reader.error("api_base_url", "must be an http(s) URL")
+        weak = weak_literal_key(probe_key or "$")
+        if weak:
+            warnings.append(f"{reader.path}: {reader.key('probe_api_key')}: {weak}")
+        base_url = reader.url("api_base_url")
         reader.reject_unknown()
         overrides[name] = {
             "protocol": protocol,
@@ -704,9 +765,17 @@ def _parse_exporter(perf: _Reader) -> ExporterSettings:
             exclusive_min=True,
         ),
         management_token=Secret(token) if token is not None else None,
+        max_sse_line_bytes=_byte_cap(reader, "max_sse_line_bytes", base.max_sse_line_bytes),
+        max_sse_event_bytes=_byte_cap(reader, "max_sse_event_bytes", base.max_sse_event_bytes),
+        max_answer_bytes=_byte_cap(reader, "max_answer_bytes", base.max_answer_bytes),
     )
     reader.reject_unknown()
     return settings
+
+
+def _byte_cap(reader: _Reader, name: str, default: int) -> int:
+    # Below 1 KiB real chunks would be refused; above 64 MiB the cap protects nothing.
+    return reader.integer(name, default, minimum=1024, maximum=64 << 20)
 
 
 def _parse_budget(perf: _Reader, default: int) -> int:
@@ -719,11 +788,11 @@ def _parse_budget(perf: _Reader, default: int) -> int:
 
 
 def _parse_performance(
-    path: str, raw: Any, providers_raw: Any
+    path: str, raw: Any, providers_raw: Any, warnings: list[str]
 ) -> tuple[Performance, dict[str, Provider]]:
     perf = _Reader(path, "performance", raw if raw is not None else {})
-    overrides = _parse_provider_overrides(perf)
-    providers = _parse_providers(path, providers_raw, overrides)
+    overrides = _parse_provider_overrides(perf, warnings)
+    providers = _parse_providers(path, providers_raw, overrides, warnings)
     for name in overrides:
         if name not in providers:
             raise ConfigError(
@@ -771,31 +840,138 @@ def parse_config(text: str, path: str | os.PathLike[str] = "<config>") -> Config
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"not valid TOML: {exc}") from None
+    warnings: list[str] = []
     performance, providers = _parse_performance(
-        path, document.get("performance"), document.get("providers")
+        path, document.get("performance"), document.get("providers"), warnings
     )
     router = document.get("router", {})
     if not isinstance(router, dict):
         raise ConfigError(path, "router", "must be a table")
-    return Config(path=path, providers=providers, performance=performance, router=router)
+    return Config(
+        path=path,
+        providers=providers,
+        performance=performance,
+        router=router,
+        warnings=tuple(warnings),
+    )
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate a proxy config.toml; raises ConfigError naming file and key."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(path, "", f"cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            path,
+            "",
+            f"not UTF-8 (TOML files must be): byte 0x{data[exc.start]:02x} "
+            f"at offset {exc.start}, line {line}",
+        ) from None
     return parse_config(text, path)
 
 
+# Shorter values are not secrets worth the name, and replacing them everywhere they occur
+# would mangle ordinary text (a 4-letter key would be cut out of every word holding it).
+MIN_SECRET_LENGTH = 8
+# Placeholders that local servers (Ollama, vLLM, LM Studio, llama.cpp) accept as "a key":
+# they guard nothing, so they are left in text rather than cut out of every word.
+PLACEHOLDER_KEYS = frozenset(
+    {
+        "ollama",
+        "lmstudio",
+        "lm-studio",
+        "vllm",
+        "llamacpp",
+        "llama.cpp",
+        "none",
+        "null",
+        "empty",
+        "dummy",
+        "test",
+        "testing",
+        "local",
+        "localhost",
+        "key",
+        "apikey",
+        "api_key",
+        "api-key",
+        "secret",
+        "token",
+        "password",
+        "changeme",
+        "nokey",
+        "no-key",
+        "not-needed",
+        "not_needed",
+        "unused",
+        "sk-no-key-required",
+        "placeholder",
+        "anything",
+        "x",
+        "-",
+    }
+)
+
+
+def is_redactable(value: str) -> bool:
+    """Whether `value` is treated as a secret by redact()."""
+    return len(value) >= MIN_SECRET_LENGTH and value.lower() not in PLACEHOLDER_KEYS
+
+
+def weak_literal_key(key: str) -> str | None:
+    """Why a literal key (not `$ENV`) will not be redacted, or None when it will be."""
+    if key.startswith("$") or is_redactable(key):
+        return None
+    why = (
+        "a placeholder word"
+        if key.lower() in PLACEHOLDER_KEYS
+        else f"under {MIN_SECRET_LENGTH} characters"
+    )
+    return (
+        f"literal key is {why}: accepted (local servers such as Ollama take any key) but "
+        "not treated as a secret, so it is not redacted from logs; a real key belongs in "
+        "an environment variable ($NAME)"
+    )
+
+
 def redact(text: str, secrets: Callable[[], list[str]]) -> str:
-    """Replace every known secret value in text; the last line of defence for logs and errors."""
+    """Replace every known secret value in text; the last line of defence for logs and errors.
+
+    Run it on the whole text before cutting it short: a cut first can leave the start of a
+    key at the end of the shortened text, where no longer matching it whole.
+    """
     # Longest first: a key that contains another key must go whole, not leave its tail.
     for value in sorted(secrets(), key=len, reverse=True):
-        if value and len(value) >= 4:
+        if is_redactable(value):
             text = text.replace(value, "<redacted>")
     return text
+
+
+# scheme://[userinfo@]host[path][?query][#fragment] as it appears inside any text.
+_URL_IN_TEXT = re.compile(
+    r"(?i)\b([a-z][a-z0-9+.-]*://)([^\s/?#@'\"<>]*@)?([^\s/?#'\"<>]*)"
+    r"([^\s?#'\"<>]*)(\?[^\s#'\"<>]*)?(#[^\s'\"<>]*)?"
+)
+
+
+def _loggable_match(match: re.Match[str]) -> str:
+    scheme, _userinfo, host, path, query, _fragment = match.groups()
+    return f"{scheme}{host}{path}" + ("?..." if query else "")
+
+
+def redact_urls(text: str) -> str:
+    """Every URL in `text` without user info, query and fragment (keys hide in all three).
+
+    Works on the text as printed, so a URL that a library re-encoded (yarl quotes a query
+    differently from the config file) loses its query too, where replacing the configured
+    URL would not match. A removed query leaves `?...`, so that it was there stays visible.
+    """
+    return _URL_IN_TEXT.sub(_loggable_match, text) if "://" in text else text
 
 
 def secret_values(config: Config) -> list[str]:

@@ -25,7 +25,9 @@ from pathlib import Path
 import jinja2
 import yaml
 
+from perfgen.atomic import atomic_write
 from perfgen.config import Module, Performance, Thresholds, Weights, duration_seconds
+from perfgen.timing import probe_cadence_seconds, stale_after_seconds
 
 RULES_DIR = Path(__file__).resolve().parent
 RENDERED_DIR = RULES_DIR / "rendered"
@@ -48,19 +50,12 @@ DEFAULT_SCORE_DROP = 0.2
 THROUGHPUT_REFERENCE_FLOOR = 1.0  # tokens/s, used when min_throughput_tokens_per_sec == 0
 FAILURE_REFERENCE_FLOOR = 0.001  # failure ratio, used when min_success_rate == 1
 
-# A target is probed only when Prometheus scrapes it, rarely more often than every 15 s:
-# below that the configured test interval is not the real cadence of measurements, and
-# durations derived from it would page on one late scrape.
-MIN_PROBE_CADENCE_SECONDS = 15.0
 # One probe round cannot confirm a problem; the next one must agree. 1.5 intervals lets
 # the second probe land (probe timing jitters by up to a scrape interval) before firing.
 PROBE_CONFIRM_INTERVALS = 1.5
 # Infrastructure alerts (exporter down, budget, generator) follow scrapes rather than
 # probes: a couple of missed scrapes is normal, but never wait longer than this.
 INFRA_FOR_CAP_SECONDS = 120.0
-# A target without a measurement for this many probe intervals is stale (the generator
-# uses the same default for [performance.generator] stale_after).
-STALE_INTERVALS = 3
 # The score's own baseline: its average over this many windows.
 BASELINE_WINDOWS = 6
 # Route flapping: more than this many primary changes per scenario within the range
@@ -197,13 +192,10 @@ class Timings:
 def timings(performance: Performance) -> Timings:
     window_s = duration_seconds(performance.window)
     interval_s = performance.test_interval_minutes * 60.0
-    cadence_s = max(interval_s, MIN_PROBE_CADENCE_SECONDS)
+    cadence_s = probe_cadence_seconds(performance)
     probe_for_s = PROBE_CONFIRM_INTERVALS * cadence_s
-    stale_s = (
-        duration_seconds(performance.generator.stale_after)
-        if performance.generator.stale_after
-        else STALE_INTERVALS * cadence_s
-    )
+    # The generator calls a target stale after the same time (perfgen/timing.py).
+    stale_s = stale_after_seconds(performance)
     flap_s = max(
         FLAP_RANGE_MIN_SECONDS,
         FLAP_RANGE_HYSTERESIS_MULTIPLE * duration_seconds(performance.generator.hysteresis_for),
@@ -217,7 +209,7 @@ def timings(performance: Performance) -> Timings:
         score_for=performance.window,
         baseline=prom_duration(BASELINE_WINDOWS * window_s),
         stale_after=prom_duration(stale_s),
-        stale_after_seconds=float(math.ceil(stale_s - 1e-9)),
+        stale_after_seconds=stale_s,
         flap_range=prom_duration(flap_s),
     )
 
@@ -353,9 +345,7 @@ def write_rules(files: Mapping[str, str], out_dir: str | Path) -> list[Path]:
     written = []
     for filename, text in files.items():
         path = directory / filename
-        temporary = path.with_name(f".{filename}.tmp")
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(path)
+        atomic_write(path, text, backup=False)
         written.append(path)
     return written
 

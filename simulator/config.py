@@ -28,6 +28,18 @@ FAULT_KINDS = (
 )
 
 
+# The modes of simulator/hostile.py (listed here: that module imports this one).
+HOSTILE_MODES = (
+    "giant_line",
+    "giant_event",
+    "gzip_bomb",
+    "absurd_usage",
+    "key_echo",
+    "endless",
+    "trickle",
+)
+
+
 class ConfigError(ValueError):
     """A config problem, already phrased as `file: key.path: what is wrong`."""
 
@@ -47,6 +59,8 @@ class Profile:
     error_rate: float = 0.0
     faults: Mapping[str, float] = field(default_factory=lambda: {"http_500": 1.0})
     retry_after_seconds: int = 5
+    hostile: str = ""  # "": an honest provider; else a simulator.hostile.HOSTILE_MODES mode
+    hostile_bytes: int = 512 << 20  # how much giant_line, giant_event and gzip_bomb send
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -213,6 +227,13 @@ def _build_profile(raw: Mapping[str, Any], source: str, path: str) -> Profile:
     values["tokens_per_chunk"] = integer("tokens_per_chunk", 1)
     values["error_rate"] = number("error_rate", 0, 1)
     values["retry_after_seconds"] = integer("retry_after_seconds", 0)
+    values["hostile_bytes"] = integer("hostile_bytes", 1)
+    hostile = raw.get("hostile", defaults.hostile)
+    if hostile != "" and hostile not in HOSTILE_MODES:
+        raise ConfigError(
+            f"{_prefix(source)}{path}.hostile: must be one of {', '.join(HOSTILE_MODES)}"
+        )
+    values["hostile"] = hostile
     include_usage = raw.get("include_usage", defaults.include_usage)
     if not isinstance(include_usage, bool):
         raise ConfigError(f"{_prefix(source)}{path}.include_usage: must be true or false")

@@ -29,6 +29,7 @@ class RequestRecord:
     tokens_sent: int = 0
     finished: float | None = None
     client_disconnected: bool = False
+    bytes_sent: int = 0  # counted by hostile modes only (simulator/hostile.py)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from perfgen.simulator.anthropic_wire import AnthropicWire
 from perfgen.simulator.config import ConfigError, ProviderConfig, SimulatorConfig
+from perfgen.simulator.hostile import respond_hostile
 from perfgen.simulator.openai_wire import OpenAIWire
 from perfgen.simulator.plan import RequestPlan, draw_plan
 from perfgen.simulator.records import RequestLog, RequestRecord
@@ -160,6 +161,16 @@ def _chat_handler(state: SimulatorState, provider: ProviderConfig, wire: Wire) -
         )
         state.log.add(record)
         try:
+            if profile.hostile:
+                return await respond_hostile(
+                    request,
+                    chat,
+                    provider.protocol,
+                    profile.hostile,
+                    profile.hostile_bytes,
+                    record,
+                    state.stopping,
+                )
             return await _respond(request, state, wire, serial, chat, plan, record)
         except asyncio.CancelledError:
             # aiohttp cancels handlers of vanished clients when handler_cancellation is on.

@@ -7,8 +7,12 @@ http_sd probe job, Alertmanager, and a webhook receiver standing in for the page
 
 The story (`run_story`, narrated by `perfgen demo`, asserted by tests/test_e2e.py):
 rankings appear, the primary of `[router] default` is degraded through the simulator's
-admin API, the degradation alert reaches the receiver, and the generator demotes the
-model in the config it writes.
+admin API, the degradation alert reaches the receiver, the generator demotes the model
+in the config it writes and restarts the proxy (`--apply restart`), and a request
+through the proxy is served by the newly promoted model.
+
+The proxy is a stand-in (stack/proxy_standin.py), not terraphim-llm-proxy, which cannot
+be built here: it loads, reports and routes as the proxy does where perfgen touches it.
 """
 
 from __future__ import annotations
@@ -39,9 +43,10 @@ from perfgen.stack.processes import (
     start_prometheus,
 )
 from perfgen.stack.prometheus_config import render_alertmanager_config, render_prometheus_config
+from perfgen.stack.proxy_standin import start_standin
 from perfgen.stack.webhook import Alert, WebhookReceiver
 
-from perfgen.config import Config, Route, load_config, parse_chain
+from perfgen.config import Config, Route, infer_protocol, load_config, parse_chain
 
 HERE = Path(__file__).resolve().parent
 DEMO_SIMULATOR_CONFIG = HERE / "demo-simulator.toml"
@@ -222,6 +227,12 @@ class DemoStack:
         )
         self.log(f"prometheus listening on {self.prometheus_url}")
 
+        # The proxy stand-in routes by the file it loaded; its cwd is the workdir, so a
+        # reload would re-read this very config.toml, as the real proxy does.
+        standin = start_standin(self.config_path, self.workdir, name="proxy-standin")
+        self.processes["proxy-standin"] = standin
+        self.log(f"proxy stand-in (not the real proxy) listening on {standin.url}")
+
         self._perfgen(
             "generator",
             [
@@ -234,6 +245,17 @@ class DemoStack:
                 self.generator_every,
                 "--metrics-listen",
                 f"127.0.0.1:{self.generator_metrics_port}",
+                # What `systemctl restart terraphim-llm-proxy` is on a real host.
+                "--apply",
+                "restart",
+                "--restart-command",
+                f"kill -HUP {standin.pid}",
+                "--proxy-url",
+                standin.url or "",
+                "--apply-timeout",
+                "20",
+                "--max-restarts-per-hour",
+                "60",
             ],
             GENERATOR_READY_PREFIX,
         )
@@ -284,6 +306,10 @@ class DemoStack:
         return self._url("alertmanager")
 
     @property
+    def proxy_url(self) -> str:
+        return self._url("proxy-standin")
+
+    @property
     def generator_metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.generator_metrics_port}/metrics"
 
@@ -295,6 +321,7 @@ class DemoStack:
             "Exporter": self.exporter_url,
             "Simulator profiles": f"{self.simulator_url}/-/profiles",
             "Generator metrics": self.generator_metrics_url,
+            "Proxy stand-in config": f"{self.proxy_url}/v0/management/config",
             "Received alerts": self.receiver.url,
             "Proxy config (written)": str(self.config_path),
         }
@@ -435,6 +462,80 @@ class DemoStack:
 
         return self._wait(demoted, timeout, f"the generator to demote {route}", status, progress)
 
+    def live_routes(self) -> dict[str, Any]:
+        """The router routes the proxy (stand-in) reports it runs with."""
+        return dict(self._management_config().get("router") or {})
+
+    def _management_config(self) -> dict[str, Any]:
+        # Sent as written: the proxy never expands $NAME in secret_key.
+        secret = str(self.config_document.get("management", {}).get("secret_key", ""))
+        request = urllib.request.Request(
+            f"{self.proxy_url}/v0/management/config", headers={"X-Management-Key": secret}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                return dict(json.loads(response.read()))
+        except OSError:
+            return {}  # restarting: no answer for a moment
+
+    def wait_for_applied(
+        self, scenario: str = "default", timeout: float = 60.0, progress: Log = _quiet
+    ) -> str:
+        """Until the proxy reports the written `scenario` chain as the one it runs."""
+        written = tomllib.loads(self.config_path.read_text(encoding="utf-8"))["router"]
+
+        def applied() -> str | None:
+            live = self.live_routes().get(scenario)
+            return str(live) if live == written.get(scenario) else None
+
+        def status() -> str:
+            return f"the proxy runs {scenario} = {self.live_routes().get(scenario)}"
+
+        return self._wait(applied, timeout, "the proxy to run the new routes", status, progress)
+
+    def request_through_proxy(self, scenario_model: str = "demo-client") -> dict[str, Any]:
+        """One client request through the proxy; who served it, by the simulator's record.
+
+        The client model must not contain "haiku" (that is the background scenario). The
+        wire format follows the new primary's, as the stand-in does not translate.
+        """
+        primary = self.primary("default")
+        anthropic = infer_protocol(primary.provider) == "anthropic"
+        path = "/v1/messages" if anthropic else "/v1/chat/completions"
+        body = {
+            "model": scenario_model,
+            "max_tokens": 16,
+            "stream": False,
+            "messages": [{"role": "user", "content": "Which model answers?"}],
+        }
+        key = str(self.config_document["proxy"]["api_key"])
+        request = urllib.request.Request(
+            self.proxy_url + path,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "x-api-key": key,
+                "Authorization": f"Bearer {key}",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback)
+            route = response.headers.get("x-standin-route", "")
+            json.loads(response.read())
+        status, raw = http_get(f"{self.simulator_url}/-/requests?limit=1")
+        records = json.loads(raw).get("requests", []) if status == 200 else []
+        record = records[0] if records else {}
+        return {
+            "path": path,
+            "route": route,
+            "provider": record.get("provider"),
+            "model": record.get("model"),
+        }
+
+    @property
+    def config_document(self) -> dict[str, Any]:
+        return tomllib.loads(self.config_path.read_text(encoding="utf-8"))
+
     def _wait(
         self,
         check: Callable[[], Any],
@@ -522,6 +623,9 @@ class StoryResult:
     chain_after: list[Route]
     diff: str
     seconds: dict[str, float] = field(default_factory=dict)
+    # The request sent through the proxy after the restart: path, the stand-in's route,
+    # and provider/model as the simulator recorded them.
+    served: dict[str, Any] = field(default_factory=dict)
 
 
 def run_story(
@@ -531,7 +635,8 @@ def run_story(
     progress: Log = _quiet,
     time_left: Callable[[], float] = lambda: float("inf"),
 ) -> StoryResult:
-    """Rankings, a degraded primary, its alert, its demotion; raises StoryTimeout if stuck.
+    """Rankings, a degraded primary, its alert, its demotion, the proxy serving the new
+    primary after a restart; raises StoryTimeout if stuck.
 
     Each stage gets a generous timeout (the whole story usually takes about 75 s)
     capped by `time_left()`, the demo's --duration.
@@ -540,7 +645,7 @@ def run_story(
     started = time.monotonic()
     window = stack.window
     say(
-        f"Step 1/4: probing every model; a model is ranked once it has "
+        f"Step 1/5: probing every model; a model is ranked once it has "
         f"{stack.config.performance.min_test_count} samples in the {window} window."
     )
     stack.wait_for_rankings(timeout=min(150.0, time_left()), progress=progress)
@@ -552,7 +657,7 @@ def run_story(
     chain_before = read_chain(stack.config_path)
     degraded = chain_before[0]
     say(
-        f"Step 2/4: degrading the primary of [router] default, {degraded}: "
+        f"Step 2/5: degrading the primary of [router] default, {degraded}: "
         f"PATCH /-/profiles/{degraded.provider}/{degraded.model} "
         f"{json.dumps(DEGRADATION, separators=(',', ':'))}"
     )
@@ -560,7 +665,7 @@ def run_story(
     degraded_at = time.monotonic()
     degraded_wall = time.time()
 
-    say(f"Step 3/4: waiting for Prometheus to alert on {degraded} through Alertmanager.")
+    say(f"Step 3/5: waiting for Prometheus to alert on {degraded} through Alertmanager.")
     alert = stack.wait_for_alert(degraded, timeout=min(180.0, time_left()), progress=progress)
     seconds["alert"] = time.monotonic() - degraded_at
     say(
@@ -569,7 +674,7 @@ def run_story(
     )
 
     say(
-        f"Step 4/4: checking that perfgen generate (every {stack.generator_every}) demoted "
+        f"Step 4/5: checking that perfgen generate (every {stack.generator_every}) demoted "
         f"{degraded} in {stack.config_path.name}."
     )
     chain_after = stack.wait_for_demotion(
@@ -584,8 +689,20 @@ def run_story(
         f"The generator demoted it {seconds['demotion']:.0f}s after the degradation; "
         f"{stack.config_path.name} changed:\n" + _indent(diff)
     )
+    promoted = chain_after[0]
+    say(
+        f"Step 5/5: perfgen generate --apply restart restarts the proxy stand-in and checks "
+        f"GET /v0/management/config; then a request through it should reach {promoted}."
+    )
+    stack.wait_for_applied(timeout=min(60.0, time_left()), progress=progress)
+    served = stack.request_through_proxy()
+    seconds["applied"] = time.monotonic() - started
+    say(
+        f"POST {served['path']} through the proxy stand-in was routed to {served['route']}; "
+        f"the simulator recorded it for {served['provider']}/{served['model']}."
+    )
     seconds["total"] = time.monotonic() - started
-    return StoryResult(table, degraded, alert, chain_before, chain_after, diff, seconds)
+    return StoryResult(table, degraded, alert, chain_before, chain_after, diff, seconds, served)
 
 
 def _indent(text: str, prefix: str = "    ") -> str:

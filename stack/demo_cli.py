@@ -66,7 +66,9 @@ def _summary(narrator: Narrator, result: StoryResult) -> None:
     after = "|".join(str(r) for r in result.chain_after)
     narrator.always(
         f"Story complete in {result.seconds['total']:.0f}s: {result.degraded} degraded, "
-        f'alerted ({describe_alert(result.alert)}), demoted; [router] default = "{after}"'
+        f'alerted ({describe_alert(result.alert)}), demoted; [router] default = "{after}"; '
+        f"the restarted proxy stand-in served {result.served.get('provider')}/"
+        f"{result.served.get('model')}"
     )
 
 

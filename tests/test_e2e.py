@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from perfgen.generator.proxy_schema import validate_text
 from perfgen.generator.proxy_toml import only_routes_changed
 from perfgen.stack.demo import DEGRADATION_ALERTS, DemoStack, StoryResult, read_chain, run_story
-from perfgen.stack.processes import find_binary, http_get
+from perfgen.stack.processes import (
+    find_binary,
+    free_port,
+    http_get,
+    perfgen_command,
+    perfgen_env,
+    start_perfgen,
+)
+from perfgen.stack.proxy_standin import start_standin
 
 from perfgen.config import load_config
 
@@ -94,6 +103,7 @@ def test_every_process_is_still_up(demo_stack: DemoStack, story: StoryResult) ->
         "exporter",
         "alertmanager",
         "prometheus",
+        "proxy-standin",
         "generator",
     }
 
@@ -111,3 +121,123 @@ def test_the_stack_prometheus_config_passes_promtool(demo_stack: DemoStack) -> N
     assert result.returncode == 0, result.stdout + result.stderr
     for name in demo_stack.rule_files:
         assert "SUCCESS" in result.stdout and name.rsplit("/", 1)[-1] in result.stdout
+
+
+def test_the_restarted_proxy_serves_the_new_primary(
+    demo_stack: DemoStack, story: StoryResult
+) -> None:
+    promoted = story.chain_after[0]
+    assert story.served["route"] == str(promoted)
+    # Ground truth: the simulator's own record of the request the stand-in forwarded.
+    assert (story.served["provider"], story.served["model"]) == (
+        promoted.provider,
+        promoted.model,
+    )
+    assert demo_stack.live_routes()["default"] == "|".join(map(str, story.chain_after))
+    status, body = http_get(demo_stack.generator_metrics_url)
+    text = body.decode()
+    assert "perfgen_generator_routes_applied 1.0" in text
+    restarts = [
+        line
+        for line in text.splitlines()
+        if line.startswith("perfgen_generator_proxy_restarts_total ")
+    ]
+    assert restarts and float(restarts[0].split()[1]) >= 1, text
+
+
+def _failed_apply_setup(demo_stack: DemoStack, tmp_path: Path) -> tuple[Path, Path]:
+    """A proxy (stand-in) running the pre-incident routes, and a copy for generate."""
+    running = tmp_path / "running.toml"
+    running.write_text(demo_stack.original_config_path.read_text(encoding="utf-8"))
+    written = tmp_path / "config.toml"
+    written.write_text(running.read_text())
+    return running, written
+
+
+def test_a_failing_restart_command_is_exit_1_and_a_metric(
+    demo_stack: DemoStack, story: StoryResult, tmp_path: Path
+) -> None:
+    running, written = _failed_apply_setup(demo_stack, tmp_path)
+    with start_standin(running, tmp_path / "proxy") as proxy:
+        common = [
+            "generate",
+            "--config",
+            str(written),
+            "--prometheus",
+            demo_stack.prometheus_url,
+            "--apply",
+            "restart",
+            "--restart-command",
+            "false",
+            "--proxy-url",
+            proxy.url or "",
+            "--apply-timeout",
+            "5",
+            "-q",
+        ]
+        done = subprocess.run(
+            perfgen_command(common), capture_output=True, text=True, timeout=60, env=perfgen_env()
+        )
+        assert done.returncode == 1, done.stderr
+        assert "restart command false exited 1" in done.stderr
+        # The routes were demoted in the file, but the proxy still runs the old ones.
+        assert read_chain(written)[0] != story.degraded
+        # --every: the same failure as a metric the alert reads.
+        written.write_text(running.read_text())
+        port = free_port()
+        generator = start_perfgen(
+            [*common, "--every", "2s", "--metrics-listen", f"127.0.0.1:{port}"],
+            "generator listening on",
+            tmp_path / "generator",
+        )
+        try:
+            deadline = time.monotonic() + 30
+            failures = 0.0
+            while time.monotonic() < deadline and not failures:
+                _, body = http_get(f"http://127.0.0.1:{port}/metrics")
+                for line in body.decode().splitlines():
+                    if line.startswith('perfgen_generator_apply_failures_total{reason="command"}'):
+                        failures = float(line.split()[1])
+                time.sleep(0.5)
+            assert failures >= 1
+            assert "perfgen_generator_routes_applied 0.0" in body.decode()
+        finally:
+            generator.stop()
+
+
+def test_a_proxy_back_with_the_old_routes_is_exit_1(
+    demo_stack: DemoStack, story: StoryResult, tmp_path: Path
+) -> None:
+    # The proxy loads running.toml; perfgen writes config.toml: a restart brings the
+    # proxy back with the routes it had.
+    running, written = _failed_apply_setup(demo_stack, tmp_path)
+    with start_standin(running, tmp_path / "proxy") as proxy:
+        done = subprocess.run(
+            perfgen_command(
+                [
+                    "generate",
+                    "--config",
+                    str(written),
+                    "--prometheus",
+                    demo_stack.prometheus_url,
+                    "--apply",
+                    "restart",
+                    "--restart-command",
+                    f"kill -HUP {proxy.pid}",
+                    "--proxy-url",
+                    proxy.url or "",
+                    "--apply-timeout",
+                    "8",  # the re-executed stand-in is back in about 1 s
+                    "-q",
+                ]
+            ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=perfgen_env(),
+        )
+        assert done.returncode == 1, done.stderr
+        assert "the proxy came back with other routes than the file's" in done.stderr
+        old = "|".join(map(str, read_chain(running)))
+        assert f"router.default: live '{old}'" in done.stderr
+        assert proxy.alive()

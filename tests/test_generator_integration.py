@@ -25,11 +25,12 @@ from pathlib import Path
 import pytest
 import requests
 from click.testing import CliRunner
-from perfgen.generator.generate_cli import generate, generate_once
+from perfgen.generator.generate_cli import generate
 from perfgen.generator.promql import PromClient
 from perfgen.generator.proxy_schema import validate_text
 from perfgen.generator.proxy_toml import only_routes_changed
 from perfgen.generator.query_cli import query
+from perfgen.generator.run import generate_once
 from perfgen.generator.snapshot import hold_queries
 from perfgen.stack.processes import (
     BinaryMissing,
@@ -206,9 +207,14 @@ def write_config(
 ) -> Path:
     routes = "\n".join(f'{key} = "{value}"' for key, value in router.items())
     text = f"""# a comment the generator must keep
+[proxy]
+host = "127.0.0.1"
+port = 3456
+api_key = "sk-proxy"
+
 [router]
 {routes}
-strategy = "FillFirst"  # keep me too
+strategy = "fill_first"  # keep me too
 
 [[providers]]
 name = "{provider}"
@@ -311,7 +317,7 @@ def test_challenger_inside_hysteresis_margin_does_not_take_over(prometheus, tmp_
     assert router(cfg) == {
         "default": "hyst,a|hyst,b",
         "think": "hyst,d|hyst,c",
-        "strategy": "FillFirst",
+        "strategy": "fill_first",
     }
 
 
@@ -328,7 +334,7 @@ def test_challenger_needs_a_score_for_the_whole_hold_time(prometheus, tmp_path):
         "default": "late,a|late,b",
         "think": "late,c|late,a",
         "background": "late,a|late,n",
-        "strategy": "FillFirst",
+        "strategy": "fill_first",
     }
     for challenger in ("b", "n"):
         assert (

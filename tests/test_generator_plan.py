@@ -1,4 +1,4 @@
-"""generator.generate_cli planning and `perfgen query`, against canned rule numbers.
+"""generator.run planning and `perfgen query`, against canned rule numbers.
 
 `FakeRules` stands in for the PromClient: it answers the snapshot's instant queries and
 the hysteresis subqueries from per-model numbers, so a whole run (config -> snapshot
@@ -16,17 +16,16 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from perfgen.generator import query_cli
-from perfgen.generator.generate_cli import (
+from perfgen.generator.promql import PrometheusConnection, QueryError, Sample
+from perfgen.generator.proxy_toml import only_routes_changed
+from perfgen.generator.query_cli import query
+from perfgen.generator.run import (
     EXIT_CHANGED,
     EXIT_UNCHANGED,
     GenerateError,
     generate_once,
     plan_routes,
 )
-from perfgen.generator.promql import QueryError, Sample
-from perfgen.generator.proxy_toml import only_routes_changed
-from perfgen.generator.query_cli import query
 
 NOW = 1_700_000_000.0
 
@@ -106,9 +105,14 @@ def write_config(
     max_chain: int = 3,
 ) -> Path:
     path.write_text(f"""# kept
+[proxy]
+host = "127.0.0.1"
+port = 3456
+api_key = "sk-proxy"
+
 [router]
 default = "{default}"
-strategy = "FillFirst"
+strategy = "fill_first"
 
 [[providers]]
 name = "p"
@@ -275,7 +279,7 @@ def test_query_lists_models_in_the_order_generate_chooses(tmp_path, monkeypatch)
     plan = plan_routes(cfg, rules, at=NOW)
     chain = [str(route) for route in plan.decisions[0].new_chain]
     assert chain == ["p,b", "p,f", "p,a", "p,c", "p,e", "p,d"]
-    monkeypatch.setattr(query_cli, "make_client", lambda options: rules)
+    monkeypatch.setattr(PrometheusConnection, "client", lambda self: rules)
     result = CliRunner().invoke(
         query,
         ["--prometheus", "http://unused", "--config", str(cfg), "--format", "json"],

@@ -15,13 +15,16 @@ from typing import Any
 import pytest
 import yaml
 from perfgen.grafana import build
+from perfgen.grafana.board import REGION_ALL, REGION_MATCHER
 from perfgen.grafana.queries import (
     BUILTINS,
     Query,
     extract_queries,
     iter_panels,
+    label_values_to_promql,
     load_dashboards,
     substitute,
+    variable_query,
     variables_used,
 )
 
@@ -35,6 +38,7 @@ JOBS = {"llm_probe", "perfgen_exporter", "perfgen_generator"}
 PROMETHEUS_BUILTINS = {"up", "ALERTS", "scrape_duration_seconds"}
 SAMPLE_VALUES = {
     "datasource": "prometheus",
+    "region": REGION_ALL,
     "window": "1h",
     "scenario": "default",
     "provider": "fastai",
@@ -96,7 +100,7 @@ def test_committed_dashboards_match_the_generator() -> None:
     assert committed == set(built), "grafana/dashboards has files build.py does not make"
     for name, text in built.items():
         current = (build.DASHBOARDS_DIR / name).read_text(encoding="utf-8")
-        assert current == text, f"{name} is stale: run python -m grafana.build"
+        assert current == text, f"{name} is stale: run python -m perfgen.grafana.build"
 
 
 def test_build_check_mode_reports_stale_files(tmp_path: Path) -> None:
@@ -166,11 +170,16 @@ def test_window_variable_is_custom_with_default_1h() -> None:
 def test_model_drill_down_variables_chain_provider_model_module() -> None:
     board = DASHBOARDS["perfgen-model.json"]
     variables = {v["name"]: v for v in board["templating"]["list"]}
+    queries = {name: variable_query(variables[name]) or "" for name in variables}
     for name in ("provider", "model", "module"):
         assert variables[name]["type"] == "query"
-        assert variables[name]["definition"].startswith("label_values(")
-    assert "$provider" in variables["model"]["definition"]
-    assert "$model" in variables["module"]["definition"]
+        assert queries[name].startswith("label_values(")
+        assert REGION_MATCHER in queries[name]  # the chain starts at the region
+    assert "$provider" in queries["model"]
+    assert "$model" in queries["module"]
+    # Grafana resolves variables in order: region before everything it narrows.
+    order = list(variables)
+    assert order.index("region") < order.index("provider") < order.index("model")
 
 
 def test_every_variable_used_is_defined() -> None:
@@ -178,6 +187,104 @@ def test_every_variable_used_is_defined() -> None:
         defined = {v["name"] for v in board["templating"]["list"]} | set(BUILTINS)
         for query in (q for q in QUERIES if q.dashboard == board["uid"]):
             assert variables_used(query.expr) <= defined, str(query)
+
+
+# --------------------------------------------------------------------------- region
+
+# A series name where it stands as a selector (not inside a longer name).
+_NAME_EDGE = r"(?<![A-Za-z0-9_:$]){}(?![A-Za-z0-9_:$])"
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_every_dashboard_has_a_region_variable_defaulting_to_all(name: str) -> None:
+    variables = {v["name"]: v for v in DASHBOARDS[name]["templating"]["list"]}
+    region = variables["region"]
+    assert region["type"] == "query"
+    assert region["datasource"]["uid"] == "${datasource}"
+    converted = label_values_to_promql(variable_query(region) or "")
+    assert converted and converted[1] == "region", region["query"]
+    # All is `.*`, which also matches series without the label, and is the default, so
+    # a deployment without regions sees everything.
+    assert region["includeAll"] is True and region["allValue"] == REGION_ALL
+    assert region["current"]["value"] == ["$__all"]
+    assert list(variables).index("region") == 1  # right after the data source
+
+
+def test_every_series_selector_filters_on_the_region() -> None:
+    """Each metric or rule a query reads carries `region=~"$region"` in its braces.
+
+    The region variable's own query is the exception: it lists the regions.
+    """
+    for query in QUERIES:
+        if query.where == "variable region":
+            continue
+        for name in names_in(query.expr):
+            for match in re.finditer(_NAME_EDGE.format(re.escape(name)), query.expr):
+                rest = query.expr[match.end() :]
+                matchers = rest[: rest.find("}") + 1] if rest.startswith("{") else ""
+                assert REGION_MATCHER in matchers, f"{name} without region in {query}"
+
+
+def _query(dashboard: str, where: str) -> Query:
+    return next(q for q in QUERIES if q.dashboard == dashboard and q.where == where)
+
+
+def test_region_all_matches_series_without_a_region(tmp_path: Path) -> None:
+    """Prometheus's own engine (promtool test rules) evaluates the dashboards' queries
+    over series with and without a region label: All finds both, one region only its own.
+    """
+    from perfgen.stack.processes import BinaryMissing, find_binary
+
+    try:
+        promtool = find_binary("promtool")
+    except BinaryMissing as exc:
+        pytest.skip(str(exc))
+    providers = _query("perfgen-model", "variable provider")
+    regions = _query("perfgen-overview", "variable region")
+    inputs = [
+        ('llm_requests_total{provider="plain", model="m", module="latency"}', "1+1x5"),
+        ('llm_requests_total{provider="eu_only", model="m", module="latency", region="eu"}', "1"),
+        ('llm_requests_total{provider="us_only", model="m", module="latency", region="us"}', "1"),
+        ('up{job="llm_probe", instance="a"}', "1x5"),
+        ('up{job="perfgen_exporter", instance="b", region="eu"}', "1x5"),
+        ('up{job="llm_probe", instance="c", region="us"}', "1x5"),
+    ]
+    cases = [
+        # (query, $region as Grafana sends it, labels expected)
+        (
+            providers,
+            REGION_ALL,
+            ['{provider="plain"}', '{provider="eu_only"}', '{provider="us_only"}'],
+        ),
+        (providers, "eu", ['{provider="eu_only"}']),
+        (providers, "(eu|us)", ['{provider="eu_only"}', '{provider="us_only"}']),  # multi-value
+        (regions, REGION_ALL, ["{}", '{region="eu"}', '{region="us"}']),
+    ]
+    tests = [
+        {
+            "expr": substitute(query.expr, {**SAMPLE_VALUES, "region": region}),
+            "eval_time": "5m",
+            "exp_samples": [{"labels": labels, "value": 1} for labels in expected],
+        }
+        for query, region, expected in cases
+    ]
+    document = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": s, "values": v} for s, v in inputs],
+                "promql_expr_test": tests,
+            }
+        ],
+    }
+    path = tmp_path / "region_test.yml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    result = subprocess.run(
+        [promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_raw_metric_ranges_use_rate_interval() -> None:
@@ -215,8 +322,8 @@ def test_names_come_from_the_contract() -> None:
     for query in QUERIES:
         for name in names_in(query.expr):
             assert name in metrics | rules | PROMETHEUS_BUILTINS, f"{name} in {query}"
-        for job in re.findall(r'job="([^"]+)"', query.expr):
-            assert job in JOBS, str(query)
+        for jobs in re.findall(r'job=~?"([^"]+)"', query.expr):
+            assert set(jobs.split("|")) <= JOBS, str(query)
 
 
 def test_overview_covers_the_required_views() -> None:
@@ -247,7 +354,7 @@ def test_exporter_dashboard_covers_its_metrics() -> None:
     # scrapes_total is a counter: its name in the contract is the exposed one.
     missing = {m for m in exporter_metrics if m not in exprs}
     assert not missing, missing
-    assert 'up{job="perfgen_exporter"}' in exprs
+    assert f'up{{{REGION_MATCHER}, job="perfgen_exporter"}}' in exprs
 
 
 @pytest.mark.skipif(not RENDERED_RECORDING.exists(), reason="rules/rendered not rendered yet")

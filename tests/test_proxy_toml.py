@@ -8,7 +8,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from perfgen.generator import proxy_toml
 from perfgen.generator.proxy_toml import (
     TomlEditError,
     apply_routes,
@@ -17,6 +16,8 @@ from perfgen.generator.proxy_toml import (
     route_values,
     unified_diff,
 )
+
+from perfgen import atomic
 
 EXAMPLE = (Path(__file__).resolve().parent.parent / "examples" / "config.example.toml").read_text()
 
@@ -69,9 +70,9 @@ def test_new_route_key_is_appended_to_router_and_others_refused():
 
 
 def test_only_routes_changed_catches_other_edits():
-    base = '[router]\ndefault = "a,b"\nstrategy = "FillFirst"\n[x]\ny = 1\n'
+    base = '[router]\ndefault = "a,b"\nstrategy = "fill_first"\n[x]\ny = 1\n'
     assert only_routes_changed(base, base.replace("y = 1", "y = 2"))
-    assert only_routes_changed(base, base.replace("FillFirst", "RoundRobin"))
+    assert only_routes_changed(base, base.replace("fill_first", "round_robin"))
     assert only_routes_changed(base, base.replace('default = "a,b"\n', ""))
 
 
@@ -155,7 +156,7 @@ def test_crash_while_writing_leaves_the_old_file_whole(tmp_path, monkeypatch, cr
         "fsync": ("fsync", crashing_fsync),
         "write": ("fdopen", crashing_fdopen),
     }[crash_point]
-    monkeypatch.setattr(proxy_toml.os, *patch)
+    monkeypatch.setattr(atomic.os, *patch)
     with pytest.raises(Crash):
         atomic_write(target, new)
     monkeypatch.undo()

@@ -73,6 +73,7 @@ CONTRACT_ALERTS = {
     "PerfgenProbeMisconfigured",
     "PerfgenGeneratorNotSucceeding",
     "PerfgenRouteFlapping",
+    "PerfgenRoutesNotApplied",
 }
 
 

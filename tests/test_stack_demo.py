@@ -278,8 +278,9 @@ def _processes_under(directory: Path) -> list[str]:
 
 def _assert_everything_stopped(command: DemoCommand, directory: Path) -> None:
     ports = command.ports()
-    # The webhook receiver, simulator, exporter, Alertmanager, Prometheus, generator.
-    assert len(ports) == 6, command.output
+    # The webhook receiver, simulator, exporter, Alertmanager, Prometheus, proxy
+    # stand-in, generator.
+    assert len(ports) == 7, command.output
     assert not ports & _listening_ports(), command.output
     assert _processes_under(directory) == [], command.output
 
@@ -291,7 +292,7 @@ def test_demo_ctrl_c_stops_every_process(
 ) -> None:
     workdir = tmp_path / "demo"
     command = run_demo("--workdir", str(workdir))
-    command.wait_for_line("Step 1/4:", timeout=60)
+    command.wait_for_line("Step 1/5:", timeout=60)
     command.popen.send_signal(signal.SIGINT)
     code = command.finish(timeout=40)
     output = command.output

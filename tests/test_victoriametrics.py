@@ -25,8 +25,8 @@ import pytest
 import requests
 import test_generator_integration as prometheus_test
 from conftest import require_binaries
-from perfgen.generator.generate_cli import generate_once
 from perfgen.generator.promql import PromClient
+from perfgen.generator.run import generate_once
 from perfgen.generator.snapshot import hold_queries
 from perfgen.stack.processes import ManagedProcess, project_root, start_victoriametrics
 from test_generator_integration import (
@@ -172,7 +172,7 @@ def test_challenger_inside_hysteresis_margin_does_not_take_over(victoriametrics,
     assert router(cfg) == {
         "default": "hyst,a|hyst,b",
         "think": "hyst,d|hyst,c",
-        "strategy": "FillFirst",
+        "strategy": "fill_first",
     }
 
 
@@ -191,7 +191,7 @@ def test_challenger_needs_a_score_for_the_whole_hold_time(victoriametrics, tmp_p
         "default": "late,a|late,b",
         "think": "late,c|late,a",
         "background": "late,a|late,n",
-        "strategy": "FillFirst",
+        "strategy": "fill_first",
     }
     for challenger in ("b", "n"):
         assert (

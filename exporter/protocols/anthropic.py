@@ -148,7 +148,7 @@ class AnthropicProtocol:
         api_key: str,
     ) -> WireRequest:
         return streaming_request(
-            self.endpoint(provider.api_base_url),
+            provider.endpoint or self.endpoint(provider.api_base_url),
             model,
             module,
             prompt,

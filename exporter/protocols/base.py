@@ -23,7 +23,10 @@ TOKEN = 1  # the event carries a generated token of any kind (answer, reasoning,
 CONTENT = 2  # ... and it is visible answer content (text or tool-call), not reasoning
 END = 4  # the protocol's terminator: nothing meaningful can follow
 
-_DETAIL_LIMIT = 200
+DETAIL_LIMIT = 200  # what a failure detail shows, in logs and on the debug page
+# Protocol code cuts text only this short: the probe removes secrets from the whole text
+# and only then shortens it to DETAIL_LIMIT (a cut at 200 first could keep a key's start).
+_RAW_LIMIT = 4096
 
 
 class StreamFailure(Exception):
@@ -208,7 +211,11 @@ def body_error_text(body: bytes) -> str:
         return shorten(text)
 
 
-def shorten(text: str) -> str:
-    """One line, bounded: details end up in logs and on the exporter's debug page."""
-    line = " ".join(text.split())
-    return line if len(line) <= _DETAIL_LIMIT else line[: _DETAIL_LIMIT - 3] + "..."
+def shorten(text: str, limit: int = _RAW_LIMIT) -> str:
+    """One line, bounded: details end up in logs and on the exporter's debug page.
+
+    The default keeps enough for redaction to see a key whole; the probe cuts a redacted
+    detail to DETAIL_LIMIT.
+    """
+    line = " ".join(text[: limit * 4].split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -145,7 +145,7 @@ class OpenAIProtocol:
         api_key: str,
     ) -> WireRequest:
         return streaming_request(
-            self.endpoint(provider.api_base_url),
+            provider.endpoint or self.endpoint(provider.api_base_url),
             model,
             module,
             prompt,

@@ -1,0 +1,36 @@
+"""Durations derived from [performance] that more than one part must agree on.
+
+The alerting rules (rules/render.py) and the generator (generator/run.py, `perfgen
+query`) both call a target stale after `stale_after`; deriving it twice once gave 45 s
+in the rules and 9 s in the generator for the same config.
+"""
+
+from __future__ import annotations
+
+import math
+
+from perfgen.config import Performance, duration_seconds
+
+# A target is probed only when Prometheus scrapes it, rarely more often than every 15 s:
+# below that the configured test interval is not the real cadence of measurements, and
+# durations derived from it would page on one late scrape.
+MIN_PROBE_CADENCE_SECONDS = 15.0
+# A target without a measurement for this many probe intervals is stale.
+STALE_INTERVALS = 3
+
+
+def probe_cadence_seconds(performance: Performance) -> float:
+    """Seconds between two measurements of one target, as they really arrive."""
+    return max(performance.test_interval_minutes * 60.0, MIN_PROBE_CADENCE_SECONDS)
+
+
+def stale_after_seconds(performance: Performance) -> float:
+    """`[performance.generator] stale_after`, else STALE_INTERVALS probe cadences.
+
+    Whole seconds, rounded up: never shorter than derived.
+    """
+    if performance.generator.stale_after:
+        seconds = duration_seconds(performance.generator.stale_after)
+    else:
+        seconds = STALE_INTERVALS * probe_cadence_seconds(performance)
+    return float(math.ceil(seconds - 1e-9))
