@@ -89,6 +89,7 @@ def _config_lines(module: Module, provider: Provider) -> list[str]:
         "input_tokens",
         "expected_response",
         "temperature",
+        "reasoning_effort",
     ):
         lines.append(f"  {name} = {getattr(module, name)!r}")
     lines += [

@@ -99,6 +99,9 @@ DECODE_RATE_BUCKETS = (
     1000.0,
 )
 
+# DNS + TCP + TLS of a new connection: loopback takes 0.1 ms, a far TLS endpoint 0.5 s.
+CONNECT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
 # name -> (help, buckets, RequestResult attribute)
 HISTOGRAMS: dict[str, tuple[str, Sequence[float], str]] = {
     "llm_ttft_seconds": (
@@ -120,6 +123,12 @@ HISTOGRAMS: dict[str, tuple[str, Sequence[float], str]] = {
         "Decode rate (output tokens - 1) / (duration - ttft) of successful probe requests.",
         DECODE_RATE_BUCKETS,
         "tokens_per_second",
+    ),
+    "llm_connect_seconds": (
+        "Connection set-up (DNS, TCP, TLS) of successful probe requests that opened one; "
+        "never part of TTFT.",
+        CONNECT_BUCKETS,
+        "connect_seconds",
     ),
 }
 
@@ -191,6 +200,9 @@ class _Series:
     )
     output_tokens: int = 0
     input_tokens: int = 0
+    cached_input_tokens: int = 0
+    prompt_cache_hits: int = 0
+    reasoning_hidden: int = 0
 
 
 class CumulativeStore:
@@ -211,10 +223,13 @@ class CumulativeStore:
             # still paid for, and the token counters are what the budget is about.
             series.output_tokens += request.output_tokens or 0
             series.input_tokens += request.input_tokens or 0
+            series.cached_input_tokens += request.cached_input_tokens or 0
             if not request.success:
                 reason = request.failure_reason or "bad_stream"
                 series.failures[reason] = series.failures.get(reason, 0) + 1
                 continue
+            series.prompt_cache_hits += request.prompt_cache_hit
+            series.reasoning_hidden += request.reasoning_hidden
             for name, (_, _, attribute) in HISTOGRAMS.items():
                 value = getattr(request, attribute)
                 if value is not None:
@@ -259,6 +274,28 @@ class CumulativeStore:
         )
         inputs.add_metric(labels, series.input_tokens)
         families += [requests, failures, output, inputs]
+        for name, help_text, value in (
+            (
+                "llm_cached_input_tokens",
+                "Input tokens the provider served from its prompt cache.",
+                series.cached_input_tokens,
+            ),
+            (
+                "llm_prompt_cache_hit_requests",
+                "Successful probe requests whose prompt was partly served from cache "
+                "(their TTFT flatters the model).",
+                series.prompt_cache_hits,
+            ),
+            (
+                "llm_reasoning_hidden_requests",
+                "Successful probe requests whose reasoning was counted but not streamed; "
+                "their decode rate is the visible answer's.",
+                series.reasoning_hidden,
+            ),
+        ):
+            counter = CounterMetricFamily(name, help_text, labels=LABELS)
+            counter.add_metric(labels, value)
+            families.append(counter)
         return families
 
 
@@ -337,6 +374,32 @@ def probe_families(result: ProbeResult, *, cached: bool) -> list[Metric]:
         )
     gauge("llm_probe_output_tokens", "Output tokens of the probe.", result.output_tokens)
     gauge("llm_probe_input_tokens", "Input tokens of the probe.", result.input_tokens)
+    gauge(
+        "llm_probe_reasoning_tokens",
+        "Reasoning tokens of the probe (the server's count, else estimated).",
+        result.reasoning_tokens,
+    )
+    gauge(
+        "llm_probe_reasoning_hidden",
+        "1 when usage counted reasoning the stream did not show: the decode rate is then "
+        "the visible answer's tokens over the visible answer's stream.",
+        int(result.reasoning_hidden) if result.successes else None,
+    )
+    gauge(
+        "llm_probe_cached_input_tokens",
+        "Input tokens the provider served from its prompt cache.",
+        result.cached_input_tokens,
+    )
+    gauge(
+        "llm_probe_prompt_cache_hit",
+        "1 when part of the prompt came from the provider's cache (a flattering TTFT).",
+        int(result.prompt_cache_hit) if result.successes else None,
+    )
+    gauge(
+        "llm_probe_connect_seconds",
+        "Connection set-up (DNS, TCP, TLS), median of the requests that opened one.",
+        result.connect_seconds,
+    )
     source = result.token_count_source
     gauge(
         "llm_probe_token_count_estimated",

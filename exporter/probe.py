@@ -9,6 +9,11 @@ Timing (definitions in docs/exporter.md, "What is measured"):
   parsing; every event decoded from that read carries the read's timestamp.
 * TTFT: first event carrying a token of any kind; first_content: first visible answer
   token; duration: last token-bearing event.
+* Connection set-up (DNS, TCP, TLS) is timed by its own trace hooks and reported as
+  connect_seconds, apart from TTFT.
+* After the protocol's terminator, a stream that has not reported usage is read on to
+  the body's end, bounded in time and bytes (`_read_trailer`): some servers send usage
+  after `data: [DONE]`. Nothing read there moves a timestamp.
 
 A misbehaving provider never raises out of run_probe: every request ends as a
 RequestResult, failed ones with a result.FAILURE_REASONS word and a one-line detail
@@ -32,8 +37,10 @@ from typing import Any
 
 import aiohttp
 from multidict import CIMultiDictProxy
+from perfgen.exporter import accounting
 from perfgen.exporter.bounded import BoundedParts
-from perfgen.exporter.prompts import build_prompt, estimate_tokens, next_prompt_index
+from perfgen.exporter.failures import http_failure
+from perfgen.exporter.prompts import build_prompt, next_prompt_index
 from perfgen.exporter.protocols import (
     CONTENT,
     END,
@@ -46,12 +53,12 @@ from perfgen.exporter.protocols import (
 )
 from perfgen.exporter.protocols.base import (
     DETAIL_LIMIT,
-    body_error_text,
     loggable_url,
     shorten,
 )
 from perfgen.exporter.result import ProbeResult, RequestResult, decode_rate
 from perfgen.exporter.sse import Event, SSEDecoder, SSELimitExceeded
+from perfgen.exporter.tokens import estimate_tokens
 
 from perfgen.config import (
     Config,
@@ -79,17 +86,29 @@ _UNSENDABLE = re.compile(r"[^\x20-\x7e]")
 # before any response, so the request never reached the model (aiohttp retries this
 # itself only for idempotent methods, and a probe is a POST).
 _STALE_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+# After the terminator: how long and how much more to read for a late usage report.
+_TRAILER_SECONDS = 0.5
+_TRAILER_BYTES = 64 * 1024
 
 
 class _Timing:
     """Filled in by the trace hooks for one request (passed as trace_request_ctx)."""
 
-    __slots__ = ("connected", "reused", "t0")
+    __slots__ = ("connect_started", "connected", "reused", "t0")
 
     def __init__(self) -> None:
+        self.connect_started: float | None = None
         self.connected: float | None = None
         self.reused = False  # a kept-alive connection from the session's pool
         self.t0: float | None = None
+
+
+async def _on_connection_create(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: object
+) -> None:
+    timing = context.trace_request_ctx
+    if isinstance(timing, _Timing):
+        timing.connect_started = time.perf_counter()
 
 
 async def _on_connection_ready(
@@ -118,6 +137,7 @@ async def _on_headers_sent(
 
 
 TRACE = aiohttp.TraceConfig()
+TRACE.on_connection_create_start.append(_on_connection_create)
 TRACE.on_connection_create_end.append(_on_connection_ready)
 TRACE.on_connection_reuseconn.append(_on_connection_reused)
 TRACE.on_request_headers_sent.append(_on_headers_sent)
@@ -189,10 +209,19 @@ class _Stream:
     events: int = 0
     received: int = 0
     decoder: SSEDecoder = field(default_factory=SSEDecoder)
+    output_cap: int = 0  # the output cap the request carried
 
     @property
     def t0(self) -> float:
         return self.timing.t0 if self.timing.t0 is not None else self.start
+
+    @property
+    def connect_seconds(self) -> float | None:
+        """DNS + TCP + TLS of the connection this request opened; None if it reused one."""
+        timing = self.timing
+        if timing.reused or timing.connect_started is None or timing.connected is None:
+            return None
+        return timing.connected - timing.connect_started
 
 
 async def run_probe(
@@ -332,21 +361,24 @@ async def _run_stream(probe: _Probe, label: str, prompt: str) -> RequestResult:
         probe.module.max_tokens,
         probe.api_key,
     )
+    capabilities = probe.provider.capabilities(probe.model)
     probe.log(
         f"{label}: POST {loggable_url(request.url)} ({len(prompt)}-char prompt, "
-        f"max_tokens {probe.module.max_tokens})"
+        f"{capabilities.max_tokens_field} {probe.module.max_tokens})"
     )
     settings = probe.limits
     stream = _Stream(
         label,
         prompt,
         decoder=SSEDecoder(settings.max_sse_line_bytes, settings.max_sse_event_bytes),
+        output_cap=request.output_cap,
     )
     facts = probe.protocol.new_stream()
-    # Only a module with expected_response needs the answer text, and only so much of it.
-    facts.content_parts = BoundedParts(
-        settings.max_answer_bytes if probe.module.expected_response else 0
-    )
+    # The streamed text serves validation and, when no usage comes, the token estimate
+    # (exporter/accounting.py extrapolates past what was dropped): only so much of it.
+    facts.content_parts = BoundedParts(settings.max_answer_bytes)
+    facts.reasoning_parts = BoundedParts(settings.max_answer_bytes)
+    facts.tool_parts = BoundedParts(settings.max_answer_bytes)
     try:
         async with asyncio.timeout_at(probe.deadline):
             async with await _post(probe, request, stream) as response:
@@ -355,7 +387,7 @@ async def _run_stream(probe: _Probe, label: str, prompt: str) -> RequestResult:
                 stream.content_type = response.headers.get("Content-Type", "")
                 _log_headers(probe, stream, response)
                 if not 200 <= response.status < 300:
-                    return await _http_failure(probe, stream, response)
+                    return await _http_failure(probe, stream, response, request)
                 encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
                 if encoding not in ("", "identity"):
                     return _fail(
@@ -366,7 +398,9 @@ async def _run_stream(probe: _Probe, label: str, prompt: str) -> RequestResult:
                         "asked for identity; not decoded (a compressed stream is also a "
                         "buffered one, which would bend every timing)",
                     )
-                await _read(response.content, facts.feed, stream)
+                rest = await _read(response.content, facts.feed, stream)
+                if rest is not None and facts.wants_trailer:
+                    await _read_trailer(probe, response.content, facts, stream, rest)
     except TimeoutError:
         if stream.status is not None and not 200 <= stream.status < 300:
             # The status is the news; the error body was merely slow.
@@ -450,8 +484,11 @@ async def _post(probe: _Probe, request: WireRequest, stream: _Stream) -> aiohttp
 
 async def _read(
     content: aiohttp.StreamReader, on_event: Callable[[Event], int], stream: _Stream
-) -> None:
+) -> list[Event] | None:
     """The hot loop: timestamp each read as it returns, then decode it.
+
+    Returns None at the body's end, or the events decoded after the protocol's
+    terminator (usually none) when that came first.
 
     Reads are at most _SLICE_BYTES: a provider flooding us fills aiohttp's buffer faster
     than we decode, and decoding all of it in one go would hold the event loop (and every
@@ -483,11 +520,58 @@ async def _read(
                         stream.first_content = now
                     stream.last_token = now
                 if flags & END:
-                    return
+                    return _after(events, event)
         if not chunk:
-            return
+            return None
         if len(chunk) == _SLICE_BYTES:
             await asyncio.sleep(0)  # more may be buffered: let other callbacks in first
+
+
+def _after(events: list[Event], last: Event) -> list[Event]:
+    """The events of one read that follow `last` (by identity: events may be equal)."""
+    for index, event in enumerate(events):
+        if event is last:
+            return events[index + 1 :]
+    return []
+
+
+async def _read_trailer(
+    probe: _Probe,
+    content: aiohttp.StreamReader,
+    facts: StreamFacts,
+    stream: _Stream,
+    pending: list[Event],
+) -> None:
+    """After the terminator, until the body ends or usage comes: what the server adds.
+
+    Bounded (_TRAILER_SECONDS, _TRAILER_BYTES, and well inside the probe deadline) and
+    timing-neutral: the answer is complete, only its counts may still arrive. Whatever
+    goes wrong here leaves the answer as it was.
+    """
+    loop = asyncio.get_running_loop()
+    until = min(loop.time() + _TRAILER_SECONDS, probe.deadline - 0.05)
+    budget = _TRAILER_BYTES
+    events = pending
+    try:
+        async with asyncio.timeout_at(until):
+            while True:
+                for event in events:
+                    stream.events += 1
+                    facts.feed(event)
+                if not facts.wants_trailer or budget <= 0:
+                    return
+                chunk = await content.read(min(budget, _SLICE_BYTES))
+                if not chunk:
+                    for event in stream.decoder.flush():
+                        facts.feed(event)
+                    return
+                budget -= len(chunk)
+                stream.received += len(chunk)
+                events = stream.decoder.feed(chunk)
+    except TimeoutError:
+        probe.log(f"{stream.label}: no usage within {_TRAILER_SECONDS:g}s after the terminator")
+    except (StreamFailure, SSELimitExceeded, aiohttp.ClientError, OSError) as exc:
+        probe.log(f"{stream.label}: after the terminator: {type(exc).__name__}: {exc}")
 
 
 def _finish(probe: _Probe, stream: _Stream, facts: StreamFacts) -> RequestResult:
@@ -513,6 +597,8 @@ def _finish(probe: _Probe, stream: _Stream, facts: StreamFacts) -> RequestResult
         return _fail(
             probe, stream, "empty_response", f"stream ended without a token: {summary}", facts=facts
         )
+    if facts.truncated and stream.first_content is None:
+        return _fail(probe, stream, "reasoning_truncated", _cap_detail(probe, facts), facts=facts)
     if not tokens or stream.first_token is None or stream.last_token is None:
         return _fail(
             probe, stream, "empty_response", f"no token in the response: {summary}", facts=facts
@@ -533,21 +619,32 @@ def _finish(probe: _Probe, stream: _Stream, facts: StreamFacts) -> RequestResult
             facts=facts,
         )
 
-    output, source = _output_tokens(facts)
+    output, source = accounting.output_tokens(facts)
     t0 = stream.t0
     ttft = stream.first_token - t0
     first_content = stream.first_content - t0 if stream.first_content is not None else None
     duration = stream.last_token - t0
-    rate = decode_rate(output, duration, ttft)
-    reasoning = facts.reasoning_tokens
-    if reasoning is None and facts.reasoning_events:
-        reasoning = facts.reasoning_events
+    hidden = accounting.reasoning_hidden(facts)
+    if hidden:
+        # All output over the visible stream would credit the model with the reasoning
+        # it did before streaming anything: count the answer over the answer's stream.
+        basis = "visible_answer"
+        rate = decode_rate(accounting.answer_tokens(facts, output, source), duration, first_content)
+    else:
+        basis = "output"
+        rate = decode_rate(output, duration, ttft)
+    reasoning = accounting.reasoning_tokens(facts)
     content_text = "none" if first_content is None else f"{first_content:.3f}s"
     rate_text = "n/a" if rate is None else f"{rate:.1f}"
+    notes = ""
+    if hidden:
+        notes += f", reasoning not streamed ({reasoning or 'uncounted'} tokens): rate of the answer"
+    if facts.cached_input_tokens:
+        notes += f", {facts.cached_input_tokens} prompt tokens from the provider's cache"
     probe.log(
         f"{stream.label}: ok: ttft {ttft:.3f}s, first content {content_text}, "
         f"duration {duration:.3f}s, {output} output tokens ({source}), "
-        f"{rate_text} tokens/s; {summary}"
+        f"{rate_text} tokens/s{notes}; {summary}"
     )
     return RequestResult(
         success=True,
@@ -560,6 +657,21 @@ def _finish(probe: _Probe, stream: _Stream, facts: StreamFacts) -> RequestResult
         reasoning_tokens=reasoning,
         tokens_per_second=rate,
         token_count_source=source,
+        reasoning_hidden=hidden,
+        decode_rate_basis=basis if rate is not None else None,
+        cached_input_tokens=facts.cached_input_tokens,
+        connect_seconds=stream.connect_seconds,
+    )
+
+
+def _cap_detail(probe: _Probe, facts: StreamFacts) -> str:
+    reasoning = accounting.reasoning_tokens(facts)
+    field = probe.provider.capabilities(probe.model).max_tokens_field
+    spent = f"{reasoning} reasoning tokens" if reasoning else "reasoning"
+    return (
+        f"the output cap ({field} {probe.module.max_tokens}) ran out during reasoning: "
+        f"{spent} and no visible answer; raise the module's max_tokens or set its "
+        'reasoning_effort = "lowest"'
     )
 
 
@@ -573,15 +685,17 @@ _PROMPT_OVERHEAD_TOKENS = 4096
 def _drop_implausible_usage(probe: _Probe, stream: _Stream, facts: StreamFacts) -> None:
     """Forget counts the provider reported that cannot be true, saying so in the log.
 
-    A token streamed took at least one byte, and the request capped the output at
-    max_tokens; a count outside that (negative, absurd) would bend the decode rate and
-    the budget, so the estimate from token events stands in for it.
+    The request capped the output (the cap as sent: an Anthropic thinking budget and the
+    Responses minimum raise it); a count outside that (negative, absurd) would bend the
+    decode rate and the budget, so the estimate from the streamed text stands in for it.
     """
-    output_cap = min(probe.module.max_tokens + _USAGE_SLACK_TOKENS, stream.received)
+    # Not bounded by the bytes streamed: hidden reasoning is counted without being sent.
+    output_cap = max(probe.module.max_tokens, stream.output_cap) + _USAGE_SLACK_TOKENS
     checks = (
         ("output_tokens", output_cap),
         ("reasoning_tokens", output_cap),
         ("input_tokens", len(stream.prompt.encode()) + _PROMPT_OVERHEAD_TOKENS),
+        ("cached_input_tokens", len(stream.prompt.encode()) + _PROMPT_OVERHEAD_TOKENS),
     )
     for name, cap in checks:
         value = getattr(facts, name)
@@ -589,15 +703,8 @@ def _drop_implausible_usage(probe: _Probe, stream: _Stream, facts: StreamFacts) 
             setattr(facts, name, None)
             probe.log(
                 f"{stream.label}: usage ignored: {name}={shorten(str(value))} is implausible "
-                f"(allowed 0-{cap}: max_tokens and the {stream.received} bytes streamed)"
+                f"(allowed 0-{cap}: the output cap as sent, or the prompt's size)"
             )
-
-
-def _output_tokens(facts: StreamFacts) -> tuple[int, str]:
-    """The server's count when it gave a believable one; else one token per token event."""
-    if facts.output_tokens:
-        return facts.output_tokens, "usage"
-    return facts.token_events, "estimate"
 
 
 def _fail(
@@ -615,10 +722,12 @@ def _fail(
     output: int | None = None
     source: str | None = None
     input_tokens: int | None = None
+    cached: int | None = None
     received = ""
     if facts is not None:
+        cached = facts.cached_input_tokens
         _drop_implausible_usage(probe, stream, facts)
-        output, source = _output_tokens(facts)
+        output, source = accounting.output_tokens(facts)
         if not output:
             output, source = None, None
         else:
@@ -634,6 +743,8 @@ def _fail(
         input_tokens=input_tokens,
         token_count_source=source,
         retry_after_seconds=retry_after,
+        cached_input_tokens=cached,
+        connect_seconds=stream.connect_seconds,
     )
 
 
@@ -660,20 +771,20 @@ def _log_headers(probe: _Probe, stream: _Stream, response: aiohttp.ClientRespons
 
 
 async def _http_failure(
-    probe: _Probe, stream: _Stream, response: aiohttp.ClientResponse
+    probe: _Probe, stream: _Stream, response: aiohttp.ClientResponse, request: WireRequest
 ) -> RequestResult:
     status = response.status
     retry_after = retry_after_seconds(response.headers)
     if 300 <= status < 400:
         # Redirects are not followed: they would hide a wrong api_base_url and skew t0.
         where = loggable_url(response.headers.get("Location", "?"))
-        detail = f"HTTP {status} redirect to {where}; fix api_base_url"
+        reason, detail = "http_4xx", f"HTTP {status} redirect to {where}; fix api_base_url"
     else:
         body = await _read_some(response.content)
-        detail = f"HTTP {status}: {body_error_text(body)}"
+        reason, detail = http_failure(status, body, request.body, probe.provider.name)
     if retry_after is not None:
         detail += f" (Retry-After {retry_after:g}s)"
-    return _fail(probe, stream, _http_reason(status), detail, retry_after)
+    return _fail(probe, stream, reason, detail, retry_after)
 
 
 def _http_reason(status: int) -> str:

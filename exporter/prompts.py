@@ -1,9 +1,10 @@
 """Which prompt a probe sends: rotated per probe, padded for long-context modules.
 
 Rotation keeps provider-side caches (exact-response caches, prefix caches) from
-flattering a model that is asked the same question every minute. Padding starts with
-a per-probe nonce for the same reason: a long shared prefix is exactly what prefix
-caching (OpenAI, Anthropic, DeepSeek) serves fast and cheap.
+flattering a model that is asked the same question every minute. Every prompt starts
+with a per-request nonce for the same reason: prefix caches (OpenAI, Anthropic, DeepSeek)
+match from the first token, so a nonce anywhere else leaves the whole prefix before it
+cacheable. Whatever is cached anyway is reported (`cached_input_tokens`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ _FILLER = (
     "In winter the ledger grows thin, since storms keep the larger ships offshore. "
 )
 _HEADER = "Reference {nonce}. The notes below are background only; do not summarise them.\n\n"
+_SHORT_HEADER = "Reference {nonce}.\n"
 
 _counters: dict[tuple[str, str], int] = {}
 _lock = threading.Lock()  # the CLI and tests may probe from more than one thread
@@ -38,21 +40,18 @@ def next_prompt_index(target: str, module: str) -> int:
 
 
 def build_prompt(module: Module, index: int, nonce: str | None = None) -> str:
-    """Prompt number `index` (wrapping) of the module, padded to ~module.input_tokens."""
+    """Prompt number `index` (wrapping) of the module after a nonce, padded to about
+    module.input_tokens."""
     prompt = module.prompts[index % len(module.prompts)]
+    nonce = nonce or secrets.token_hex(4)
     if module.input_tokens <= 0:
-        return prompt
-    header = _HEADER.format(nonce=nonce or secrets.token_hex(4))
+        return _SHORT_HEADER.format(nonce=nonce) + prompt
+    header = _HEADER.format(nonce=nonce)
     target_chars = module.input_tokens * CHARS_PER_TOKEN
     room = target_chars - len(header) - len(prompt) - 2
     if room <= 0:
-        return prompt
+        return _SHORT_HEADER.format(nonce=nonce) + prompt
     filler = _FILLER * (room // len(_FILLER) + 1)
     # Cut at a word boundary so the padding stays ordinary text for the tokenizer.
     cut = filler.rfind(" ", 0, room)
     return f"{header}{filler[: cut if cut > 0 else room]}\n\n{prompt}"
-
-
-def estimate_tokens(text: str) -> int:
-    """Rough token count of `text` (at least 1) when the server reports none."""
-    return max(1, round(len(text) / CHARS_PER_TOKEN))

@@ -23,6 +23,16 @@ FAILURE_REASONS = (
     "empty_response",
     "validation",
     "no_api_key",
+    # The provider refused a request parameter: the operator's configuration (the
+    # capability table), not the provider's health. The detail names the parameter.
+    "unsupported_parameter",
+    "overloaded",  # HTTP 529 / overloaded_error, also in-stream after HTTP 200
+    "auth",  # HTTP 401 / 403: a wrong, revoked or unauthorised key
+    "quota",  # insufficient_quota, out of credit
+    "context_length",
+    "content_filter",
+    # The output cap ran out while the model was still reasoning: no visible answer.
+    "reasoning_truncated",
 )
 # Reasons of requests that were never sent: the exporter's own misconfiguration, not the
 # provider's doing, so they are not counted as requests (llm_requests_total,
@@ -49,6 +59,18 @@ class RequestResult:
     tokens_per_second: float | None = None
     token_count_source: str | None = None  # "usage" | "estimate"
     retry_after_seconds: float | None = None
+    # Usage counted reasoning that the stream did not show; the decode rate is then
+    # the visible answer's tokens over the visible answer's stream.
+    reasoning_hidden: bool = False
+    decode_rate_basis: str | None = None  # "output" | "visible_answer"
+    cached_input_tokens: int | None = None  # prompt tokens the provider served from cache
+    # DNS + TCP + TLS of a new connection (None: a kept-alive one); never part of TTFT.
+    connect_seconds: float | None = None
+
+    @property
+    def prompt_cache_hit(self) -> bool:
+        """The provider served part of the prompt from its cache: a flattering TTFT."""
+        return bool(self.cached_input_tokens)
 
 
 def decode_rate(
@@ -138,6 +160,36 @@ class ProbeResult:
         return sum(counts) if counts else None
 
     @property
+    def reasoning_tokens(self) -> int | None:
+        counts = [r.reasoning_tokens for r in self.successes if r.reasoning_tokens is not None]
+        return sum(counts) if counts else None
+
+    @property
+    def reasoning_hidden(self) -> bool:
+        return any(r.reasoning_hidden for r in self.successes)
+
+    @property
+    def decode_rate_basis(self) -> str | None:
+        """How the decode rate was computed; "visible_answer" if any request needed it."""
+        bases = {r.decode_rate_basis for r in self.successes if r.decode_rate_basis}
+        if not bases:
+            return None
+        return "visible_answer" if "visible_answer" in bases else "output"
+
+    @property
+    def cached_input_tokens(self) -> int | None:
+        counts = [r.cached_input_tokens for r in self.requests if r.cached_input_tokens is not None]
+        return sum(counts) if counts else None
+
+    @property
+    def prompt_cache_hit(self) -> bool:
+        return any(r.prompt_cache_hit for r in self.successes)
+
+    @property
+    def connect_seconds(self) -> float | None:
+        return _median([r.connect_seconds for r in self.requests if r.connect_seconds is not None])
+
+    @property
     def token_count_source(self) -> str | None:
         sources = {r.token_count_source for r in self.successes if r.token_count_source}
         if not sources:
@@ -168,6 +220,12 @@ class ProbeResult:
             "tokens_per_second": self.tokens_per_second,
             "aggregate_tokens_per_second": self.aggregate_tokens_per_second,
             "token_count_source": self.token_count_source,
+            "reasoning_tokens": self.reasoning_tokens,
+            "reasoning_hidden": self.reasoning_hidden,
+            "decode_rate_basis": self.decode_rate_basis,
+            "cached_input_tokens": self.cached_input_tokens,
+            "prompt_cache_hit": self.prompt_cache_hit,
+            "connect_seconds": self.connect_seconds,
             # (min, max) over the successful requests: the spread of a concurrent probe.
             "spread": {
                 name: list(spread) if (spread := self.spread(name)) else None
@@ -175,5 +233,7 @@ class ProbeResult:
             },
             "started_at": self.started_at,
             "elapsed_seconds": self.elapsed_seconds,
-            "requests": [asdict(r) for r in self.requests],
+            "requests": [
+                {**asdict(r), "prompt_cache_hit": r.prompt_cache_hit} for r in self.requests
+            ],
         }

@@ -26,7 +26,7 @@ from perfgen.generator.apply import (
 )
 from perfgen.generator.metrics import GeneratorMetrics
 from perfgen.generator.promql import PrometheusConnection
-from perfgen.generator.query_cli import prometheus_options
+from perfgen.generator.query_cli import prometheus_options, region_option
 from perfgen.generator.run import EXIT_ERROR, Runner
 from perfgen.generator.timer import run_every
 
@@ -145,6 +145,7 @@ from perfgen.listen import display_host, parse_listen
 )
 @click.option("--no-backup", is_flag=True, help="Do not keep FILE.bak.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the diff.")
+@region_option
 def generate(
     config_path: str,
     dry_run: bool,
@@ -165,6 +166,7 @@ def generate(
     metrics_listen: str | None,
     no_backup: bool,
     quiet: bool,
+    region: str | None,
     connection: PrometheusConnection,
 ) -> None:
     """Rewrite the proxy's [router] routes from Prometheus' recording rules.
@@ -231,6 +233,7 @@ def generate(
             always_reload=always_reload,
             backup=not no_backup,
             applier=applier,
+            region=region,
         ),
         show_explain,
         quiet,

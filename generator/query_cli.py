@@ -133,6 +133,16 @@ def connection_from_options(options: dict[str, Any]) -> PrometheusConnection:
     )
 
 
+def region_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--region NAME`, shared by `generate` and `query` (docs/scale-out.md)."""
+    return click.option(
+        "--region",
+        metavar="NAME",
+        help="Rank from this region's series only (label region=NAME); default: every "
+        "region, each model judged by its worst region.",
+    )(command)
+
+
 def stale_after(performance: Performance) -> str:
     """The PromQL range for staleness: the one derivation the rules use too."""
     return f"{stale_after_seconds(performance):.0f}s"
@@ -199,11 +209,20 @@ def rank_rows(
     return [Row(i + 1, stats[item.route], item.group, item.reason) for i, item in enumerate(ranked)]
 
 
-def render(rows: Sequence[Row], fmt: str, scenario: str, window: str, at: float) -> str:
+def render(
+    rows: Sequence[Row],
+    fmt: str,
+    scenario: str,
+    window: str,
+    at: float,
+    *,
+    region: str | None = None,
+) -> str:
     if fmt == "json":
         payload = {
             "scenario": scenario,
             "window": window,
+            "region": region,
             "evaluated_at": round(at, 3),
             "models": [row.as_dict() for row in rows],
         }
@@ -216,10 +235,10 @@ def render(rows: Sequence[Row], fmt: str, scenario: str, window: str, at: float)
             data = row.as_dict()
             writer.writerow({k: _csv_cell(v) for k, v in data.items()})
         return out.getvalue()
-    return _table(rows, scenario, window)
+    return _table(rows, scenario, window, region)
 
 
-def _table(rows: Sequence[Row], scenario: str, window: str) -> str:
+def _table(rows: Sequence[Row], scenario: str, window: str, region: str | None = None) -> str:
     header = (
         "RANK",
         "PROVIDER",
@@ -251,7 +270,7 @@ def _table(rows: Sequence[Row], scenario: str, window: str) -> str:
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     numeric = {0, 3, 4, 5, 6, 7}
-    text = [f"scenario {scenario}, window {window}"]
+    text = [f"scenario {scenario}, window {window}" + (f", region {region}" if region else "")]
     for line in lines:
         cells = [
             cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
@@ -313,11 +332,13 @@ def _csv_cell(value: Any) -> Any:
     metavar="DURATION",
     help="Recording-rule window (default: [performance] window, else 1h).",
 )
+@region_option
 def query(
     config_path: str | None,
     scenario: str,
     fmt: str,
     window: str | None,
+    region: str | None,
     connection: PrometheusConnection,
 ) -> None:
     """Print the ranking of one routing scenario from the recording rules.
@@ -343,6 +364,7 @@ def query(
             hold_seconds=0,
             stale_after=stale,
             stale_after_seconds=duration_seconds(stale),
+            region=region,
         )
     except (ConfigError, PromQLError, ValueError) as exc:
         click.echo(f"perfgen query: error: {exc}", err=True)
@@ -368,4 +390,4 @@ def query(
                 pass  # a malformed route is generate's problem to report
         extra = [*(own.candidates if own and own.candidates else ()), *chain]
     rows = rank_rows(snap, scenario, policy, extra, only, chain)
-    click.echo(render(rows, fmt, scenario, window, snap.at), nl=False)
+    click.echo(render(rows, fmt, scenario, window, snap.at, region=region), nl=False)

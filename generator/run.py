@@ -157,8 +157,12 @@ def plan_routes(
     *,
     at: float | None = None,
     out: str | os.PathLike[str] | None = None,
+    region: str | None = None,
 ) -> Plan:
     """Read, query and decide; raises GenerateError, ConfigError or PromQLError.
+
+    `region`: rank from that region's series (label `region`); None: from every region,
+    each figure folded to the worst region's (generator/snapshot.py, FOLD).
 
     With `out` (the file the result goes to), the plan starts from the routes last
     written there, so an unchanged ranking is "unchanged" and hysteresis defends the
@@ -198,6 +202,7 @@ def plan_routes(
         stale_after=stale,
         stale_after_seconds=duration_seconds(stale),
         at=at,
+        region=region,
     )
     decisions = decide_all(config, snap)
     routes = {d.scenario: d.chain_text for d in decisions if d.changed}
@@ -297,6 +302,7 @@ def generate_once(
     backup: bool = True,
     at: float | None = None,
     applier: Applier | None = None,
+    region: str | None = None,
 ) -> GenerateResult:
     """One complete run. Raises before writing; a failed reload or apply is `result.error`.
 
@@ -304,7 +310,7 @@ def generate_once(
     (generator/apply.py), also when this run changed nothing but the proxy's live
     routes still differ (a change that waited, or a failed apply being healed).
     """
-    plan = plan_routes(config_path, client, at=at, out=out)
+    plan = plan_routes(config_path, client, at=at, out=out, region=region)
     result = GenerateResult(plan)
     if dry_run:
         return result

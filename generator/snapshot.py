@@ -9,12 +9,13 @@ ModelStats. Talking HTTP and turning failures into PromQLError is the client's j
 
 from __future__ import annotations
 
+import json
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from perfgen.generator.promql import PromClient, Sample
+from perfgen.generator.promql import PromClient, PromQLError, Sample
 from perfgen.generator.ranking import ModelStats
 
 from perfgen.config import Route
@@ -40,24 +41,46 @@ def rule_names(window: str) -> dict[str, str]:
     }
 
 
-def snapshot_queries(window: str, stale_after: str) -> dict[str, str]:
-    """PromQL per role. `max by` folds duplicates (HA replicas behind Thanos, say)."""
+# Across regions (series with different `region` labels) each figure is folded to the
+# worst region's: the lowest score, meets-thresholds flag, sample count, decode rate and
+# success ratio, the highest p95 TTFT. A route chosen for every region must be good in
+# each of them. With one series per provider and model (one region, no region label)
+# the fold changes nothing; duplicates of HA replicas that are not deduplicated fold
+# the same way. The newest probe is the newest of any region.
+FOLD = {
+    "score": "min",
+    "meets": "min",
+    "samples": "min",
+    "ttft_p95": "max",
+    "decode": "min",
+    "success": "min",
+}
+
+
+def region_selector(name: str, region: str | None) -> str:
+    """`name`, or `name{region="eu"}`: one region's series of a metric."""
+    if region is None:
+        return name
+    return f"{name}{{region={json.dumps(region)}}}"
+
+
+def snapshot_queries(window: str, stale_after: str, region: str | None = None) -> dict[str, str]:
+    """PromQL per role; `region` keeps one region's series, else regions fold (FOLD)."""
     names = rule_names(window)
-    queries = {
-        role: f"max by (provider, model, scenario) ({names[role]})" for role in ("score", "meets")
-    }
-    queries.update(
-        {
-            role: f"max by (provider, model) ({names[role]})"
-            for role in ("samples", "ttft_p95", "decode", "success")
-        }
-    )
+    queries = {}
+    for role, fold in FOLD.items():
+        by = "provider, model, scenario" if role in ("score", "meets") else "provider, model"
+        queries[role] = f"{fold} by ({by}) ({region_selector(names[role], region)})"
     # The newest probe of any module within stale_after; an exporter that stopped
     # reporting still shows its last timestamp here until stale_after has passed.
-    queries["last_probe"] = (
-        f"max by (provider, model) (max_over_time({PROBE_TIMESTAMP}[{stale_after}]))"
-    )
+    probe = region_selector(PROBE_TIMESTAMP, region)
+    queries["last_probe"] = f"max by (provider, model) (max_over_time({probe}[{stale_after}]))"
     return queries
+
+
+def newest_evaluation_query(window: str, region: str | None = None) -> str:
+    """When the rules last wrote a score: the end of the hold window (see HoldQueries)."""
+    return f"max(timestamp({region_selector(rule_names(window)['score'], region)}))"
 
 
 @dataclass(frozen=True)
@@ -73,6 +96,13 @@ class HoldScores:
 class HoldQueries:
     """The hysteresis statistics of every score series, one instant query each.
 
+    `at` is the newest rule evaluation (the newest score sample's timestamp), not the
+    wall clock: a server that shows samples only some time after they were written
+    (VictoriaMetrics' `-search.latencyOffset`, 30 s by default; remote write and
+    vmalert in between) would otherwise have no score at the last steps, and no
+    challenger could ever hold for the whole hold time. Prometheus and VictoriaMetrics
+    with their default settings then decide alike.
+
     The steps are those a range query from `at - hold` to `at` would evaluate (`points`
     of them, `step` seconds apart). A subquery's steps are multiples of its step since
     the epoch, so the inner selector is shifted by `offset` (the distance from
@@ -81,19 +111,26 @@ class HoldQueries:
     range reaches half a step before the first step, so the first step is inside
     whether the server's ranges are left-closed (Prometheus 2) or left-open (3).
 
-    `max by` is applied after the function, not at each step: aggregating 7000 series
-    at each of 61 steps is what made the range query slow (a subquery over a plain
-    selector is cheap). With one series per provider, model and scenario this is the
-    same number; with duplicates (HA replicas) one of them must hold on its own.
+    The fold across series (regions, HA duplicates) is applied after the function, not
+    at each step: aggregating 7000 series at each of 61 steps is what made the range
+    query slow (a subquery over a plain selector is cheap). With one series per
+    provider, model and scenario this is the same number. Across regions: the lowest
+    score is the worst region's lowest; the highest is the lowest of the regions'
+    highest, at least the worst region's highest (so an incumbent is defended with a
+    figure no lower than its own); coverage needs a score at every step in every
+    region; `sum` propagates a NaN step of any region.
     """
 
     time: float
     step: float
     points: int
     queries: dict[str, str]
+    end: float = 0.0  # the `at` asked for: the last step of the range query
 
 
-def hold_queries(window: str, hold_seconds: float, at: float) -> HoldQueries:
+def hold_queries(
+    window: str, hold_seconds: float, at: float, region: str | None = None
+) -> HoldQueries:
     """Lowest, highest, step count and sum (NaN when a step was NaN) over the hold time."""
     step_ms = int(max(15.0, math.ceil(hold_seconds / 60)) * 1000)
     at_ms, hold_ms = round(at * 1000), round(hold_seconds * 1000)
@@ -101,13 +138,18 @@ def hold_queries(window: str, hold_seconds: float, at: float) -> HoldQueries:
     first_ms = -(-start_ms // step_ms) * step_ms  # first multiple of the step >= start
     offset_ms = first_ms - start_ms
     steps = hold_ms // step_ms
-    selector = rule_names(window)["score"] + (f" offset {offset_ms}ms" if offset_ms else "")
+    selector = region_selector(rule_names(window)["score"], region) + (
+        f" offset {offset_ms}ms" if offset_ms else ""
+    )
     span = f"[{steps * step_ms + step_ms // 2}ms:{step_ms}ms]"
+    fold = {"min": "min", "max": "min", "count": "min", "sum": "sum"}
     queries = {
-        name: f"max by (provider, model, scenario) ({name}_over_time(({selector}){span}))"
+        name: f"{fold[name]} by (provider, model, scenario) ({name}_over_time(({selector}){span}))"
         for name in ("min", "max", "count", "sum")
     }
-    return HoldQueries((first_ms + steps * step_ms) / 1000, step_ms / 1000, steps + 1, queries)
+    return HoldQueries(
+        (first_ms + steps * step_ms) / 1000, step_ms / 1000, steps + 1, queries, at_ms / 1000
+    )
 
 
 @dataclass
@@ -126,6 +168,8 @@ class Snapshot:
     hold: dict[tuple[str, str, str], HoldScores] = field(default_factory=dict)
     hold_points: int = 0
     warnings: list[str] = field(default_factory=list)
+    region: str | None = None  # the region ranked from; None: every region, folded
+    hold_end: float | None = None  # the newest rule evaluation, where the hold time ends
 
     def keys(self) -> list[Key]:
         """Every provider+model any rule has data for, sorted."""
@@ -143,49 +187,82 @@ def fetch_snapshot(
     stale_after: str,
     stale_after_seconds: float,
     at: float | None = None,
+    region: str | None = None,
 ) -> Snapshot:
     """Run the snapshot queries at one instant; any failed query fails the snapshot.
 
-    The queries run concurrently (`QUERY_WORKERS`); their answers are read in query
-    order, so the error raised is the first failed query's, as if they ran one by one.
+    `region`: rank from that region's series only; None: from every region, folded to
+    the worst region's figures (FOLD). The queries run concurrently (`QUERY_WORKERS`);
+    their answers are read in query order, so the error raised is the first failed
+    query's, as if they ran one by one. The newest rule evaluation is asked first: the
+    hold-time queries end there (HoldQueries) and join the others as soon as it is known;
+    their answers (and errors) count only if there are scores.
     """
     at = time.time() if at is None else at
-    hold = hold_queries(window, hold_seconds, at) if hold_seconds > 0 else None
-    snap = Snapshot(
-        at,
-        window,
-        stale_after_seconds,
-        hold_seconds,
-        hold.step if hold else max(15.0, math.ceil(hold_seconds / 60)),
-    )
-    queries = snapshot_queries(window, stale_after)
-    jobs = [(query, at) for query in queries.values()]
-    if hold is not None:
-        # Sent with the others; their answers (and errors) count only if there are scores.
-        jobs += [(query, hold.time) for query in hold.queries.values()]
-    with ThreadPoolExecutor(min(QUERY_WORKERS, len(jobs))) as pool:
-        answers = [pool.submit(client.instant, query, when) for query, when in jobs]
+    step = max(15.0, math.ceil(hold_seconds / 60))
+    snap = Snapshot(at, window, stale_after_seconds, hold_seconds, step, region=region)
+    queries = snapshot_queries(window, stale_after, region)
+    with ThreadPoolExecutor(QUERY_WORKERS) as pool:
+        newest = (
+            pool.submit(client.instant, newest_evaluation_query(window, region), at)
+            if hold_seconds > 0
+            else None
+        )
+        answers = [pool.submit(client.instant, query, at) for query in queries.values()]
         try:
-            for role, answer in zip(queries, answers[: len(queries)], strict=True):
+            hold, held = _submit_hold(pool, client, newest, window, hold_seconds, at, region)
+            for role, answer in zip(queries, answers, strict=True):
                 _add_samples(snap, role, answer.result())
+            if newest is not None and snap.score:
+                newest.result()  # its error, if it failed
             if hold is not None and snap.score:
-                snap.hold_points = hold.points
-                snap.hold = _hold_scores(hold, [a.result() for a in answers[len(queries) :]])
+                snap.hold_end, snap.hold_step, snap.hold_points = hold.end, hold.step, hold.points
+                snap.hold = _hold_scores(hold, [a.result() for a in held])
         finally:
             pool.shutdown(cancel_futures=True)  # after a failure, start no further query
+    where = f" in region {region}" if region is not None else ""
     if not snap.score:
         snap.warnings.append(
-            f"no {rule_names(window)['score']} series at all: are perfgen's recording rules "
-            f"loaded with window {window}, and is the exporter scraped?"
+            f"no {rule_names(window)['score']} series{where} at all: are perfgen's recording "
+            f"rules loaded with window {window}, and is the exporter scraped?"
         )
     if snap.score and not snap.last_probe:
         # The recording rules still answer for up to their window after the exporter
         # went silent; without a probe timestamp their numbers may be that old.
         snap.warnings.append(
-            f"no {PROBE_TIMESTAMP} in the last {stale_after}: every model counts as "
+            f"no {PROBE_TIMESTAMP}{where} in the last {stale_after}: every model counts as "
             "stale and routes are left as they are (is the exporter scraped?)"
         )
     return snap
+
+
+def _submit_hold(
+    pool: ThreadPoolExecutor,
+    client: PromClient,
+    newest: Future[list[Sample]] | None,
+    window: str,
+    hold_seconds: float,
+    at: float,
+    region: str | None,
+) -> tuple[HoldQueries | None, list[Future[list[Sample]]]]:
+    """Once the newest rule evaluation is known, submit the hold-time queries ending there.
+
+    The end is on a multiple of the step, so the subqueries run at that instant (no
+    offset) and never later than the newest sample: a server that moves queries of the
+    last moments back (VictoriaMetrics' latency offset) leaves them where they are, and
+    their last step in place. No score sample at all: no hold queries.
+    """
+    if newest is None:
+        return None, []
+    try:
+        found = [s.value for s in newest.result() if math.isfinite(s.value)]
+    except PromQLError:
+        return None, []  # raised by the caller when there are scores
+    if not found:
+        return None, []
+    step = max(15.0, math.ceil(hold_seconds / 60))
+    hold = hold_queries(window, hold_seconds, math.floor(min(max(found), at) / step) * step, region)
+    return hold, [pool.submit(client.instant, q, hold.time) for q in hold.queries.values()]
 
 
 def _add_samples(snap: Snapshot, role: str, samples: list[Sample]) -> None:

@@ -21,6 +21,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+from perfgen.capabilities import (
+    CAPABILITY_FIELDS,
+    LOWEST,
+    MAX_TOKENS_FIELDS,
+    MIN_THINKING_BUDGET,
+    REASONING_EFFORTS,
+    Capabilities,
+)
+from perfgen.capabilities import resolve as resolve_capabilities
 from perfgen.endpoints import proxy_endpoint
 
 SCENARIOS = (
@@ -32,7 +41,7 @@ SCENARIOS = (
     "web_search",
     "image",
 )
-PROTOCOLS = ("openai", "anthropic")
+PROTOCOLS = ("openai", "anthropic", "openai-responses")
 
 # The proxy picks the wire format from the provider's name; perfgen infers the same way.
 _ANTHROPIC_NAMES = {"anthropic", "minimax", "kimi"}
@@ -134,6 +143,12 @@ class Provider:
     # The URL the proxy itself calls (perfgen/endpoints.py); None: the protocol's rule,
     # as with an api_base_url or protocol override in [performance.providers.NAME].
     endpoint: str | None = None
+    # [performance.providers.NAME] capability keys: (model glob, keys), "*" provider-wide.
+    capability_overrides: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+
+    def capabilities(self, model: str) -> Capabilities:
+        """What a probe request to `model` looks like (perfgen/capabilities.py)."""
+        return resolve_capabilities(self.protocol, self.name, model, self.capability_overrides)
 
     @property
     def key_for_probing(self) -> Secret:
@@ -170,7 +185,10 @@ class Module:
     concurrency: int = 1
     input_tokens: int = 0  # pad the prompt to about this many tokens (long-prompt scenarios)
     expected_response: str | None = None  # regex the answer must match
-    temperature: float = 0.0
+    # No sampling parameter is sent unless set: reasoning models refuse all but the default.
+    temperature: float | None = None
+    # Sent where the model family takes one ("lowest": the family's lowest effort).
+    reasoning_effort: str | None = None
 
 
 _SHORT_PROMPTS = (
@@ -192,12 +210,16 @@ BUILTIN_MODULES: dict[str, Module] = {
     "concurrent": Module(
         "concurrent", _SHORT_PROMPTS, max_tokens=64, timeout_seconds=60, concurrency=4
     ),
+    # Reasoning models think before they answer, and their cap covers the thinking: 8
+    # tokens would end every one of them mid-thought. 128 at the lowest effort lets them
+    # answer; a model that just says OK still stops after two tokens.
     "health": Module(
         "health",
         ("Reply with: OK",),
-        max_tokens=8,
+        max_tokens=128,
         timeout_seconds=15,
         expected_response=r"(?i)\bok\b",
+        reasoning_effort=LOWEST,
     ),
     "long_context": Module(
         "long_context", _SHORT_PROMPTS, max_tokens=16, timeout_seconds=60, input_tokens=8000
@@ -513,6 +535,7 @@ def _parse_providers(
             endpoint=None
             if override.get("api_base_url") or override.get("protocol")
             else proxy_endpoint(name, base_url),
+            capability_overrides=override.get("capabilities", ()),
         )
     return providers
 
@@ -537,13 +560,57 @@ def _parse_provider_overrides(
         if weak:
             warnings.append(f"{reader.path}: {reader.key('probe_api_key')}: {weak}")
         base_url = reader.url("api_base_url")
+        capabilities = [("*", _parse_capabilities(reader))]
+        models = reader.sub("models")
+        if models is not None:
+            for pattern in models.table:
+                model_reader = models.sub(pattern)
+                assert model_reader is not None
+                capabilities.append((pattern, _parse_capabilities(model_reader)))
+                model_reader.reject_unknown()
         reader.reject_unknown()
         overrides[name] = {
             "protocol": protocol,
             "probe_api_key": probe_key,
             "api_base_url": base_url,
+            "capabilities": tuple((p, c) for p, c in capabilities if c),
         }
     return overrides
+
+
+def _parse_capabilities(reader: _Reader) -> dict[str, Any]:
+    """The capability keys set in one table (perfgen/capabilities.py); unset keys are absent."""
+    found: dict[str, Any] = {}
+    field = reader.get("max_tokens_field", str)
+    if field is not None:
+        if field not in MAX_TOKENS_FIELDS:
+            raise reader.error("max_tokens_field", f"must be one of {', '.join(MAX_TOKENS_FIELDS)}")
+        found["max_tokens_field"] = field
+    stream_options = reader.get("stream_options", bool)
+    if stream_options is not None:
+        found["stream_options"] = stream_options
+    for name in ("reasoning_effort", "lowest_effort"):
+        effort = _effort(reader, name, allow_lowest=False)
+        if effort is not None:
+            found[name] = effort
+    budget = reader.get("thinking_budget_tokens", int)
+    if budget is not None:
+        if budget < MIN_THINKING_BUDGET:
+            raise reader.error(
+                "thinking_budget_tokens",
+                f"must be at least {MIN_THINKING_BUDGET} (Anthropic's minimum), got {budget}",
+            )
+        found["thinking_budget_tokens"] = budget
+    assert set(found) <= set(CAPABILITY_FIELDS)
+    return found
+
+
+def _effort(reader: _Reader, name: str, *, allow_lowest: bool) -> str | None:
+    value = reader.get(name, str)
+    known = (LOWEST, *REASONING_EFFORTS) if allow_lowest else REASONING_EFFORTS
+    if value is not None and value not in known:
+        raise reader.error(name, f"must be one of {', '.join(known)}, got {value!r}")
+    return value
 
 
 def _parse_thresholds(reader: _Reader, base: Thresholds) -> Thresholds:
@@ -598,10 +665,20 @@ def _parse_module(reader: _Reader, name: str, base: Module) -> Module:
         concurrency=reader.integer("concurrency", base.concurrency, minimum=1),
         input_tokens=reader.integer("input_tokens", base.input_tokens, minimum=0),
         expected_response=expected,
-        temperature=reader.number("temperature", base.temperature, minimum=0, maximum=2),
+        temperature=_temperature(reader, base.temperature),
+        reasoning_effort=_effort(reader, "reasoning_effort", allow_lowest=True)
+        if "reasoning_effort" in reader.table
+        else base.reasoning_effort,
     )
     reader.reject_unknown()
     return module
+
+
+def _temperature(reader: _Reader, default: float | None) -> float | None:
+    if "temperature" not in reader.table:
+        reader.seen.add("temperature")
+        return default
+    return reader.number("temperature", 0.0, minimum=0, maximum=2)
 
 
 def _parse_modules(perf: _Reader, timeout: float) -> dict[str, Module]:

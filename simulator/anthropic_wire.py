@@ -9,6 +9,10 @@ provider can get to "no usage" is the one count that makes exact counting possib
 `message_start` keeps its conventional provisional `output_tokens: 1` (the SDK requires
 the field), and `message_delta.usage.output_tokens` is `null` (non-stream: `usage` has
 no `output_tokens`). A client must then estimate, which is the point.
+
+`reasoning_shape = "hidden"`: the thinking block opens and closes with its
+`signature_delta` but streams no `thinking_delta`, as Anthropic's newest models do by
+default; its tokens are still in `output_tokens`.
 """
 
 from __future__ import annotations
@@ -66,12 +70,7 @@ class AnthropicStream:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {
-                "input_tokens": self._request.prompt_tokens,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
-                "output_tokens": 1,
-            },
+            "usage": {**_input_usage(self._request, self._plan), "output_tokens": 1},
         }
         start = _event("message_start", _compact({"type": "message_start", "message": message}))
         block = (
@@ -82,26 +81,27 @@ class AnthropicStream:
         return (start + self._block_start(block)).encode() + _PING
 
     def reasoning(self, tokens: list[str]) -> bytes:
+        if self._plan.reasoning_shape == "hidden":
+            return b""
         return (self._thinking_head + json_string("".join(tokens)) + "}}\n\n").encode()
 
     def answer(self, tokens: list[str]) -> bytes:
         prefix = ""
         if self._thinking:
             # The first answer token closes the thinking block and opens the text block.
-            self._thinking = False
-            signature = {"type": "signature_delta", "signature": _SIGNATURE}
-            prefix = _event(
-                "content_block_delta",
-                _compact({"type": "content_block_delta", "index": 0, "delta": signature}),
-            )
-            prefix += self._block_stop()
+            prefix = self._end_thinking() + self._block_stop()
             self._block = 1
             prefix += self._block_start({"type": "text", "text": ""})
             self._text_head = self._text_head.replace('"index":0', '"index":1')
         return (prefix + self._text_head + json_string("".join(tokens)) + "}}\n\n").encode()
 
     def finish(self) -> bytes:
-        reason = "max_tokens" if self._plan.truncated else "end_turn"
+        if self._plan.fault == "content_filter":
+            reason = "refusal"
+        else:
+            reason = "max_tokens" if self._plan.truncated else "end_turn"
+        # No answer token came (the cap ran out while thinking): the block still ends.
+        prefix = self._end_thinking() if self._thinking else ""
         output = self._plan.total_tokens if self._plan.include_usage else None
         delta = {
             "type": "message_delta",
@@ -109,7 +109,8 @@ class AnthropicStream:
             "usage": {"output_tokens": output},
         }
         return (
-            self._block_stop()
+            prefix
+            + self._block_stop()
             + _event("message_delta", _compact(delta))
             + _event("message_stop", '{"type":"message_stop"}')
         ).encode()
@@ -119,6 +120,15 @@ class AnthropicStream:
 
     def error_event(self) -> bytes:
         return _event("error", _compact(error_event_json())).encode()
+
+    def _end_thinking(self) -> str:
+        """The thinking block's closing signature (all a hidden thinking block shows)."""
+        self._thinking = False
+        signature = {"type": "signature_delta", "signature": _SIGNATURE}
+        return _event(
+            "content_block_delta",
+            _compact({"type": "content_block_delta", "index": 0, "delta": signature}),
+        )
 
     def _block_start(self, block: dict[str, Any]) -> str:
         data = {"type": "content_block_start", "index": self._block, "content_block": block}
@@ -150,11 +160,22 @@ class AnthropicWire:
             wants_usage=True,
             prompt_tokens=prompt_tokens(texts),
             reply_with=reply_with(messages),
+            cap_field="max_tokens" if "max_tokens" in body else None,
+            fields=frozenset(body),
+            prompt_text="\n".join(texts),
         )
 
     def error_body(self, status: int, message: str) -> dict[str, Any]:
         kind = _ERRORS.get(status, "api_error")
         return {"type": "error", "error": {"type": kind, "message": message}}
+
+    def refusal_body(self, parameter: str, hint: str) -> dict[str, Any]:
+        message = f"{parameter}: Extra inputs are not permitted"
+        return {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+
+    def fault_body(self, fault: str) -> tuple[int, dict[str, Any]]:
+        status, kind, message = _FAULTS[fault]
+        return status, {"type": "error", "error": {"type": kind, "message": message}}
 
     def error_event_body(self) -> dict[str, Any]:
         return error_event_json()
@@ -193,11 +214,7 @@ class AnthropicWire:
                 {"type": "thinking", "thinking": "".join(reasoning), "signature": _SIGNATURE}
             )
         content.append({"type": "text", "text": "".join(answer)})
-        usage: dict[str, Any] = {
-            "input_tokens": request.prompt_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-        }
+        usage: dict[str, Any] = _input_usage(request, plan)
         if plan.include_usage:
             usage["output_tokens"] = plan.total_tokens
         return {
@@ -210,6 +227,31 @@ class AnthropicWire:
             "stop_sequence": None,
             "usage": usage,
         }
+
+
+# fault -> (status, error type, message), as api.anthropic.com words them.
+_FAULTS: dict[str, tuple[int, str, str]] = {
+    "http_529": (529, "overloaded_error", "Overloaded"),
+    "quota": (
+        400,
+        "invalid_request_error",
+        "Your credit balance is too low to access the Anthropic API.",
+    ),
+    "context_length": (
+        400,
+        "invalid_request_error",
+        "prompt is too long: 210000 tokens > 200000 maximum",
+    ),
+}
+
+
+def _input_usage(request: ChatRequest, plan: RequestPlan) -> dict[str, Any]:
+    # Anthropic splits the prompt: uncached input, cache writes, cache reads.
+    return {
+        "input_tokens": request.prompt_tokens - plan.cached_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": plan.cached_tokens,
+    }
 
 
 def error_event_json() -> dict[str, Any]:

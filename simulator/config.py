@@ -25,7 +25,16 @@ FAULT_KINDS = (
     "malformed",
     "error_event",
     "empty",
+    "http_529",  # Anthropic's overloaded_error status
+    "quota",  # insufficient_quota / credit balance too low
+    "context_length",  # the prompt is over the model's context window
+    "content_filter",  # a few tokens, then the filter stops the answer
 )
+# Where a model puts its reasoning in the stream (docs/simulator.md, "Reasoning shapes").
+REASONING_SHAPES = ("reasoning_content", "reasoning", "reasoning_details", "think_tags", "hidden")
+# Where an OpenAI-style stream carries usage.
+USAGE_POSITIONS = ("separate_chunk", "finish_chunk", "before_empty_chunk", "after_done")
+MAX_TOKENS_FIELDS = ("any", "max_tokens", "max_completion_tokens")
 
 
 # The modes of simulator/hostile.py (listed here: that module imports this one).
@@ -59,12 +68,22 @@ class Profile:
     error_rate: float = 0.0
     faults: Mapping[str, float] = field(default_factory=lambda: {"http_500": 1.0})
     retry_after_seconds: int = 5
+    reasoning_shape: str = "reasoning_content"
+    usage_position: str = "separate_chunk"
+    # The output-cap field the model accepts ("any": both); the other one gets HTTP 400.
+    max_tokens_field: str = "any"
+    # Request fields the model refuses with HTTP 400 naming them (e.g. "temperature").
+    rejected_parameters: tuple[str, ...] = ()
+    # A prefix cache: a prompt sharing a long prefix with a recent one is served faster.
+    prompt_cache: bool = False
+    cache_ttft_factor: float = 0.2
     hostile: str = ""  # "": an honest provider; else a simulator.hostile.HOSTILE_MODES mode
     hostile_bytes: int = 512 << 20  # how much giant_line, giant_event and gzip_bomb send
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["faults"] = dict(self.faults)
+        data["rejected_parameters"] = list(self.rejected_parameters)
         return data
 
 
@@ -234,10 +253,29 @@ def _build_profile(raw: Mapping[str, Any], source: str, path: str) -> Profile:
             f"{_prefix(source)}{path}.hostile: must be one of {', '.join(HOSTILE_MODES)}"
         )
     values["hostile"] = hostile
-    include_usage = raw.get("include_usage", defaults.include_usage)
-    if not isinstance(include_usage, bool):
-        raise ConfigError(f"{_prefix(source)}{path}.include_usage: must be true or false")
-    values["include_usage"] = include_usage
+    for key in ("include_usage", "prompt_cache"):
+        flag = raw.get(key, getattr(defaults, key))
+        if not isinstance(flag, bool):
+            raise ConfigError(f"{_prefix(source)}{path}.{key}: must be true or false")
+        values[key] = flag
+    values["cache_ttft_factor"] = number("cache_ttft_factor", 0, 1, low_open=True)
+    for key, allowed in (
+        ("reasoning_shape", REASONING_SHAPES),
+        ("usage_position", USAGE_POSITIONS),
+        ("max_tokens_field", MAX_TOKENS_FIELDS),
+    ):
+        choice = raw.get(key, getattr(defaults, key))
+        if choice not in allowed:
+            raise ConfigError(f"{_prefix(source)}{path}.{key}: must be one of {', '.join(allowed)}")
+        values[key] = choice
+    rejected = raw.get("rejected_parameters", list(defaults.rejected_parameters))
+    if not isinstance(rejected, list | tuple) or not all(
+        isinstance(name, str) and name for name in rejected
+    ):
+        raise ConfigError(
+            f"{_prefix(source)}{path}.rejected_parameters: must be a list of field names"
+        )
+    values["rejected_parameters"] = tuple(rejected)
     values["faults"] = _parse_faults(raw.get("faults", defaults.faults), source, f"{path}.faults")
     return Profile(**values)
 

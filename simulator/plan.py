@@ -26,6 +26,9 @@ class RequestPlan:
     tokens_per_chunk: int
     include_usage: bool
     retry_after_seconds: int
+    reasoning_shape: str = "reasoning_content"
+    usage_position: str = "separate_chunk"
+    cached_tokens: int = 0  # prompt tokens "served from cache" (set after the draw)
 
     @property
     def total_tokens(self) -> int:
@@ -59,6 +62,8 @@ def draw_plan(profile: Profile, rng: random.Random, max_tokens: int | None) -> R
         tokens_per_chunk=profile.tokens_per_chunk,
         include_usage=profile.include_usage,
         retry_after_seconds=profile.retry_after_seconds,
+        reasoning_shape=profile.reasoning_shape,
+        usage_position=profile.usage_position,
     )
 
 

@@ -26,7 +26,9 @@ class RequestRecord:
     status: int | None = None
     first_token_sent: float | None = None
     last_token_sent: float | None = None
-    tokens_sent: int = 0
+    tokens_sent: int = 0  # streamed tokens only: hidden reasoning is generated, not sent
+    reasoning_hidden: bool = False
+    cached_tokens: int = 0
     finished: float | None = None
     client_disconnected: bool = False
     bytes_sent: int = 0  # counted by hostile modes only (simulator/hostile.py)

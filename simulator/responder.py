@@ -68,6 +68,9 @@ async def write_stream(
             steps.append((index, is_reasoning, chunk))
             index += len(chunk)
     strike_at = min(FAULT_AFTER_TOKENS, index)
+    if plan.fault == "content_filter":
+        # A few tokens, then the filter ends the answer (finish() says so).
+        steps = [step for step in steps if step[0] < FAULT_AFTER_TOKENS]
 
     try:
         await response.write(encoder.preamble())
@@ -78,6 +81,8 @@ async def write_stream(
         for first_index, is_reasoning, chunk in steps:
             await sleep_until(t_first + first_index * interval)
             data = encoder.reasoning(chunk) if is_reasoning else encoder.answer(chunk)
+            if not data:
+                continue  # hidden reasoning: generated (it takes its time), never sent
             await response.write(data)
             sent = time.monotonic()
             if record.first_token_sent is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import time
@@ -11,12 +12,14 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 from perfgen.simulator.anthropic_wire import AnthropicWire
-from perfgen.simulator.config import ConfigError, ProviderConfig, SimulatorConfig
+from perfgen.simulator.config import ConfigError, Profile, ProviderConfig, SimulatorConfig
 from perfgen.simulator.hostile import respond_hostile
 from perfgen.simulator.openai_wire import OpenAIWire
 from perfgen.simulator.plan import RequestPlan, draw_plan
+from perfgen.simulator.prompt_cache import PromptCache
 from perfgen.simulator.records import RequestLog, RequestRecord
 from perfgen.simulator.responder import client_gone, wait_until_gone, write_stream
+from perfgen.simulator.responses_wire import ResponsesWire
 from perfgen.simulator.state import ProfileBook
 from perfgen.simulator.text import answer_tokens, reasoning_tokens
 from perfgen.simulator.wire import BadRequest, ChatRequest, Wire
@@ -24,7 +27,10 @@ from perfgen.simulator.wire import BadRequest, ChatRequest, Wire
 RECORDS_CAPACITY = 10_000
 DEFAULT_REQUESTS_LIMIT = 100
 _WIRES: dict[str, Wire] = {"openai": OpenAIWire(), "anthropic": AnthropicWire()}
+_RESPONSES_WIRE = ResponsesWire()
 _FAULT_STATUS = {"http_429": 429, "http_500": 500, "http_503": 503}
+# Faults whose status and body each wire words its own way.
+_FAULT_BODIES = ("http_529", "quota", "context_length")
 _FAULT_MESSAGES = {
     429: "Rate limit reached for requests (simulated).",
     500: "The server had an error while processing your request (simulated).",
@@ -41,6 +47,7 @@ class SimulatorState:
     log: RequestLog
     rng: random.Random
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    cache: PromptCache = field(default_factory=PromptCache)
     serial: int = 0
 
     def next_serial(self) -> int:
@@ -72,6 +79,9 @@ def create_app(config: SimulatorConfig, seed: int | None = None) -> web.Applicat
             app.router.add_post(f"/{provider.name}/v1/chat/completions", chat)
             # For api_base_url = "http://host/P" clients that append /chat/completions.
             app.router.add_post(f"/{provider.name}/chat/completions", chat)
+            responses = _chat_handler(state, provider, _RESPONSES_WIRE)
+            app.router.add_post(f"/{provider.name}/v1/responses", responses)
+            app.router.add_post(f"/{provider.name}/responses", responses)
         else:
             app.router.add_post(f"/{provider.name}/v1/messages", chat)
         app.router.add_get(f"/{provider.name}/v1/models", models)
@@ -97,7 +107,7 @@ def _error(
 
 
 def _id_headers(wire: Wire, request_id: str) -> dict[str, str]:
-    native = "x-request-id" if wire.protocol == "openai" else "request-id"
+    native = "request-id" if wire.protocol == "anthropic" else "x-request-id"
     return {"x-sim-request-id": request_id, native: request_id}
 
 
@@ -125,9 +135,9 @@ def _chat_handler(state: SimulatorState, provider: ProviderConfig, wire: Wire) -
         request_id = f"sim-{serial:08d}"
         if not _authorized(provider, request):
             message = (
-                "Incorrect API key provided."
-                if wire.protocol == "openai"
-                else ("invalid x-api-key")
+                "invalid x-api-key"
+                if wire.protocol == "anthropic"
+                else "Incorrect API key provided."
             )
             return _error(wire, 401, message, request_id)
         try:
@@ -145,9 +155,22 @@ def _chat_handler(state: SimulatorState, provider: ProviderConfig, wire: Wire) -
                 request_id,
             )
 
-        # All random draws happen here, synchronously, in arrival order.
         profile = state.book.current(provider.name, model.name)
+        refused = _refused_parameter(profile, chat)
+        if refused is not None:
+            parameter, hint = refused
+            body = wire.refusal_body(parameter, hint)
+            return web.json_response(body, status=400, headers=_id_headers(wire, request_id))
+        # All random draws happen here, synchronously, in arrival order.
         plan = draw_plan(profile, state.rng, chat.max_tokens)
+        if profile.prompt_cache:
+            cached = state.cache.lookup(provider.name, model.name, chat.prompt_text)
+            if cached:
+                plan = dataclasses.replace(
+                    plan,
+                    cached_tokens=min(cached, chat.prompt_tokens),
+                    ttft_seconds=plan.ttft_seconds * profile.cache_ttft_factor,
+                )
         record = RequestRecord(
             id=request_id,
             provider=provider.name,
@@ -158,6 +181,8 @@ def _chat_handler(state: SimulatorState, provider: ProviderConfig, wire: Wire) -
             ttft_seconds=plan.ttft_seconds,
             tokens_per_second=plan.tokens_per_second,
             fault=plan.fault,
+            reasoning_hidden=plan.reasoning_shape == "hidden" and plan.reasoning_tokens > 0,
+            cached_tokens=plan.cached_tokens,
         )
         state.log.add(record)
         try:
@@ -182,6 +207,17 @@ def _chat_handler(state: SimulatorState, provider: ProviderConfig, wire: Wire) -
     return handle
 
 
+def _refused_parameter(profile: Profile, chat: ChatRequest) -> tuple[str, str] | None:
+    """(field, hint) of the first request field this model refuses, as real ones do."""
+    accepted = profile.max_tokens_field
+    if accepted != "any" and chat.cap_field is not None and chat.cap_field != accepted:
+        return chat.cap_field, f" Use '{accepted}' instead."
+    for name in profile.rejected_parameters:
+        if name in chat.fields:
+            return name, ""
+    return None
+
+
 async def _respond(
     request: web.Request,
     state: SimulatorState,
@@ -192,6 +228,10 @@ async def _respond(
     record: RequestRecord,
 ) -> web.StreamResponse:
     headers = _id_headers(wire, record.id)
+    if plan.fault in _FAULT_BODIES:
+        status, body = wire.fault_body(plan.fault)
+        record.status = status
+        return web.json_response(body, status=status, headers=headers)
     status = _FAULT_STATUS.get(plan.fault or "")
     if status is not None:
         record.status = status
@@ -299,6 +339,7 @@ async def _reset(request: web.Request) -> web.Response:
     """Back to the file's profiles, phase clock at zero, and the seed's first draw."""
     state = request.app[STATE]
     state.book.reset()
+    state.cache.clear()
     state.rng.seed(state.seed)
     return web.json_response({"reset": True})
 

@@ -25,6 +25,11 @@ class ChatRequest:
     wants_usage: bool
     prompt_tokens: int
     reply_with: str | None
+    # Which cap field the body used, its top-level fields, and the prompt's text (for
+    # the capability checks and the prefix cache).
+    cap_field: str | None = None
+    fields: frozenset[str] = frozenset()
+    prompt_text: str = ""
 
 
 class StreamEncoder(Protocol):
@@ -64,6 +69,14 @@ class Wire(Protocol):
     ) -> dict[str, Any]: ...
 
     def error_event_body(self) -> dict[str, Any]: ...
+
+    def refusal_body(self, parameter: str, hint: str) -> dict[str, Any]:
+        """HTTP 400 body refusing one request field, as this API words it."""
+        ...
+
+    def fault_body(self, fault: str) -> tuple[int, dict[str, Any]]:
+        """Status and body of an HTTP fault (http_529, quota, context_length)."""
+        ...
 
 
 def optional_int(body: dict[str, Any], key: str) -> int | None:

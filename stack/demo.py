@@ -27,7 +27,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import tomlkit
 from perfgen.stack.processes import (
@@ -118,6 +118,22 @@ def point_at_simulator(text: str, simulator_url: str) -> str:
                 simulator_url.rstrip("/") + base[len(SIMULATOR_PLACEHOLDER) :]
             )
     return tomlkit.dumps(document)
+
+
+def patch_profile(simulator_url: str, route: Route, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """PATCH a simulator's profile of `route`; returns the profile now in force."""
+    url = (
+        f"{simulator_url}/-/profiles/"
+        f"{urllib.parse.quote(route.provider)}/{urllib.parse.quote(route.model)}"
+    )
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(dict(changes)).encode(),
+        method="PATCH",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (loopback)
+        return dict(json.loads(response.read() or b"{}"))
 
 
 def router_diff(before: str, after: str, path: str) -> str:
@@ -277,17 +293,12 @@ class DemoStack:
 
     def check_alive(self) -> None:
         """Raise ProcessFailed, with its log tail, when a process of the stack has died."""
-        for process in self.processes.values():
-            if not process.alive():
-                raise process.failure(f"exited unexpectedly with code {process.popen.returncode}")
+        check_processes(self.processes)
 
     # ------------------------------------------------------------------ addresses
 
     def _url(self, name: str) -> str:
-        process = self.processes.get(name)
-        if process is None or process.url is None:
-            raise RuntimeError(f"{name} is not running")
-        return process.url
+        return process_url(self.processes, name)
 
     @property
     def simulator_url(self) -> str:
@@ -399,18 +410,7 @@ class DemoStack:
 
     def degrade(self, route: Route, changes: Mapping[str, Any] = DEGRADATION) -> dict[str, Any]:
         """PATCH the simulator's profile of `route`; returns the profile now in force."""
-        url = (
-            f"{self.simulator_url}/-/profiles/"
-            f"{urllib.parse.quote(route.provider)}/{urllib.parse.quote(route.model)}"
-        )
-        request = urllib.request.Request(
-            url,
-            data=json.dumps(dict(changes)).encode(),
-            method="PATCH",
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (loopback)
-            return dict(json.loads(response.read() or b"{}"))
+        return patch_profile(self.simulator_url, route, changes)
 
     def degrade_primary(self, scenario: str = "default") -> Route:
         route = self.primary(scenario)
@@ -545,24 +545,61 @@ class DemoStack:
         progress: Log,
         every: float = 10.0,
     ) -> Any:
-        started = time.monotonic()
-        last_report = started
-        while True:
-            self.check_alive()
-            self.tick()
-            result = check()
-            if result:
-                return result
-            now = time.monotonic()
-            if now - started >= timeout:
-                raise StoryTimeout(
-                    f"gave up waiting for {what} after {timeout:.0f}s "
-                    f"({status()}); logs are in {self.workdir}"
-                )
-            if now - last_report >= every:
-                last_report = now
-                progress(f"... waiting for {what} ({now - started:.0f}s): {status()}")
-            time.sleep(1.0)
+        return wait_until(self, check, timeout, what, status, progress, every)
+
+
+class Waiting(Protocol):
+    """What wait_until needs of a stack."""
+
+    workdir: Path
+    tick: Callable[[], None]
+
+    def check_alive(self) -> None: ...
+
+
+def wait_until(
+    stack: Waiting,
+    check: Callable[[], Any],
+    timeout: float,
+    what: str,
+    status: Callable[[], str],
+    progress: Log,
+    every: float = 10.0,
+) -> Any:
+    """Poll `check` once a second until it returns something true; StoryTimeout after
+    `timeout`, naming `what` and `status()`. Reports progress every `every` seconds."""
+    started = time.monotonic()
+    last_report = started
+    while True:
+        stack.check_alive()
+        stack.tick()
+        result = check()
+        if result:
+            return result
+        now = time.monotonic()
+        if now - started >= timeout:
+            raise StoryTimeout(
+                f"gave up waiting for {what} after {timeout:.0f}s "
+                f"({status()}); logs are in {stack.workdir}"
+            )
+        if now - last_report >= every:
+            last_report = now
+            progress(f"... waiting for {what} ({now - started:.0f}s): {status()}")
+        time.sleep(1.0)
+
+
+def check_processes(processes: Mapping[str, ManagedProcess]) -> None:
+    """Raise ProcessFailed, with its log tail, when one of `processes` has died."""
+    for process in processes.values():
+        if not process.alive():
+            raise process.failure(f"exited unexpectedly with code {process.popen.returncode}")
+
+
+def process_url(processes: Mapping[str, ManagedProcess], name: str) -> str:
+    process = processes.get(name)
+    if process is None or process.url is None:
+        raise RuntimeError(f"{name} is not running")
+    return process.url
 
 
 def run_perfgen(args: list[str], cwd: Path | None = None, timeout: float = 60.0) -> str:

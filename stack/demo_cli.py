@@ -109,7 +109,15 @@ def _keep_running(narrator: Narrator, stack: DemoStack) -> None:
     "--keep-running", is_flag=True, help="After the story, leave everything up until Ctrl-C."
 )
 @click.option("--quiet", is_flag=True, help="Print only the outcome and errors.")
-def demo(workdir: Path | None, duration: float, keep_running: bool, quiet: bool) -> None:
+@click.option(
+    "--scale-out",
+    is_flag=True,
+    help="Two regions instead: agent-mode Prometheus per region remote-writing to "
+    "VictoriaMetrics, vmalert, per-region generators (docs/scale-out.md).",
+)
+def demo(
+    workdir: Path | None, duration: float, keep_running: bool, quiet: bool, scale_out: bool
+) -> None:
     """Run the whole pipeline on this machine against simulated providers.
 
     \b
@@ -122,6 +130,10 @@ def demo(workdir: Path | None, duration: float, keep_running: bool, quiet: bool)
     completed, 1 on error or when --duration ran out first, 130 on Ctrl-C before the
     story finished.
     """
+    if scale_out:
+        from perfgen.stack.scaleout_cli import run_scaleout_demo
+
+        sys.exit(run_scaleout_demo(workdir, duration, keep_running, quiet))
     narrator = Narrator(quiet)
     try:
         find_binary("prometheus")

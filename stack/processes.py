@@ -1,5 +1,5 @@
-"""Start and stop the stack's local processes: Prometheus, Alertmanager, VictoriaMetrics
-and perfgen commands.
+"""Start and stop the stack's local processes: Prometheus (server or agent), Alertmanager,
+VictoriaMetrics, vmalert and perfgen commands.
 
 Used by the demo, the integration and end-to-end tests. Every server listens on 127.0.0.1
 only, keeps its files (config, data, log) in a work directory the caller owns, and is
@@ -41,7 +41,9 @@ __all__ = [
     "start_alertmanager",
     "start_perfgen",
     "start_prometheus",
+    "start_prometheus_agent",
     "start_victoriametrics",
+    "start_vmalert",
 ]
 
 INSTALL_HINT = "apt-get update && apt-get install -y prometheus prometheus-alertmanager"
@@ -414,15 +416,17 @@ def start_victoriametrics(
     *,
     port: int | None = None,
     retention: str = "100y",
+    fresh_reads: bool = True,
     extra_args: Iterable[str] = (),
     timeout: float = 30.0,
 ) -> ManagedProcess:
     """Run single-node VictoriaMetrics; data goes to workdir/victoria-metrics-data.
 
     Its Prometheus-compatible API is at `url` (`/api/v1/query`, ...) and it takes samples
-    at `/api/v1/import/prometheus`. Tuned for tests and demos, where samples are read
-    right after they are written: no response cache, and no 30 s latency offset that
-    would hide the newest samples from an instant query at "now".
+    at `/api/v1/import/prometheus` and by remote write at `/api/v1/write`. With
+    `fresh_reads` (for tests and demos, where samples are read right after they are
+    written): no response cache, and no 30 s latency offset that would hide the newest
+    samples from an instant query at "now"; without it, VictoriaMetrics' defaults.
     """
     root = Path(workdir)
     root.mkdir(parents=True, exist_ok=True)
@@ -435,12 +439,92 @@ def start_victoriametrics(
             f"-storageDataPath={root / 'victoria-metrics-data'}",
             f"-retentionPeriod={retention}",
             f"-httpListenAddr=127.0.0.1:{chosen}",
-            "-search.disableCache",
-            "-search.latencyOffset=0s",
+            *(["-search.disableCache", "-search.latencyOffset=0s"] if fresh_reads else []),
             *extra,
         ]
 
     return _start_http_server("victoria-metrics", root, argv, port, "/health", timeout)
+
+
+def start_prometheus_agent(
+    workdir: str | os.PathLike[str],
+    config_yaml: str,
+    *,
+    port: int | None = None,
+    extra_args: Iterable[str] = (),
+    timeout: float = 30.0,
+) -> ManagedProcess:
+    """Run Prometheus in agent mode (`--enable-feature=agent`, Prometheus >= 2.32).
+
+    An agent scrapes and remote-writes (the config's `remote_write`), keeping only a
+    write-ahead log in workdir/agent-data; it evaluates no rules and serves no queries.
+    The server's `--storage.tsdb.*` flags are refused in agent mode, hence its own starter.
+    """
+    root = Path(workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    binary = find_binary("prometheus")
+    _write_files(root, {"prometheus.yml": config_yaml})
+    extra = list(extra_args)
+
+    def argv(chosen: int) -> list[str]:
+        return [
+            binary,
+            "--enable-feature=agent",
+            f"--config.file={root / 'prometheus.yml'}",
+            f"--storage.agent.path={root / 'agent-data'}",
+            f"--web.listen-address=127.0.0.1:{chosen}",
+            "--web.enable-lifecycle",
+            *extra,
+        ]
+
+    process = _start_http_server("prometheus-agent", root, argv, port, "/-/ready", timeout)
+    process.config_path = root / "prometheus.yml"
+    return process
+
+
+def start_vmalert(
+    workdir: str | os.PathLike[str],
+    rule_files: Mapping[str, str],
+    *,
+    datasource_url: str,
+    remote_write_url: str | None = None,
+    notifier_url: str | None = None,
+    evaluation_interval: str = "15s",
+    port: int | None = None,
+    extra_args: Iterable[str] = (),
+    timeout: float = 30.0,
+) -> ManagedProcess:
+    """Run vmalert evaluating `rule_files` (paths relative to workdir -> YAML) live.
+
+    Queries go to `datasource_url` (VictoriaMetrics' Prometheus API), recorded series and
+    the `ALERTS` state back to `remote_write_url` (`/api/v1/write` is appended), alerts to
+    the Alertmanager at `notifier_url`. Recorded samples are flushed every second, so the
+    next evaluation and the generator see them without waiting for the 5 s default.
+    """
+    root = Path(workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    binary = find_binary("vmalert")
+    _write_files(root, dict(rule_files))
+    paths = [root / relative for relative in rule_files]
+    extra = list(extra_args)
+    optional = []
+    if remote_write_url:
+        optional += [f"-remoteWrite.url={remote_write_url}", "-remoteWrite.flushInterval=1s"]
+    if notifier_url:
+        optional.append(f"-notifier.url={notifier_url}")
+
+    def argv(chosen: int) -> list[str]:
+        return [
+            binary,
+            *(f"-rule={path}" for path in paths),
+            f"-datasource.url={datasource_url}",
+            f"-evaluationInterval={evaluation_interval}",
+            f"-httpListenAddr=127.0.0.1:{chosen}",
+            *optional,
+            *extra,
+        ]
+
+    return _start_http_server("vmalert", root, argv, port, "/health", timeout)
 
 
 # `perfgen` without its console script: works from a source checkout and in any venv.

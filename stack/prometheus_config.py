@@ -44,6 +44,40 @@ def probe_relabel_configs(exporter: str) -> list[dict[str, Any]]:
     ]
 
 
+def region_relabel_configs(region: str | None) -> list[dict[str, Any]]:
+    """Label every target of a job `region=NAME`; none without a region.
+
+    A target label rather than an external label: a Prometheus server's own rules see
+    target labels (external labels are only added to what leaves it), and an agent's
+    remote write carries them as well. The exporter knows nothing of regions.
+    """
+    if region is None:
+        return []
+    return [{"target_label": "region", "replacement": region}]
+
+
+def shard_relabel_configs(shard: tuple[int, int] | None) -> list[dict[str, Any]]:
+    """Keep shard `index` of `total` of the /sd targets, by a hash of target and module.
+
+    Servers given shards 0..total-1 of the same /sd list probe every target+module
+    exactly once between them, each through its own exporter: no probe is paid twice.
+    """
+    if shard is None:
+        return []
+    index, total = shard
+    if not 0 <= index < total:
+        raise ValueError(f"shard index {index} is not in 0..{total - 1}")
+    return [
+        {
+            "source_labels": ["__address__", "module"],
+            "modulus": total,
+            "target_label": "__tmp_shard",
+            "action": "hashmod",
+        },
+        {"source_labels": ["__tmp_shard"], "regex": str(index), "action": "keep"},
+    ]
+
+
 def render_prometheus_config(
     exporter: str,
     *,
@@ -57,12 +91,23 @@ def render_prometheus_config(
     rule_files: Sequence[str] = (),
     external_labels: Mapping[str, str] | None = None,
     extra_scrape_configs: Sequence[Mapping[str, Any]] = (),
+    region: str | None = None,
+    shard: tuple[int, int] | None = None,
+    remote_write: Sequence[str] = (),
+    remote_write_deadline: str | None = None,
 ) -> str:
     """prometheus.yml scraping the exporter's /probe targets, its /metrics, the generator.
 
     Addresses are `host:port` or URLs. `probe_scrape_timeout` defaults to the probe
     interval: the exporter derives each probe's timeout from the scrape timeout header,
     so the longest allowed timeout gives slow models the most room.
+
+    Scale-out (docs/scale-out.md): `region` labels every scraped series `region=NAME`
+    (a target label, so the rules see it on a server and remote write carries it from an
+    agent); `shard=(index, total)` keeps this server's share of the /sd targets
+    (`region_relabel_configs`, `shard_relabel_configs`); `remote_write` URLs
+    (`.../api/v1/write`) get every sample, sent at least every `remote_write_deadline`.
+    For an agent (`--enable-feature=agent`) leave out rule_files and alertmanager.
     """
     probe_interval = probe_scrape_interval or scrape_interval
     global_section: dict[str, Any] = {
@@ -85,19 +130,27 @@ def render_prometheus_config(
             "http_sd_configs": [
                 {"url": exporter_url.rstrip("/") + "/sd", "refresh_interval": sd_refresh_interval}
             ],
-            "relabel_configs": probe_relabel_configs(exporter),
-        },
-        {
-            "job_name": EXPORTER_JOB,
-            "static_configs": [{"targets": [host_port(exporter)]}],
+            "relabel_configs": shard_relabel_configs(shard)
+            + probe_relabel_configs(exporter)
+            + region_relabel_configs(region),
         },
     ]
-    if generator:
-        scrape_configs.append(
-            {"job_name": GENERATOR_JOB, "static_configs": [{"targets": [host_port(generator)]}]}
-        )
+    static_jobs = [(EXPORTER_JOB, exporter)] + ([(GENERATOR_JOB, generator)] if generator else [])
+    for name, address in static_jobs:
+        job: dict[str, Any] = {
+            "job_name": name,
+            "static_configs": [{"targets": [host_port(address)]}],
+        }
+        if region is not None:
+            job["relabel_configs"] = region_relabel_configs(region)
+        scrape_configs.append(job)
     scrape_configs.extend(dict(extra) for extra in extra_scrape_configs)
     document: dict[str, Any] = {"global": global_section}
+    if remote_write:
+        queue = {"batch_send_deadline": remote_write_deadline} if remote_write_deadline else {}
+        document["remote_write"] = [
+            {"url": url, **({"queue_config": queue} if queue else {})} for url in remote_write
+        ]
     if rule_files:
         document["rule_files"] = list(rule_files)
     if alertmanager:

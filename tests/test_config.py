@@ -244,3 +244,79 @@ def test_bad_management_token_names_the_key(value: str) -> None:
     error = error_of(f"[performance.exporter]\nmanagement_token = {value}\n")
     assert error.key == "performance.exporter.management_token"
     assert "literal-token-in-the-file" not in str(error)
+
+
+def test_capability_overrides_per_provider_and_model_glob() -> None:
+    config = load("""
+[performance.providers.groq]
+protocol = "openai-responses"
+max_tokens_field = "max_completion_tokens"
+stream_options = false
+reasoning_effort = "high"
+
+[performance.providers.groq.models."llama-3.1-*"]
+max_tokens_field = "max_tokens"
+lowest_effort = "none"
+
+[performance.providers.anthropic]
+thinking_budget_tokens = 2048
+
+[performance.modules.latency]
+reasoning_effort = "lowest"
+temperature = 0.7
+""")
+    groq = config.providers["groq"]
+    assert groq.protocol == "openai-responses"
+    big = groq.capabilities("llama-3.3-70b-versatile")
+    small = groq.capabilities("llama-3.1-8b-instant")
+    assert (big.max_tokens_field, big.stream_options, big.reasoning_effort) == (
+        "max_completion_tokens",
+        False,
+        "high",
+    )
+    assert (small.max_tokens_field, small.lowest_effort) == ("max_tokens", "none")
+    assert config.providers["anthropic"].capabilities("claude-3-5-haiku").thinking_budget_tokens
+    latency = config.module("latency")
+    assert (latency.reasoning_effort, latency.temperature) == ("lowest", 0.7)
+    # Defaults: no sampling parameter, and health asks reasoning models for little effort.
+    defaults = load()
+    assert defaults.module("latency").temperature is None
+    assert defaults.module("health").reasoning_effort == "lowest"
+    assert defaults.module("health").max_tokens >= 64
+
+
+@pytest.mark.parametrize(
+    ("performance", "key"),
+    [
+        (
+            '[performance.providers.groq]\nmax_tokens_field = "max_length"\n',
+            "performance.providers.groq.max_tokens_field",
+        ),
+        (
+            '[performance.providers.groq]\nstream_options = "yes"\n',
+            "performance.providers.groq.stream_options",
+        ),
+        (
+            '[performance.providers.groq]\nreasoning_effort = "hgih"\n',
+            "performance.providers.groq.reasoning_effort",
+        ),
+        (
+            "[performance.providers.anthropic]\nthinking_budget_tokens = 100\n",
+            "performance.providers.anthropic.thinking_budget_tokens",
+        ),
+        (
+            '[performance.providers.groq.models."llama*"]\nmax_token_field = "max_tokens"\n',
+            "performance.providers.groq.models.llama*.max_token_field",
+        ),
+        (
+            '[performance.providers.groq]\nprotocol = "responses"\n',
+            "performance.providers.groq.protocol",
+        ),
+        (
+            '[performance.modules.health]\nreasoning_effort = "least"\n',
+            "performance.modules.health.reasoning_effort",
+        ),
+    ],
+)
+def test_bad_capability_values_name_the_key(performance: str, key: str) -> None:
+    assert error_of(performance).key == key

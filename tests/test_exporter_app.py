@@ -501,7 +501,7 @@ async def test_disabled_performance_stops_probing(setup: Setup):
 FAULTS = [
     ("http_429", "http_429"),
     ("http_500", "http_5xx"),
-    ("http_503", "http_5xx"),
+    ("http_503", "overloaded"),  # "The server is overloaded ...", as OpenAI words it
     ("hang", "timeout"),
     ("stall", "timeout"),
     ("malformed", "bad_stream"),
@@ -565,7 +565,7 @@ async def fault_setup(aiohttp_client, tmp_path: Path, extra: str = "") -> Setup:
     ("target", "reason"),
     [
         *((f"sim:f-{kind}", reason) for kind, reason in FAULTS),
-        ("wrongkey:fast", "http_4xx"),
+        ("wrongkey:fast", "auth"),
     ],
 )
 async def test_every_simulator_fault_is_a_200_with_its_reason(

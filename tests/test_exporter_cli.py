@@ -83,6 +83,10 @@ async def test_probe_json_success(config_file, cli_env):
         "tokens_per_second",
     ):
         assert key in result
+    # Issue 10's fields: no reasoning in this model, nothing cached, a fresh connection.
+    assert result["reasoning_tokens"] == 0 and result["reasoning_hidden"] is False
+    assert result["decode_rate_basis"] == "output" and result["cached_input_tokens"] == 0
+    assert result["prompt_cache_hit"] is False and result["connect_seconds"] >= 0
     assert result["spread"]["ttft_seconds"] == [result["ttft_seconds"]] * 2  # one request
     assert SIM_KEY not in out + err
 

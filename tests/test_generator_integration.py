@@ -5,6 +5,12 @@ are backfilled with `promtool tsdb create-blocks-from openmetrics` into the TSDB
 directory before Prometheus starts, with timestamps up to a few seconds ago: a fresh
 TSDB has an empty head, so Prometheus serves blocks that reach "now" (asserted below).
 One Prometheus serves every case; each case has its own provider names.
+
+The ranking cases run on both backends (the `backend` fixture): the same series are
+imported into a single-node VictoriaMetrics with its default settings (30 s latency
+offset, response cache) through `/api/v1/import/prometheus`, and every decision must be
+the same. That holds because the hold time ends at the newest rule evaluation, not at
+"now" (generator/snapshot.py, HoldQueries).
 """
 
 from __future__ import annotations
@@ -30,8 +36,9 @@ from perfgen.generator.promql import PromClient
 from perfgen.generator.proxy_schema import validate_text
 from perfgen.generator.proxy_toml import only_routes_changed
 from perfgen.generator.query_cli import query
-from perfgen.generator.run import generate_once
-from perfgen.generator.snapshot import hold_queries
+from perfgen.generator.ranking import Policy, rank
+from perfgen.generator.run import explain, generate_once, plan_routes
+from perfgen.generator.snapshot import fetch_snapshot, hold_queries, model_stats
 from perfgen.stack.processes import (
     BinaryMissing,
     ManagedProcess,
@@ -40,7 +47,10 @@ from perfgen.stack.processes import (
     http_get,
     project_root,
     start_prometheus,
+    start_victoriametrics,
 )
+
+from perfgen.config import Route
 
 pytestmark = pytest.mark.integration
 
@@ -65,8 +75,10 @@ def model(
     success: float = 1.0,
     probe_age: float = 0,
     scenarios: tuple[str, ...] = ("default",),
+    region: str | None = None,
 ) -> dict[str, object]:
     return dict(
+        region=region,
         score=score,
         meets=meets,
         samples=samples,
@@ -112,6 +124,16 @@ DATA: dict[str, dict[str, dict[str, object]]] = {
     },
     "ollama": {"qwen2.5-coder:latest": model(0.4, scenarios=("default", "background"))},
 }
+# The same models measured from two regions (series with a `region` label): eu ranks a
+# first, us ranks b first, and folded to the worst region a scores 0.4, b 0.5.
+REGIONAL: dict[str, dict[str, dict[str, object]]] = {
+    "geo": {
+        "a@eu": model(0.90, region="eu"),
+        "b@eu": model(0.50, region="eu"),
+        "a@us": model(0.40, region="us"),
+        "b@us": model(0.80, region="us"),
+    }
+}
 
 
 def reset_now() -> None:
@@ -131,9 +153,12 @@ def openmetrics() -> str:
             if v is not None:
                 lines.append(f"{name}{{{text}}} {'NaN' if math.isnan(v) else v} {t}")
 
-    for provider, models in DATA.items():
-        for name, spec in models.items():
+    for provider, models in {**DATA, **REGIONAL}.items():
+        for key, spec in models.items():
+            name = key.split("@")[0]
             labels = {"provider": provider, "model": name}
+            if spec["region"]:
+                labels["region"] = str(spec["region"])
             score = spec["score"]
             score_at = score if callable(score) else (lambda age, s=score: s)
             if spec["samples"]:
@@ -166,6 +191,60 @@ def openmetrics() -> str:
         out.extend(lines)
     out.append("# EOF")
     return "\n".join(out) + "\n"
+
+
+def prometheus_text() -> str:
+    """openmetrics() as Prometheus text format: VictoriaMetrics' import wants timestamps in
+    milliseconds (OpenMetrics has seconds), and needs neither `# TYPE` nor `# EOF`."""
+    lines = []
+    for line in openmetrics().splitlines():
+        if line.startswith("#"):
+            continue
+        sample, seconds = line.rsplit(" ", 1)
+        lines.append(f"{sample} {int(seconds) * 1000}")
+    return "\n".join(lines) + "\n"
+
+
+def load_victoriametrics(workdir: Path, *, fresh_reads: bool) -> ManagedProcess:
+    """A single-node VictoriaMetrics holding openmetrics()'s series, searchable."""
+    process = start_victoriametrics(workdir, fresh_reads=fresh_reads)
+    try:
+        url = process.url or ""
+        reset_now()
+        response = requests.post(
+            f"{url}/api/v1/import/prometheus", data=prometheus_text(), timeout=30
+        )
+        assert response.status_code == 204, response.text
+        # Imported rows are searchable once flushed from the in-memory buffers.
+        requests.get(f"{url}/internal/force_flush", timeout=10).raise_for_status()
+        query = 'provider_model:llm_performance_score:ratio_1h{provider="fast",model="b"}'
+        deadline = time.monotonic() + 15
+        while not PromClient(url).instant(query):
+            if time.monotonic() > deadline:
+                raise process.failure("shows no imported series after 15s")
+            time.sleep(0.2)
+    except BaseException:
+        process.stop()
+        raise
+    return process
+
+
+@pytest.fixture(scope="module", params=["prometheus", "victoriametrics"])
+def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Prometheus, then VictoriaMetrics with its default settings, holding the same series."""
+    if request.param == "prometheus":
+        yield request.getfixturevalue("prometheus")
+        return
+    from conftest import require_binaries
+
+    require_binaries("victoria-metrics")
+    process = load_victoriametrics(tmp_path_factory.mktemp("vm-defaults"), fresh_reads=False)
+    try:
+        yield process.url or ""
+    finally:
+        process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -262,7 +341,7 @@ def test_backfilled_series_reach_now(prometheus):
     assert samples and samples[0].value == 0.9
 
 
-def test_faster_model_moves_to_front(prometheus, tmp_path):
+def test_faster_model_moves_to_front(backend, tmp_path):
     cfg = write_config(
         tmp_path,
         "fast",
@@ -271,7 +350,7 @@ def test_faster_model_moves_to_front(prometheus, tmp_path):
         '[performance.scenarios.web_search]\ncandidates = ["fast,c", "fast,a"]\n',
     )
     before = cfg.read_text()
-    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus)
+    code, out, err = run_generate("--config", str(cfg), "--prometheus", backend)
     assert code == 3, err
     after = cfg.read_text()
     assert router(cfg)["default"] == "fast,b|fast,a"
@@ -282,20 +361,20 @@ def test_faster_model_moves_to_front(prometheus, tmp_path):
     assert only_routes_changed(before, after) == [] and validate_text(after) == []
     # Run again: already the best order, nothing to do, the file is not rewritten.
     mtime = cfg.stat().st_mtime_ns
-    assert run_generate("--config", str(cfg), "--prometheus", prometheus)[0] == 0
+    assert run_generate("--config", str(cfg), "--prometheus", backend)[0] == 0
     assert cfg.stat().st_mtime_ns == mtime
 
 
-def test_model_over_threshold_drops_behind(prometheus, tmp_path):
+def test_model_over_threshold_drops_behind(backend, tmp_path):
     cfg = write_config(tmp_path, "thresh", ["a", "b"], {"default": "thresh,a|thresh,b"})
-    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus, "--explain")
+    code, out, err = run_generate("--config", str(cfg), "--prometheus", backend, "--explain")
     assert code == 3, err
     assert router(cfg)["default"] == "thresh,b|thresh,a"
     assert "fails thresholds: p95 TTFT 9.000 s > 5 s" in out
     assert validate_text(cfg.read_text()) == []
 
 
-def test_challenger_inside_hysteresis_margin_does_not_take_over(prometheus, tmp_path):
+def test_challenger_inside_hysteresis_margin_does_not_take_over(backend, tmp_path):
     cfg = write_config(
         tmp_path,
         "hyst",
@@ -303,7 +382,7 @@ def test_challenger_inside_hysteresis_margin_does_not_take_over(prometheus, tmp_
         {"default": "hyst,a|hyst,b", "think": "hyst,c|hyst,d"},
     )
     before = cfg.read_bytes()
-    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus, "--explain")
+    code, out, err = run_generate("--config", str(cfg), "--prometheus", backend, "--explain")
     assert code == 0, err
     assert cfg.read_bytes() == before
     assert not (tmp_path / "config.toml.bak").exists()
@@ -313,7 +392,7 @@ def test_challenger_inside_hysteresis_margin_does_not_take_over(prometheus, tmp_
     # With a zero hold time the margin alone decides, and d takes over at once.
     quick = cfg.read_text().replace('hysteresis_for = "15m"', 'hysteresis_for = "0s"')
     cfg.write_text(quick)
-    assert run_generate("--config", str(cfg), "--prometheus", prometheus)[0] == 3
+    assert run_generate("--config", str(cfg), "--prometheus", backend)[0] == 3
     assert router(cfg) == {
         "default": "hyst,a|hyst,b",
         "think": "hyst,d|hyst,c",
@@ -321,14 +400,14 @@ def test_challenger_inside_hysteresis_margin_does_not_take_over(prometheus, tmp_
     }
 
 
-def test_challenger_needs_a_score_for_the_whole_hold_time(prometheus, tmp_path):
+def test_challenger_needs_a_score_for_the_whole_hold_time(backend, tmp_path):
     cfg = write_config(
         tmp_path,
         "late",
         ["a", "b", "c", "n"],
         {"default": "late,a|late,b", "think": "late,a|late,c", "background": "late,a|late,n"},
     )
-    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus, "--explain")
+    code, out, err = run_generate("--config", str(cfg), "--prometheus", backend, "--explain")
     assert code == 3, err
     assert router(cfg) == {
         "default": "late,a|late,b",
@@ -344,20 +423,86 @@ def test_challenger_needs_a_score_for_the_whole_hold_time(prometheus, tmp_path):
     assert "hysteresis switches primary to late,c: beat late,a for 15m" in out, out
 
 
-def test_stale_model_keeps_its_place_after_fresh_ones(prometheus, tmp_path):
+def test_stale_model_keeps_its_place_after_fresh_ones(backend, tmp_path):
     cfg = write_config(tmp_path, "stale", ["a", "b"], {"default": "stale,b|stale,a"})
-    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus, "--explain")
+    code, out, err = run_generate("--config", str(cfg), "--prometheus", backend, "--explain")
     assert code == 3, err
     assert router(cfg)["default"] == "stale,a|stale,b"
     assert "no fresh data: last probe 4.0 h ago" in out, out
 
 
-def test_no_data_at_all_leaves_route_untouched(prometheus, tmp_path):
+def test_no_data_at_all_leaves_route_untouched(backend, tmp_path):
     cfg = write_config(tmp_path, "nodata", ["x", "y"], {"default": "nodata,y|nodata,x"})
     before = cfg.read_bytes()
-    code, out, err = run_generate("--config", str(cfg), "--prometheus", prometheus, "--explain")
+    code, out, err = run_generate("--config", str(cfg), "--prometheus", backend, "--explain")
     assert code == 0 and cfg.read_bytes() == before
     assert "scenario default: untouched" in out
+
+
+def test_decisions_hold_when_the_rules_last_ran_a_while_ago(backend, tmp_path):
+    # The generator runs 90 s after the newest rule evaluation (rules evaluated every
+    # minute, remote write and vmalert in between). With the hold time ending at "now",
+    # VictoriaMetrics, whose lookback follows the samples' own interval, would find no
+    # score at the last steps and never let a challenger take over, while Prometheus
+    # (5 min lookback) would. Ending at the newest evaluation, both decide alike.
+    cfg = write_config(
+        tmp_path,
+        "late",
+        ["a", "b", "c", "n"],
+        {"default": "late,a|late,b", "think": "late,a|late,c"},
+    )
+    plan = plan_routes(cfg, PromClient(backend), at=NOW + 90)
+    chains = {d.scenario: d.chain_text for d in plan.decisions}
+    assert chains == {"default": "late,a|late,b", "think": "late,c|late,a"}, explain(plan)
+
+
+@pytest.mark.parametrize(
+    ("region", "order"),
+    [("eu", ["a", "b"]), ("us", ["b", "a"]), (None, ["b", "a"])],
+)
+def test_region_ranks_from_its_own_series_and_without_one_from_the_worst(backend, region, order):
+    # eu: a 0.9, b 0.5; us: a 0.4, b 0.8; every region folded to its worst: a 0.4, b 0.5.
+    snap = fetch_snapshot(
+        PromClient(backend),
+        "1h",
+        hold_seconds=900,
+        stale_after="15m",
+        stale_after_seconds=900,
+        region=region,
+    )
+    routes = [Route("geo", "a"), Route("geo", "b")]
+    stats = {route: model_stats(snap, "default", route) for route in routes}
+    ranked = rank(routes, stats, Policy(min_samples=5))
+    assert [item.route.model for item in ranked] == order
+    expected = {"eu": (0.9, 0.5), "us": (0.4, 0.8), None: (0.4, 0.5)}[region]
+    assert (stats[routes[0]].score, stats[routes[1]].score) == expected
+    # Every step of the hold time has a score in each region: coverage survives the fold.
+    assert all(item.hold_covered for item in stats.values())
+    # One region's snapshot holds only series of that region.
+    if region is not None:
+        assert {key[0] for key in snap.keys()} == {"geo"}
+
+
+@pytest.mark.parametrize(("region", "default"), [("eu", "geo,a|geo,b"), ("us", "geo,b|geo,a")])
+def test_generate_and_query_with_region(backend, tmp_path, region, default):
+    cfg = write_config(tmp_path, "geo", ["a", "b"], {"default": "geo,a|geo,b"})
+    code, out, err = run_generate(
+        "--config", str(cfg), "--prometheus", backend, "--region", region, "--explain"
+    )
+    assert code == (0 if default == "geo,a|geo,b" else 3), err
+    assert router(cfg)["default"] == default
+    code, out, err = run_query(
+        "--prometheus", backend, "--config", str(cfg), "--region", region, "--format", "json"
+    )
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["region"] == region
+    assert [r["model"] for r in payload["models"]] == default.replace("geo,", "").split("|")
+    code, out, _ = run_query("--prometheus", backend, "--config", str(cfg), "--region", region)
+    assert out.splitlines()[0] == f"scenario default, window 1h, region {region}"
+    # Without --region the worst region decides: b (0.5 in eu) beats a (0.4 in us).
+    assert run_generate("--config", str(cfg), "--prometheus", backend)[0] in (0, 3)
+    assert router(cfg)["default"] == "geo,b|geo,a"
 
 
 def test_example_config_changes_only_route_values(prometheus, tmp_path):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from perfgen.generator.promql import Sample
 from perfgen.generator.ranking import UNKNOWN, Policy, classify
 from perfgen.generator.snapshot import (
     HoldScores,
     Snapshot,
+    fetch_snapshot,
     hold_queries,
     model_stats,
     snapshot_queries,
@@ -91,7 +93,7 @@ def test_hold_subqueries_evaluate_the_steps_of_a_range_query(at, hold):
     end_ms = round(held.time * 1000)
     for name, query in held.queries.items():
         found = re.fullmatch(
-            rf"max by \(provider, model, scenario\) \({name}_over_time\("
+            rf"(?:min|sum) by \(provider, model, scenario\) \({name}_over_time\("
             r"\(provider_model:llm_performance_score:ratio_1h(?: offset (\d+)ms)?\)"
             r"\[(\d+)ms:(\d+)ms\]\)\)",
             query,
@@ -104,3 +106,61 @@ def test_hold_subqueries_evaluate_the_steps_of_a_range_query(at, hold):
         open_left = [t for t in closed if t > end_ms - span]
         assert [t - offset for t in closed] == expected
         assert [t - offset for t in open_left] == expected
+
+
+def test_region_selects_one_regions_series_and_without_it_regions_fold_to_the_worst():
+    eu = snapshot_queries("1h", "15m", region="eu")
+    assert eu["score"] == (
+        "min by (provider, model, scenario) "
+        '(provider_model:llm_performance_score:ratio_1h{region="eu"})'
+    )
+    assert eu["last_probe"] == (
+        'max by (provider, model) (max_over_time(llm_probe_timestamp_seconds{region="eu"}[15m]))'
+    )
+    assert all('{region="eu"}' in query for query in eu.values())
+    every = snapshot_queries("1h", "15m")
+    assert not any("region" in query for query in every.values())
+    # The worst region: lowest score, flag, count, rate and ratio; highest p95 TTFT.
+    assert every["ttft_p95"].startswith("max by (provider, model) (")
+    assert every["decode"].startswith("min by (provider, model) (")
+    held = hold_queries("1h", 900, 1000.0, region='e"u')
+    assert all('{region="e\\"u"}' in query for query in held.queries.values())
+    assert held.queries["sum"].startswith("sum by ")  # a NaN step of any region counts
+
+
+class _Recorder:
+    """A client that records where each query is evaluated; the rules last ran at 947."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float | None]] = []
+
+    def instant(self, query: str, at: float | None = None) -> list[Sample]:
+        self.calls.append((query, at))
+        if query.startswith("max(timestamp("):
+            return [Sample({}, 947.0, 1000.0)]
+        labels = {"provider": "p", "model": "m", "scenario": "default"}
+        return [Sample(labels, 0.5, 1000.0)]
+
+
+def test_hold_time_ends_at_the_newest_rule_evaluation_not_now():
+    client = _Recorder()
+    snap = fetch_snapshot(
+        client,  # type: ignore[arg-type]
+        "1h",
+        hold_seconds=60,
+        stale_after="15m",
+        stale_after_seconds=900,
+        at=1000.0,
+        region="eu",
+    )
+    # On the step (15 s) at or before the newest evaluation: the subqueries need no offset.
+    assert snap.hold_end == 945.0 and snap.at == 1000.0
+    expected = hold_queries("1h", 60, 945.0, region="eu")
+    assert expected.time == 945.0 and all(" offset " not in q for q in expected.queries.values())
+    held = [(q, at) for q, at in client.calls if "_over_time((" in q]
+    assert held == [(q, expected.time) for q in expected.queries.values()]
+    assert all(at == 1000.0 for q, at in client.calls if "_over_time((" not in q)
+    assert (
+        'max(timestamp(provider_model:llm_performance_score:ratio_1h{region="eu"}))',
+        1000.0,
+    ) in (client.calls)

@@ -245,3 +245,37 @@ def test_spread_of_the_successful_requests():
     ):
         assert value(text, name) is None, name
     assert failed.to_json()["spread"] == {"ttft_seconds": None, "tokens_per_second": None}
+
+
+def test_reasoning_cache_and_connect_metrics_pass_promtool():
+    from dataclasses import replace
+
+    hidden = replace(
+        ok_request(),
+        reasoning_tokens=192,
+        reasoning_hidden=True,
+        decode_rate_basis="visible_answer",
+        cached_input_tokens=1024,
+        connect_seconds=0.042,
+    )
+    result = result_of(hidden, replace(ok_request(), connect_seconds=None))
+    text = render_single_probe(result)
+    assert value(text, "llm_probe_reasoning_tokens") == 192
+    assert value(text, "llm_probe_reasoning_hidden") == 1
+    assert value(text, "llm_probe_cached_input_tokens") == 1024
+    assert value(text, "llm_probe_prompt_cache_hit") == 1
+    assert value(text, "llm_probe_connect_seconds") == 0.042
+    assert value(text, "llm_cached_input_tokens_total") == 1024
+    assert value(text, "llm_prompt_cache_hit_requests_total") == 1
+    assert value(text, "llm_reasoning_hidden_requests_total") == 1
+    assert value(text, "llm_connect_seconds_count") == 1  # a reused connection is no sample
+    for reason in ("unsupported_parameter", "overloaded", "reasoning_truncated"):
+        assert value(text, "llm_probe_failed", reason=reason) == 0
+        assert value(text, "llm_request_failures_total", reason=reason) == 0
+    checked = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, timeout=30, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    plain = render_single_probe(result_of(ok_request()))
+    assert value(plain, "llm_probe_reasoning_hidden") == 0
+    assert value(plain, "llm_probe_connect_seconds") is None  # unknown: left out, not zeroed

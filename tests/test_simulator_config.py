@@ -83,6 +83,12 @@ def test_unknown_keys_are_errors_naming_file_and_key(
         ('ttft_ms = "fast"', "providers[0].models[0].ttft_ms"),
         ("tokens_per_second = 0", "providers[0].models[0].tokens_per_second"),
         ("error_rate = 1.5", "providers[0].models[0].error_rate"),
+        ('reasoning_shape = "thought"', "providers[0].models[0].reasoning_shape"),
+        ('usage_position = "last"', "providers[0].models[0].usage_position"),
+        ('max_tokens_field = "max_output"', "providers[0].models[0].max_tokens_field"),
+        ('rejected_parameters = "temperature"', "providers[0].models[0].rejected_parameters"),
+        ('prompt_cache = "on"', "providers[0].models[0].prompt_cache"),
+        ("cache_ttft_factor = 0", "providers[0].models[0].cache_ttft_factor"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, replacement: str, key_path: str) -> None:
@@ -138,3 +144,20 @@ def test_plans_are_deterministic_per_seed_and_honour_max_tokens() -> None:
     assert (cut.reasoning_tokens, cut.answer_tokens, cut.truncated) == (10, 5, True)
     whole = draw_plan(reasoning, random.Random(1), 30)
     assert (whole.reasoning_tokens, whole.answer_tokens, whole.truncated) == (10, 20, False)
+
+
+def test_wire_shape_keys_load_and_patch() -> None:
+    changed = apply_profile_changes(
+        Profile(),
+        {
+            "reasoning_shape": "think_tags",
+            "usage_position": "after_done",
+            "max_tokens_field": "max_completion_tokens",
+            "rejected_parameters": ["temperature", "top_p"],
+            "prompt_cache": True,
+            "faults": {"http_529": 1, "quota": 1, "context_length": 1, "content_filter": 1},
+        },
+    )
+    assert changed.reasoning_shape == "think_tags" and changed.usage_position == "after_done"
+    assert changed.rejected_parameters == ("temperature", "top_p")
+    assert changed.to_json()["rejected_parameters"] == ["temperature", "top_p"]

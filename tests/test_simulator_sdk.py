@@ -205,3 +205,60 @@ async def test_wrong_key_is_401_in_each_format(start_sim: Start) -> None:
     assert [m.id for m in models.data] == ["chat"]
     await oai.close()
     await ant.close()
+
+
+async def test_openai_responses_stream_with_the_official_sdk(start_sim: Start) -> None:
+    """`responses.stream` accumulates the simulator's Responses events into a final
+    response: item ids, indexes and sequence numbers are as the SDK checks them."""
+    config = make_config(
+        {
+            "chat": {**FAST, "output_tokens": 6},
+            "think": {**FAST, "output_tokens": 4, "reasoning_tokens": 5},
+            "hidden": {
+                **FAST,
+                "output_tokens": 4,
+                "reasoning_tokens": 5,
+                "reasoning_shape": "hidden",
+            },
+        }
+    )
+    base = await start_sim(config)
+    client = openai.AsyncOpenAI(base_url=f"{base}/oai/v1", api_key=OPENAI_KEY, max_retries=0)
+    finals = {}
+    kinds = {}
+    for model in ("chat", "think", "hidden"):
+        async with client.responses.stream(
+            model=model, input="Hi.\nReply with: pong 42", max_output_tokens=64
+        ) as stream:
+            kinds[model] = [event.type async for event in stream]
+            finals[model] = await stream.get_final_response()
+    await client.close()
+    assert finals["chat"].output_text == "pong 42 " + expected_words(4)
+    assert finals["chat"].status == "completed"
+    assert finals["chat"].usage.output_tokens == 6
+    assert kinds["chat"][0] == "response.created" and kinds["chat"][-1] == "response.completed"
+    assert kinds["chat"].count("response.output_text.delta") == 6
+    # Reasoning models: a reasoning item first, its summary streamed unless hidden.
+    assert finals["think"].output[0].type == "reasoning"
+    assert finals["think"].usage.output_tokens_details.reasoning_tokens == 5
+    assert kinds["think"].count("response.reasoning_summary_text.delta") == 5
+    assert finals["hidden"].output[0].type == "reasoning"
+    assert "response.reasoning_summary_text.delta" not in kinds["hidden"]
+    assert finals["hidden"].usage.output_tokens == 9
+    assert finals["hidden"].output_text == "pong 42 " + expected_words(2)
+
+
+async def test_openai_sdk_sees_a_refused_cap_field_as_bad_request(start_sim: Start) -> None:
+    config = make_config({"gpt-5-mini": {**FAST, "max_tokens_field": "max_completion_tokens"}})
+    base = await start_sim(config)
+    client = openai.AsyncOpenAI(base_url=f"{base}/oai/v1", api_key=OPENAI_KEY, max_retries=0)
+    messages = [{"role": "user", "content": "hello"}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model="gpt-5-mini", messages=messages, max_tokens=8)
+    assert caught.value.code == "unsupported_parameter"
+    assert caught.value.param == "max_tokens"
+    ok = await client.chat.completions.create(
+        model="gpt-5-mini", messages=messages, max_completion_tokens=8
+    )
+    await client.close()
+    assert ok.choices[0].finish_reason == "length"

@@ -223,6 +223,59 @@ def test_rendered_prometheus_config_passes_promtool(
 
 
 @pytest.mark.integration
+def test_agent_config_with_region_shard_and_remote_write_passes_promtool(
+    prometheus_binaries: dict[str, str], tmp_path: Path
+) -> None:
+    text = render_prometheus_config(
+        "127.0.0.1:9115",
+        generator="127.0.0.1:9200",
+        region="eu-west",
+        shard=(1, 3),
+        remote_write=["http://127.0.0.1:8428/api/v1/write"],
+        remote_write_deadline="1s",
+    )
+    config = yaml.safe_load(text)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    region = {"target_label": "region", "replacement": "eu-west"}
+    # Every job labels its series with the region, the probe job after its relabelling.
+    assert all(job["relabel_configs"][-1] == region for job in jobs.values())
+    # The shard is chosen from the /sd target and module, before they are rewritten.
+    assert jobs["llm_probe"]["relabel_configs"][:2] == [
+        {
+            "source_labels": ["__address__", "module"],
+            "modulus": 3,
+            "target_label": "__tmp_shard",
+            "action": "hashmod",
+        },
+        {"source_labels": ["__tmp_shard"], "regex": "1", "action": "keep"},
+    ]
+    assert config["remote_write"] == [
+        {
+            "url": "http://127.0.0.1:8428/api/v1/write",
+            "queue_config": {"batch_send_deadline": "1s"},
+        }
+    ]
+    path = tmp_path / "agent.yml"
+    path.write_text(text)
+    result = subprocess.run(
+        [prometheus_binaries["promtool"], "check", "config", "--agent", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Without a region or shard nothing is added: one Prometheus renders as before.
+    plain = yaml.safe_load(render_prometheus_config("127.0.0.1:9115"))
+    assert "remote_write" not in plain
+    assert all("relabel_configs" not in job for job in plain["scrape_configs"][1:]) and not any(
+        "region" in json.dumps(job) or "hashmod" in json.dumps(job)
+        for job in plain["scrape_configs"]
+    )
+    with pytest.raises(ValueError, match="shard index 2"):
+        render_prometheus_config("127.0.0.1:9115", shard=(2, 2))
+
+
+@pytest.mark.integration
 def test_probe_job_relabels_sd_targets_into_probe_requests(
     prometheus_binaries: dict[str, str], tmp_path: Path
 ) -> None:

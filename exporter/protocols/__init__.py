@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from perfgen.exporter.protocols import anthropic, openai
+from perfgen.exporter.protocols import anthropic, openai, openai_responses
 from perfgen.exporter.protocols.base import (
     CONTENT,
     END,
@@ -16,6 +16,7 @@ from perfgen.exporter.protocols.base import (
 PROTOCOLS: dict[str, WireProtocol] = {
     openai.PROTOCOL.name: openai.PROTOCOL,
     anthropic.PROTOCOL.name: anthropic.PROTOCOL,
+    openai_responses.PROTOCOL.name: openai_responses.PROTOCOL,
 }
 
 

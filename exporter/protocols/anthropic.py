@@ -6,7 +6,13 @@ already ends in `/v1`; a base already ending in `/v1/messages` is used as is.
 Usage: `message_start` carries the input token counts and a provisional output count
 (0 or 1 before anything is generated), so output tokens come only from `message_delta`,
 whose count is cumulative. A compatible server that sends `output_tokens: null` there
-has not counted, and the probe estimates instead.
+has not counted, and the probe estimates instead. Cached prompt tokens are
+`cache_read_input_tokens`.
+
+Thinking: `thinking_delta` text is reasoning. The newest models stream a thinking block
+with only a `signature_delta` (no text) by default, and `redacted_thinking` blocks carry
+none either: that reasoning happened but was not streamed (`hidden_reasoning`), and
+Anthropic's usage does not split it out of `output_tokens`.
 """
 
 from __future__ import annotations
@@ -20,11 +26,11 @@ from perfgen.exporter.protocols.base import (
     StreamFacts,
     StreamFailure,
     WireRequest,
-    error_text,
-    event_error_text,
+    event_error,
     parse_json,
     replace_path,
     shorten,
+    stream_error,
     streaming_request,
     url_path,
 )
@@ -36,7 +42,11 @@ API_VERSION = "2023-06-01"
 
 
 class AnthropicStream(StreamFacts):
-    __slots__ = ()
+    __slots__ = ("_thinking_text",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._thinking_text = False  # the open thinking block streamed text
 
     def feed(self, event: Event) -> int:
         name = event.event
@@ -44,7 +54,7 @@ class AnthropicStream(StreamFacts):
             return 0
         data = event.data
         if name == "error":
-            raise StreamFailure("error_event", event_error_text(data))
+            raise event_error(data)
         message = parse_json(data)
         try:
             return self._message(message, name)
@@ -59,8 +69,9 @@ class AnthropicStream(StreamFacts):
         if kind == "content_block_delta":
             return self._delta(message.get("delta") or {})
         if kind == "message_delta":
-            if (message.get("delta") or {}).get("stop_reason"):
-                self.finished = True
+            reason = (message.get("delta") or {}).get("stop_reason")
+            if reason:
+                self._stop(reason)
             usage = message.get("usage")
             if usage:
                 self._usage(usage, output=True)
@@ -76,8 +87,15 @@ class AnthropicStream(StreamFacts):
             self.finished = True
             return END
         if kind == "error":
-            raise StreamFailure("error_event", error_text(message))
+            raise stream_error(message)
         return 0  # ping, content_block_stop, and event types newer than this code
+
+    def _stop(self, reason: str) -> None:
+        self.finished = True
+        if reason == "max_tokens":
+            self.truncated = True
+        elif reason == "refusal":
+            raise StreamFailure("content_filter", "the model refused (stop_reason refusal)")
 
     def _delta(self, delta: dict[str, Any]) -> int:
         kind = delta.get("type")
@@ -87,12 +105,20 @@ class AnthropicStream(StreamFacts):
                 self.content_parts.append(text)
                 return self._token(TOKEN | CONTENT)
         elif kind == "thinking_delta":
-            if delta.get("thinking"):
+            thinking = delta.get("thinking")
+            if thinking:
+                self.reasoning_parts.append(thinking)
                 self.reasoning_events += 1
+                self._thinking_text = True
                 return self._token(TOKEN)
         elif kind == "input_json_delta":
-            if delta.get("partial_json"):
+            partial = delta.get("partial_json")
+            if partial:
+                self.tool_parts.append(partial)
                 return self._token(TOKEN | CONTENT)
+        elif kind == "signature_delta" and not self._thinking_text:
+            # The block's signature without its text: thought, but not streamed.
+            self.hidden_reasoning = True
         # signature_delta and citations_delta carry no generated token.
         return 0
 
@@ -104,9 +130,16 @@ class AnthropicStream(StreamFacts):
             return self._token(TOKEN | CONTENT)
         if kind == "tool_use" and block.get("name"):
             return self._token(TOKEN | CONTENT)
-        if (kind == "thinking" and block.get("thinking")) or kind == "redacted_thinking":
-            self.reasoning_events += 1
-            return self._token(TOKEN)
+        if kind == "thinking":
+            self._thinking_text = False
+            if block.get("thinking"):
+                self.reasoning_parts.append(block["thinking"])
+                self.reasoning_events += 1
+                self._thinking_text = True
+                return self._token(TOKEN)
+        elif kind == "redacted_thinking":
+            # Encrypted reasoning, delivered whole after the fact: no token stream to time.
+            self.hidden_reasoning = True
         return 0
 
     def _token(self, flags: int) -> int:
@@ -121,10 +154,10 @@ class AnthropicStream(StreamFacts):
         ]
         if isinstance(parts[0], int):
             self.input_tokens = sum(p for p in parts if isinstance(p, int))
+        if isinstance(parts[2], int):
+            self.cached_input_tokens = parts[2]
         if output:
-            count = usage.get("output_tokens")
-            if isinstance(count, int):
-                self.output_tokens = count
+            self.set_output_tokens(usage.get("output_tokens"))
 
 
 class AnthropicProtocol:
@@ -147,6 +180,13 @@ class AnthropicProtocol:
         max_tokens: int,
         api_key: str,
     ) -> WireRequest:
+        extra: dict[str, Any] = {}
+        budget = provider.capabilities(model).thinking_budget_tokens
+        if budget is not None:
+            # The cap covers thinking too and must exceed its budget: the module's cap
+            # stays what the answer may use.
+            extra["thinking"] = {"type": "enabled", "budget_tokens": budget}
+            max_tokens += budget
         return streaming_request(
             provider.endpoint or self.endpoint(provider.api_base_url),
             model,
@@ -154,6 +194,7 @@ class AnthropicProtocol:
             prompt,
             max_tokens,
             {"x-api-key": api_key, "anthropic-version": API_VERSION},
+            **extra,
         )
 
     def new_stream(self) -> AnthropicStream:

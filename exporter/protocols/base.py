@@ -44,6 +44,7 @@ class WireRequest:
     body: bytes
     # Headers hold the API key: keep them out of repr() so a stray log line cannot leak it.
     headers: dict[str, str] = field(repr=False)
+    output_cap: int = 0  # the output-token cap the body carries, as sent
 
 
 class StreamFacts(ABC):
@@ -53,22 +54,37 @@ class StreamFacts(ABC):
         "token_events",
         "reasoning_events",
         "content_parts",
+        "reasoning_parts",
+        "tool_parts",
         "input_tokens",
         "output_tokens",
         "reasoning_tokens",
+        "cached_input_tokens",
         "finished",
+        "truncated",
+        "hidden_reasoning",
     )
 
     def __init__(self) -> None:
         self.token_events = 0  # events that carried at least one token
         self.reasoning_events = 0  # ... of which carried reasoning
         self.content_parts: list[str] = []  # the visible answer, for validation
+        # Streamed reasoning and tool-call text: with content_parts, what a token
+        # estimate counts when the server reports no usage.
+        self.reasoning_parts: list[str] = []
+        self.tool_parts: list[str] = []
         # The server's own counts; None until it reports them.
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
         self.reasoning_tokens: int | None = None
+        self.cached_input_tokens: int | None = None  # prompt tokens served from its cache
         # The server said the answer is complete (terminator, finish/stop reason).
         self.finished = False
+        # ... because the output cap ran out (finish_reason "length", "max_tokens", ...).
+        self.truncated = False
+        # The stream showed reasoning without its text (a thinking block with only a
+        # signature, an encrypted reasoning item): counted, not streamed.
+        self.hidden_reasoning = False
 
     @abstractmethod
     def feed(self, event: Event) -> int:
@@ -77,6 +93,18 @@ class StreamFacts(ABC):
     @property
     def content_text(self) -> str:
         return "".join(self.content_parts)
+
+    @property
+    def wants_trailer(self) -> bool:
+        """After the terminator, read on to the body's end (bounded): usage may follow."""
+        return False
+
+    def set_output_tokens(self, count: object) -> None:
+        """A server's cumulative output count; a later 0 (an empty trailing chunk's
+        placeholder) never replaces a real count."""
+        if isinstance(count, int) and not isinstance(count, bool):
+            if count > 0 or self.output_tokens is None:
+                self.output_tokens = count
 
 
 class WireProtocol(Protocol):
@@ -115,22 +143,28 @@ def streaming_request(
     prompt: str,
     max_tokens: int,
     auth_headers: dict[str, str],
+    *,
+    max_tokens_field: str = "max_tokens",
+    input_field: str = "messages",
     **extra_body: Any,
 ) -> WireRequest:
     """The part every wire format shares: one user message, streamed, no compression.
 
-    `auth_headers` carry the key (and any version header); `extra_body` adds
-    protocol-specific fields to the JSON body.
+    `auth_headers` carry the key (and any version header); the output cap goes under
+    `max_tokens_field` (the capability table's choice); `extra_body` adds
+    protocol-specific fields. No sampling parameter unless the module sets one.
     """
-    body = {
-        "model": model,
-        "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": max_tokens,
-        "temperature": module.temperature,
-        "stream": True,
-        **extra_body,
-    }
-    return WireRequest(url, encode_body(body), {**auth_headers, **STREAM_HEADERS})
+    body: dict[str, Any] = {"model": model}
+    if input_field == "messages":
+        body["messages"] = [{"role": "user", "content": prompt}]
+    else:
+        body[input_field] = prompt
+    body[max_tokens_field] = max_tokens
+    if module.temperature is not None:
+        body["temperature"] = module.temperature
+    body["stream"] = True
+    body.update(extra_body)
+    return WireRequest(url, encode_body(body), {**auth_headers, **STREAM_HEADERS}, max_tokens)
 
 
 def loggable_url(url: str) -> str:
@@ -151,6 +185,17 @@ def replace_path(url: str, path: str) -> str:
     """`url` with its path replaced; scheme, host, port and query are kept."""
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+def suffix_endpoint(api_base_url: str, suffix: str) -> str:
+    """The OpenAI SDK rule: a path already ending in `suffix` is used as is, a bare host
+    gets `/v1` + suffix, any other path (it names the API version) gets `suffix`."""
+    path = url_path(api_base_url)
+    if path.endswith(suffix):
+        return replace_path(api_base_url, path)
+    if not path:
+        return replace_path(api_base_url, "/v1" + suffix)
+    return replace_path(api_base_url, path + suffix)
 
 
 def url_path(url: str) -> str:
@@ -190,6 +235,74 @@ def error_text(payload: Any) -> str:
         if detail:
             return shorten(str(detail))
     return shorten(json.dumps(payload) if not isinstance(payload, str) else payload)
+
+
+def error_reason(payload: Any, default: str = "error_event") -> str:
+    """The failure reason an error object names, whatever shape it comes in.
+
+    Used for in-stream errors and for HTTP error bodies alike: an Anthropic
+    `overloaded_error` after HTTP 200 is the same news as an HTTP 529.
+    """
+    text = _error_words(payload)
+    for reason, words in _REASON_WORDS:
+        if any(word in text for word in words):
+            return reason
+    return default
+
+
+# Codes and phrases each provider uses (OpenAI codes, Anthropic types, DeepSeek,
+# Mistral, vLLM and llama.cpp messages), lower-cased; first match wins.
+_REASON_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("overloaded", ("overloaded",)),
+    ("quota", ("insufficient_quota", "exceeded your current quota", "billing", "credit balance")),
+    (
+        "context_length",
+        (
+            "context_length",
+            "context length",
+            "context window",
+            "prompt is too long",
+            "too many tokens",
+            "maximum context",
+        ),
+    ),
+    ("content_filter", ("content_filter", "content_policy", "content management policy")),
+)
+
+
+def _error_words(payload: Any) -> str:
+    """The code, type and message of an error object, lower-cased, for matching."""
+    parts: list[str] = []
+    if isinstance(payload, dict):
+        inner = payload.get("error", payload)
+        if isinstance(inner, dict):
+            for key in ("type", "code", "message", "status"):
+                value = inner.get(key)
+                if isinstance(value, str):
+                    parts.append(value)
+        elif isinstance(inner, str):
+            parts.append(inner)
+        for key in ("type", "code", "message", "detail"):
+            value = payload.get(key)
+            if isinstance(value, str):
+                parts.append(value)
+    elif isinstance(payload, str):
+        parts.append(payload)
+    return " ".join(parts).lower()
+
+
+def stream_error(payload: Any) -> StreamFailure:
+    """The StreamFailure of an in-stream error object."""
+    return StreamFailure(error_reason(payload), error_text(payload))
+
+
+def event_error(data: str) -> StreamFailure:
+    """The StreamFailure of an SSE `error` event's data."""
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        return StreamFailure("error_event", shorten(data) or "error event without data")
+    return stream_error(payload)
 
 
 def event_error_text(data: str) -> str:
