@@ -24,13 +24,14 @@ from perfgen.generator.apply import (
     management_enabled,
     management_secret,
 )
-from perfgen.generator.metrics import GeneratorMetrics, parse_listen
+from perfgen.generator.metrics import GeneratorMetrics
 from perfgen.generator.promql import PrometheusConnection
 from perfgen.generator.query_cli import prometheus_options, region_option
 from perfgen.generator.run import EXIT_ERROR, Runner
 from perfgen.generator.timer import run_every
 
 from perfgen.config import SCENARIOS, duration_seconds
+from perfgen.listen import display_host, parse_listen
 
 # --------------------------------------------------------------------- command
 
@@ -262,7 +263,7 @@ def generate(
             _fail(f"cannot serve metrics on {metrics_listen}: {exc.strerror or exc}")
         host, port = parse_listen(metrics_listen)
         # No timestamp: supervisors (stack/demo.py) wait for a line starting like this.
-        click.echo(f"generator listening on http://{host}:{port}/metrics", err=True)
+        click.echo(f"generator listening on http://{display_host(host)}:{port}/metrics", err=True)
     run.log(f"running every {every} (jitter {jitter:.0%}); SIGTERM or SIGINT stops")
     run_every(interval, jitter, run, threading.Event())
     run.log("stopped")

@@ -552,7 +552,10 @@ class Waiting(Protocol):
     """What wait_until needs of a stack."""
 
     workdir: Path
-    tick: Callable[[], None]
+
+    # Read-only here: the stacks' dataclass field (a callable default) is read as one.
+    @property
+    def tick(self) -> Callable[[], None]: ...
 
     def check_alive(self) -> None: ...
 

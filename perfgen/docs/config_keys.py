@@ -148,12 +148,12 @@ def read_keys() -> dict[str, dict[str, KeyRead]]:
         )
     # A key the parser accepts without reading it when absent (it looks at the table
     # first) was never read with its type: the reference must set it.
-    read = {(_table_of(prefix), key) for prefix, key in trace.reads}
+    typed = {(_table_of(prefix), key) for prefix, key in trace.reads}
     unread = [
         reader.key(name)
         for reader in trace.readers
         for name in sorted(reader.seen)
-        if (_table_of(reader.prefix), name) not in read
+        if (_table_of(reader.prefix), name) not in typed
     ]
     if unread:
         raise IncompleteReference(
