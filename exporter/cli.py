@@ -18,6 +18,7 @@ from perfgen.exporter import logs
 from perfgen.exporter.logs import LOG_FORMATS
 
 from perfgen.config import ConfigError, load_config, redact, secret_values
+from perfgen.listen import ListenError, display_host, parse_listen
 
 DEFAULT_LISTEN = "127.0.0.1:9470"
 # Cyclic-GC thresholds of the exporter process (CPython's defaults: 700, 10, 10).
@@ -46,22 +47,9 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """HOST:PORT (IPv6 as [::1]:PORT) -> (host, port)."""
-    host, found, port_text = text.rpartition(":")
-    host = host.strip("[]")
-    if not found or not host or not port_text.isdigit() or int(port_text) > 65535:
-        raise click.BadParameter(f"{text!r} is not HOST:PORT", param_hint="--listen")
-    return host, int(port_text)
-
-
 def _warn(warnings: tuple[str, ...]) -> None:
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
-
-
-def _display_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 SOMAXCONN = "/proc/sys/net/core/somaxconn"
@@ -109,7 +97,7 @@ async def _serve(app: web.Application, host: str, port: int) -> None:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGHUP, exporter.reload)
-        click.echo(f"exporter listening on http://{_display_host(host)}:{bound_port}")
+        click.echo(f"exporter listening on http://{display_host(host)}:{bound_port}")
         sys.stdout.flush()
         await stop.wait()
     finally:
@@ -139,7 +127,10 @@ def exporter(config_path: str, listen: str, log_format: str | None) -> None:
     """
     from perfgen.exporter.app import create_app, exporter_of
 
-    host, port = parse_listen(listen)
+    try:
+        host, port = parse_listen(listen)
+    except ListenError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
     try:
         app = create_app(config_path, log_format=log_format)
     except ConfigError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ from perfgen.exporter.scheduler import OUTCOMES, Scheduler
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+import perfgen
 from perfgen.config import Performance
 
 if TYPE_CHECKING:  # the service registers this collector: no import at run time
@@ -61,7 +63,7 @@ class HealthCollector(Collector):
         )
         yield gauge(
             "perfgen_exporter_budget_output_tokens_limit",
-            "Output tokens probes may spend per hour (0 = unlimited).",
+            "Output tokens probes may spend per hour, max_output_tokens_per_hour (0 = unlimited).",
             scheduler.budget.limit,
         )
         yield gauge(
@@ -71,7 +73,7 @@ class HealthCollector(Collector):
         )
         yield gauge(
             "perfgen_exporter_event_loop_lag_seconds",
-            "How late the last periodic wake-up of the event loop was.",
+            "How late the last periodic wake-up of the event loop was (a busy loop skews TTFT).",
             exporter.event_loop_lag,
         )
         yield gauge(
@@ -81,6 +83,7 @@ class HealthCollector(Collector):
         )
         yield from _interval_families(scheduler, performance)
         yield from _spend_families(scheduler, performance)
+        yield BUILD_INFO
 
 
 def _interval_families(scheduler: Scheduler, performance: Performance) -> Iterator[Metric]:
@@ -128,3 +131,18 @@ def _spend_families(scheduler: Scheduler, performance: Performance) -> Iterator[
         "Dollars probes may spend per hour (0 = unlimited).",
         value=scheduler.money.limit,
     )
+
+
+def _build_info() -> GaugeMetricFamily:
+    # The blackbox_exporter convention (its <name>_build_info): a constant 1 whose labels say
+    # what runs, so a query can join on it and a fleet's versions can be counted.
+    info = GaugeMetricFamily(
+        "perfgen_exporter_build_info",
+        "Always 1; the labels name the perfgen version and the Python running it.",
+        labels=("version", "python_version"),
+    )
+    info.add_metric([perfgen.__version__, platform.python_version()], 1)
+    return info
+
+
+BUILD_INFO = _build_info()

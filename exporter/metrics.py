@@ -257,7 +257,9 @@ class CumulativeStore:
             family.add_metric(labels, histogram.cumulative(), histogram.total)
             families.append(family)
         requests = CounterMetricFamily(
-            "llm_requests", "Probe requests sent, successful or not.", labels=LABELS
+            "llm_requests",
+            "Probe requests sent, successful or not (one never sent for want of a key is not).",
+            labels=LABELS,
         )
         requests.add_metric(labels, series.requests)
         failures = CounterMetricFamily(
@@ -328,7 +330,7 @@ def probe_families(result: ProbeResult, *, cached: bool) -> list[Metric]:
     )
     gauge(
         "llm_probe_first_content_seconds",
-        "Time to first visible answer token (median).",
+        "Time to first visible answer token, after any reasoning (median).",
         result.first_content_seconds,
     )
     gauge(
@@ -338,7 +340,7 @@ def probe_families(result: ProbeResult, *, cached: bool) -> list[Metric]:
     )
     gauge(
         "llm_probe_tokens_per_second",
-        "Decode rate (median over the probe's requests).",
+        "Decode rate (output tokens - 1) / (duration - ttft), median over the requests.",
         result.tokens_per_second,
     )
     gauge(
@@ -418,7 +420,7 @@ def probe_families(result: ProbeResult, *, cached: bool) -> list[Metric]:
     families.append(failed)
     gauge(
         "llm_probe_cached",
-        "1 when this scrape was answered from the last result.",
+        "1 when this scrape was answered from the last result (not paid for).",
         1 if cached else 0,
     )
     gauge("llm_probe_timestamp_seconds", "Unix time the measurement started.", result.started_at)

@@ -24,13 +24,14 @@ from perfgen.generator.apply import (
     management_enabled,
     management_secret,
 )
-from perfgen.generator.metrics import GeneratorMetrics, parse_listen
+from perfgen.generator.metrics import GeneratorMetrics
 from perfgen.generator.promql import PrometheusConnection
 from perfgen.generator.query_cli import prometheus_options, region_option
 from perfgen.generator.run import EXIT_ERROR, Runner
 from perfgen.generator.timer import run_every
 
 from perfgen.config import SCENARIOS, duration_seconds
+from perfgen.listen import display_host, parse_listen
 
 # --------------------------------------------------------------------- command
 
@@ -45,17 +46,25 @@ from perfgen.config import SCENARIOS, duration_seconds
     help="The proxy's config.toml (its [router] is rewritten in place).",
 )
 @prometheus_options
-@click.option("--dry-run", is_flag=True, help="Print the diff, write nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the unified diff, write nothing; exit 3 if routes would change.",
+)
 @click.option(
     "--out",
     metavar="FILE",
     type=click.Path(dir_okay=False),
-    help="Write the result here instead of --config.",
+    help="Write the result to FILE instead of --config (a complete config; FILE.bak is kept "
+    "when FILE existed). When FILE exists, the run starts from the routes written there "
+    "(those --config still allows), so the exit code, the diff and hysteresis are about the "
+    "routes in use.",
 )
 @click.option(
     "--every",
     metavar="DURATION",
-    help="Run forever, every DURATION (e.g. 5m), until SIGTERM/SIGINT.",
+    help="Run now and then every DURATION (30s, 5m, 1h), +- --jitter, re-reading the config "
+    "each run, until SIGTERM/SIGINT; a signal lets the current run finish, then exits 0.",
 )
 @click.option(
     "--jitter",
@@ -135,7 +144,9 @@ from perfgen.config import SCENARIOS, duration_seconds
     "--explain",
     "show_explain",
     is_flag=True,
-    help="Print per scenario why the chain is what it is.",
+    help="Print per scenario the old and new chain, each model's group, score and reason "
+    "(thresholds missed, stale, too few samples, excluded, cut by max_chain) and the "
+    "hysteresis decisions with their numbers.",
 )
 @click.option(
     "--metrics-listen",
@@ -252,7 +263,7 @@ def generate(
             _fail(f"cannot serve metrics on {metrics_listen}: {exc.strerror or exc}")
         host, port = parse_listen(metrics_listen)
         # No timestamp: supervisors (stack/demo.py) wait for a line starting like this.
-        click.echo(f"generator listening on http://{host}:{port}/metrics", err=True)
+        click.echo(f"generator listening on http://{display_host(host)}:{port}/metrics", err=True)
     run.log(f"running every {every} (jitter {jitter:.0%}); SIGTERM or SIGINT stops")
     run_every(interval, jitter, run, threading.Event())
     run.log("stopped")

@@ -13,6 +13,7 @@ from perfgen.generator.apply import ApplyOutcome
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from perfgen.config import Route
+from perfgen.listen import parse_listen
 
 
 class GeneratorMetrics:
@@ -112,10 +113,3 @@ class GeneratorMetrics:
         """Serve /metrics on HOST:PORT in a daemon thread."""
         host, port = parse_listen(listen)
         start_http_server(port, addr=host, registry=self.registry)
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{listen!r} is not HOST:PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)

@@ -180,7 +180,7 @@ class PromClient:
             params["time"] = _fmt_time(at)
         data = self._call("query", params, query)
         kind, result = data.get("resultType"), data.get("result")
-        if kind == "scalar":
+        if kind == "scalar" and isinstance(result, list):
             return [Sample({}, _to_float(result[1]), float(result[0]))]
         if kind != "vector" or not isinstance(result, list):
             raise QueryError(f"query {query!r}: expected a vector, got {kind}")

@@ -56,7 +56,9 @@ _PROMETHEUS_OPTIONS: list[Callable[[Any], Any]] = [
         type=click.IntRange(min=0),
         default=2,
         show_default=True,
-        help="Extra attempts on connection errors and 429/502/503/504.",
+        help="Extra attempts on connection errors, timeouts and HTTP 429/502/503/504, backing "
+        "off exponentially from 0.5 s to at most 8 s (Retry-After honoured); PromQL errors "
+        "(400/422) are not retried.",
     ),
     click.option("--bearer-token-env", metavar="NAME", help="Env var holding a bearer token."),
     click.option("--bearer-token-file", metavar="PATH", help="File holding a bearer token."),

@@ -171,7 +171,8 @@ def plan_routes(
     path = str(config_path)
     source_text = _read(path)
     config = parse_config(source_text, path)
-    old_text, routes_path, target_text = source_text, None, source_text
+    old_text, routes_path = source_text, None
+    target_text: str | None = source_text
     if out is not None and os.path.realpath(out) != os.path.realpath(path):
         target_text = _read_or_none(Path(out))
         written = _written_routes(config, target_text)

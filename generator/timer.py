@@ -42,5 +42,5 @@ def run_every(
             run()
             stop.wait(next_delay(interval, jitter))
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)  # type: ignore[arg-type]
+        for signum, old in previous.items():
+            signal.signal(signum, old)  # type: ignore[arg-type]

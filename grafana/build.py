@@ -680,6 +680,62 @@ def exporter_health() -> model.Dashboard:
             ],
         ),
         timeseries(
+            "Probe spend",
+            [
+                target(
+                    "3600 * sum by (provider, model) (rate("
+                    f"{exporter('perfgen_exporter_probe_cost_dollars_total')}"
+                    "[$__rate_interval]))",
+                    "{{provider}}/{{model}} $/h",
+                ),
+                target(f"sum({exporter('perfgen_exporter_budget_dollars_used')})", "used"),
+                target(f"sum({exporter('perfgen_exporter_budget_dollars_limit')})", "limit"),
+            ],
+            description="Dollars per hour paid for probes of each model, by "
+            "[performance.prices]; used and limit of max_dollars_per_hour (0 limit = "
+            "unlimited).",
+            unit="currencyUSD",
+            overrides=[
+                override(
+                    "limit",
+                    custom__lineStyle={"fill": "dash", "dash": [10, 10]},
+                    color={"mode": "fixed", "fixedColor": "red"},
+                )
+            ],
+        ),
+        timeseries(
+            "Probe intervals",
+            [
+                target(
+                    "max by (provider, model, module) "
+                    f"({exporter('perfgen_exporter_probe_interval_seconds')})",
+                    "{{provider}}/{{model}} {{module}}",
+                ),
+                target(
+                    "count by (reason) "
+                    f"({exporter('perfgen_exporter_probe_interval_reason')} == 1)",
+                    "targets {{reason}}",
+                ),
+            ],
+            description="Least time between two paid probes of each target+module as "
+            "chosen now (test_interval_minutes, or the adaptive choice), and how many "
+            "targets have each reason.",
+            unit="s",
+        ),
+        timeseries(
+            "Exporter versions",
+            [
+                target(
+                    f"count by (version) ({exporter('perfgen_exporter_build_info')})",
+                    "{{version}}",
+                )
+            ],
+            description="How many exporters run each perfgen version "
+            "(perfgen_exporter_build_info).",
+            unit="short",
+            decimals=0,
+        ),
+        timeseries(
             "/probe scrape duration",
             [
                 target(

@@ -11,6 +11,8 @@ import importlib
 
 import click
 
+from perfgen import __version__
+
 # name -> "module:attribute" of a click.Command; the order is the order of --help.
 COMMANDS: dict[str, str] = {
     "demo": "perfgen.stack.demo_cli:demo",
@@ -37,7 +39,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="perfgen")
+@click.version_option(__version__, prog_name="perfgen")
 def main() -> None:
     """Measure LLM providers the Prometheus way and keep the proxy's routes fast.
 

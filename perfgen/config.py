@@ -544,6 +544,7 @@ def _parse_providers(
         if name in providers:
             raise reader.error("name", f"provider {name!r} is defined twice")
         base_url = reader.url("api_base_url", required=True)
+        assert base_url is not None  # required: url() raised a ConfigError otherwise
         key = reader.get("api_key", str)
         if not key:
             raise reader.error("api_key", "is required and must be non-empty ($NAME = env var)")
@@ -746,8 +747,8 @@ def _parse_targets(
     section = perf.sub("test_models")
     if section is None:
         # Nothing listed: every configured model is a target.
-        targets = tuple(Target(p.name, m) for p in providers.values() for m in p.models)
-        return targets, Performance.sd_modules
+        every = tuple(Target(p.name, m) for p in providers.values() for m in p.models)
+        return every, Performance.sd_modules
     listed_providers = section.strings("providers")
     for index, name in enumerate(listed_providers):
         if name not in providers:

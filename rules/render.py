@@ -19,7 +19,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -34,7 +34,12 @@ from perfgen.config import (
     Weights,
     duration_seconds,
 )
-from perfgen.timing import probe_cadence_seconds, stale_after_seconds
+from perfgen.timing import (
+    MIN_PROBE_CADENCE_SECONDS,
+    STALE_INTERVALS,
+    probe_cadence_seconds,
+    stale_after_seconds,
+)
 
 RULES_DIR = Path(__file__).resolve().parent
 RENDERED_DIR = RULES_DIR / "rendered"
@@ -198,16 +203,37 @@ class ScenarioParams:
 class Timings:
     """Every duration the rules use, derived from [performance] (docs/rules-and-alerts.md)."""
 
-    window: str  # as configured; it is also the suffix of every recording rule name
+    # A `derivation` is how the duration follows from the config; `python -m perfgen.docs`
+    # prints it beside the values of the example and demo configs.
+    window: str = field(metadata={"derivation": "`window`; also every recording rule's suffix"})
     window_seconds: float
     interval_seconds: float  # test_interval_minutes in seconds
-    probe_for: str  # probe-driven alerts: PROBE_CONFIRM_INTERVALS x probe cadence
-    infra_for: str  # infrastructure alerts: probe_for capped at INFRA_FOR_CAP_SECONDS
-    score_for: str  # score alert: one window, longer than a single probe stays in it
-    baseline: str  # score baseline: BASELINE_WINDOWS x window
-    stale_after: str  # generator.stale_after, else STALE_INTERVALS x probe cadence
+    probe_for: str = field(
+        metadata={
+            "derivation": f"{PROBE_CONFIRM_INTERVALS:g} × probe cadence "
+            f"(`test_interval_minutes`, at least {MIN_PROBE_CADENCE_SECONDS:g} s)"
+        }
+    )
+    infra_for: str = field(
+        metadata={"derivation": f"probe `for:`, at most {prom_duration(INFRA_FOR_CAP_SECONDS)}"}
+    )
+    score_for: str = field(
+        metadata={"derivation": "`window`: longer than a single probe stays in it"}
+    )
+    baseline: str = field(metadata={"derivation": f"{BASELINE_WINDOWS} × `window`"})
+    stale_after: str = field(
+        metadata={
+            "derivation": "`[performance.generator] stale_after`, "
+            f"else {STALE_INTERVALS} × probe cadence"
+        }
+    )
     stale_after_seconds: float
-    flap_range: str  # max(1h, FLAP_RANGE_HYSTERESIS_MULTIPLE x hysteresis_for)
+    flap_range: str = field(
+        metadata={
+            "derivation": f"max({prom_duration(FLAP_RANGE_MIN_SECONDS)}, "
+            f"{FLAP_RANGE_HYSTERESIS_MULTIPLE} × `hysteresis_for`)"
+        }
+    )
 
 
 def timings(performance: Performance) -> Timings:

@@ -62,7 +62,7 @@ class AnthropicStream:
         )
 
     def preamble(self) -> bytes:
-        message = {
+        message: dict[str, Any] = {
             "id": f"msg_sim{self._serial:08d}",
             "type": "message",
             "role": "assistant",

@@ -12,22 +12,17 @@ from aiohttp import web
 from perfgen.simulator.config import ConfigError, load_simulator_config
 from perfgen.simulator.server import create_app
 
+from perfgen.listen import ListenError, display_host, parse_listen
+
 READY_PREFIX = "simulator listening on "
 # Hung and stalled streams are released on shutdown; this only bounds a stuck client.
 _SHUTDOWN_TIMEOUT_SECONDS = 2.0
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
-
-
 def _listen_option(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, int]:
     try:
         return parse_listen(value)
-    except ValueError as exc:
+    except ListenError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
 
 
@@ -49,8 +44,7 @@ async def serve(app: web.Application, host: str, port: int) -> None:
         site = web.TCPSite(runner, host, port)
         await site.start()
         bound_port = runner.addresses[0][1]
-        display_host = f"[{host}]" if ":" in host else host
-        print(f"{READY_PREFIX}http://{display_host}:{bound_port}", flush=True)
+        print(f"{READY_PREFIX}http://{display_host(host)}:{bound_port}", flush=True)
         await stop.wait()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 PROTOCOLS = ("openai", "anthropic")
 FAULT_KINDS = (
@@ -320,7 +320,7 @@ def _require_str(raw: Mapping[str, Any], key: str, source: str, path: str) -> st
     return value
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 

@@ -232,11 +232,11 @@ async def _respond(
         status, body = wire.fault_body(plan.fault)
         record.status = status
         return web.json_response(body, status=status, headers=headers)
-    status = _FAULT_STATUS.get(plan.fault or "")
-    if status is not None:
-        record.status = status
-        extra = {"Retry-After": str(plan.retry_after_seconds)} if status == 429 else None
-        return _error(wire, status, _FAULT_MESSAGES[status], record.id, extra)
+    fault_status = _FAULT_STATUS.get(plan.fault or "")
+    if fault_status is not None:
+        record.status = fault_status
+        extra = {"Retry-After": str(plan.retry_after_seconds)} if fault_status == 429 else None
+        return _error(wire, fault_status, _FAULT_MESSAGES[fault_status], record.id, extra)
     if plan.fault == "hang":
         await wait_until_gone(request, state.stopping)
         record.client_disconnected = client_gone(request)

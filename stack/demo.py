@@ -519,12 +519,17 @@ class DemoStack:
                 "Authorization": f"Bearer {key}",
             },
         )
+        # The exporter keeps probing meanwhile, so the newest record need not be ours. Ours
+        # is the one non-streaming request received after this moment: probes always
+        # stream, and the simulator's `received` is CLOCK_MONOTONIC, as is ours.
+        sent = time.monotonic()
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback)
             route = response.headers.get("x-standin-route", "")
             json.loads(response.read())
-        status, raw = http_get(f"{self.simulator_url}/-/requests?limit=1")
+        status, raw = http_get(f"{self.simulator_url}/-/requests?limit=200")
         records = json.loads(raw).get("requests", []) if status == 200 else []
-        record = records[0] if records else {}
+        ours = [r for r in records if not r.get("stream") and r.get("received", 0) >= sent]
+        record = ours[-1] if ours else {}
         return {
             "path": path,
             "route": route,
@@ -552,7 +557,10 @@ class Waiting(Protocol):
     """What wait_until needs of a stack."""
 
     workdir: Path
-    tick: Callable[[], None]
+
+    # Read-only here: the stacks' dataclass field (a callable default) is read as one.
+    @property
+    def tick(self) -> Callable[[], None]: ...
 
     def check_alive(self) -> None: ...
 

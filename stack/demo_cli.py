@@ -103,7 +103,7 @@ def _keep_running(narrator: Narrator, stack: DemoStack) -> None:
     default=420.0,
     show_default=True,
     metavar="SECONDS",
-    help="Stop after this long even if the story has not finished.",
+    help="Stop after this long even if the story has not finished (exit 1).",
 )
 @click.option(
     "--keep-running", is_flag=True, help="After the story, leave everything up until Ctrl-C."

@@ -23,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from perfgen.listen import ListenError, parse_listen
+
 Alert = dict[str, Any]
 Notification = dict[str, Any]
 
@@ -191,10 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--listen", default="127.0.0.1:5001", help="HOST:PORT to listen on")
     args = parser.parse_args(argv)
-    host, _, port = args.listen.rpartition(":")
-    if not host or not port.isdigit():
-        parser.error(f"--listen {args.listen!r} is not HOST:PORT")
-    receiver = WebhookReceiver(int(port), host, on_notification=_print_alerts)
+    try:
+        host, port = parse_listen(args.listen)
+    except ListenError as exc:
+        parser.error(f"--listen: {exc}")
+    receiver = WebhookReceiver(port, host, on_notification=_print_alerts)
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -53,10 +54,20 @@ OPENAI_HEADERS = {"Authorization": f"Bearer {OPENAI_KEY}"}
 ANTHROPIC_HEADERS = {"x-api-key": ANTHROPIC_KEY}
 
 
-async def timed_sse_lines(
+@dataclass(frozen=True)
+class TimedStream:
+    """One streamed answer as the client saw it: when it was sent, and when each line came."""
+
+    t0: float  # when the request was written (monotonic)
+    status: int
+    request_id: str | None  # x-sim-request-id: which /-/requests record is this request's
+    lines: list[tuple[float, bytes]]  # (arrival monotonic time, line)
+
+
+async def timed_stream(
     session: aiohttp.ClientSession, url: str, body: dict[str, Any], headers: dict[str, str]
-) -> tuple[float, int, list[tuple[float, bytes]]]:
-    """POST and read the stream: (t0, status, [(arrival monotonic time, line)]).
+) -> TimedStream:
+    """POST and read the stream, timing every line on the clock the simulator records on.
 
     t0 is when the request was written (as docs/exporter.md, "What is measured", defines it),
     so connection set-up on a busy machine does not count against the simulator.
@@ -79,7 +90,17 @@ async def timed_sse_lines(
     ):
         async for line in response.content:
             lines.append((time.monotonic(), line))
-        return written[-1], response.status, lines
+        return TimedStream(
+            written[-1], response.status, response.headers.get("x-sim-request-id"), lines
+        )
+
+
+async def timed_sse_lines(
+    session: aiohttp.ClientSession, url: str, body: dict[str, Any], headers: dict[str, str]
+) -> tuple[float, int, list[tuple[float, bytes]]]:
+    """timed_stream as (t0, status, [(arrival monotonic time, line)])."""
+    stream = await timed_stream(session, url, body, headers)
+    return stream.t0, stream.status, stream.lines
 
 
 async def records(session: aiohttp.ClientSession, base: str, limit: int = 100) -> list[dict]:

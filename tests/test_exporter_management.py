@@ -399,10 +399,21 @@ async def test_concurrent_posts_share_one_probe(aiohttp_client, tmp_path, env):
         call(setup, "POST", "/performance/test", target="sim:fast", module="latency")
     )
     await gate.started.wait()
+    # Released only once the second POST has joined the running probe: counted where it
+    # asks the scheduler, which it does in the same step as it starts waiting on the probe.
+    scheduler = exporter_of(setup.client.server.app).scheduler
+    asked = asyncio.Event()
+    ask = scheduler.probe
+
+    async def counted(*args, **kwargs):
+        asked.set()
+        return await ask(*args, **kwargs)
+
+    scheduler.probe = counted  # type: ignore[method-assign]
     second = asyncio.create_task(
         call(setup, "POST", "/performance/test", target="sim:fast", module="latency")
     )
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(asked.wait(), 30)
     gate.release.set()
     responses = [response for response, _ in await asyncio.gather(first, second)]
     assert [r.status for r in responses] == [200, 200]

@@ -89,11 +89,19 @@ def test_malformed_requests_are_one_redacted_line_each(exporter: ManagedProcess)
     for name, data in MALFORMED.items():
         answer = send_raw(port, data)
         assert b"HTTP/1.1 400" in answer or b"HTTP/1.0 400" in answer, (name, answer[:200])
-    time.sleep(0.3)  # the log is written by the process; give it a moment to flush
+    # The process writes its log on its own time: wait for the lines (a condition polled
+    # for up to 10 s), not for a moment that may be too short on a busy machine.
+    deadline = time.monotonic() + 10
+    bad: list[dict[str, object]] = []
+    while len(bad) < len(MALFORMED) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        try:
+            bad = [r for r in log_records(exporter) if r["msg"] == "bad HTTP request"]
+        except json.JSONDecodeError:  # read while a line was half written: read again
+            continue
     text = exporter.log_path.read_text(errors="replace")
     assert "Traceback" not in text
     assert KEY not in text and KEY[:12] not in text
-    bad = [r for r in log_records(exporter) if r["msg"] == "bad HTTP request"]
     assert len(bad) >= len(MALFORMED)
     for record in bad:
         assert record["level"] == "warning" and record["status"] == 400

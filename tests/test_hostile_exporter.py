@@ -24,6 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from perfgen.stack.processes import ManagedProcess, free_port, start_perfgen
 
 HOSTILE = ("giant_line", "gzip_bomb", "giant_event", "endless")
@@ -94,6 +95,7 @@ def scrape(url: str, target: str, module: str, results: list[tuple[str, str]]) -
         results.append((target, response.read().decode()))
 
 
+@pytest.mark.slow  # a load test: a real exporter against hostile streams for seconds
 def test_hostile_providers_do_not_exhaust_the_exporter(tmp_path: Path) -> None:
     sim_config = tmp_path / "simulator.toml"
     sim_config.write_text(SIMULATOR)

@@ -151,6 +151,7 @@ async def test_an_echoed_key_is_removed_before_the_cut(simulator: str, provider:
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow  # each waits out a 3 s probe timeout
 @pytest.mark.parametrize("mode", ["endless", "trickle"])
 async def test_streams_without_end_stop_at_the_probe_timeout(simulator: str, mode: str) -> None:
     result = await probe(simulator, "ho", mode)

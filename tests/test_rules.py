@@ -304,6 +304,7 @@ def test_promtool_checks_the_committed_rules() -> None:
 
 
 @needs_promtool
+@pytest.mark.slow  # promtool runs every unit test of the committed rules: ~10 s
 def test_promtool_unit_tests_of_the_committed_rules() -> None:
     tests = sorted(str(path) for path in RULE_TESTS.glob("*.yml"))
     assert len(tests) >= 2

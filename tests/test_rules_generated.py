@@ -759,6 +759,7 @@ def write_suite(performance: Performance, directory: Path) -> None:
 
 
 @needs_promtool
+@pytest.mark.slow  # a generated promtool suite per config: ~3 s each
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_generated_promtool_suite_passes(name: str, tmp_path: Path) -> None:
     write_suite(CONFIGS[name](), tmp_path)
@@ -836,6 +837,7 @@ def test_second_config_changes_the_expectations() -> None:
 
 
 @needs_promtool
+@pytest.mark.slow  # two generated promtool suites
 def test_expectations_of_one_config_fail_against_another(tmp_path: Path) -> None:
     # The expectations are configuration-specific: the example's generated test must fail
     # against the second configuration's rules, or it would not be testing them.
