@@ -328,8 +328,8 @@ class PerfgenProber:
 
     def __init__(self, base_url: str, shared_session: bool = False) -> None:
         import aiohttp
-        import perfgen.exporter.probe as engine
 
+        import perfgen.exporter.probe as engine
         from perfgen.config import Target, parse_config
 
         self.run_probe = engine.run_probe

@@ -21,9 +21,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 
-from perfgen.exporter.result import ProbeResult
-
 from perfgen.config import Performance
+from perfgen.exporter.result import ProbeResult
 
 Results = Mapping[str, Sequence[ProbeResult]]  # model -> results, oldest first
 PeerRule = Callable[[Results, float, Sequence[str]], list[str]]

@@ -53,16 +53,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import yaml  # noqa: E402
 from common import Summary, print_machine, print_table  # noqa: E402
-from perfgen.exporter.adaptive import AdaptiveIntervals  # noqa: E402
-from perfgen.exporter.metrics import CumulativeStore  # noqa: E402
-from perfgen.exporter.result import ProbeResult  # noqa: E402
-from perfgen.exporter.scheduler import CostSettings, Scheduler  # noqa: E402
-from perfgen.generator.promql import PromClient  # noqa: E402
-from perfgen.generator.query_cli import stale_after  # noqa: E402
-from perfgen.generator.ranking import Policy, decide  # noqa: E402
-from perfgen.generator.snapshot import fetch_snapshot, model_stats  # noqa: E402
-from perfgen.rules.render import render_rules  # noqa: E402
-from perfgen.stack.processes import ManagedProcess, find_binary, start_prometheus  # noqa: E402
 from routing_peers import PeerRule, litellm_mean10, p50_window, proxy_score  # noqa: E402
 from routing_worlds import (  # noqa: E402
     DAY_SECONDS,
@@ -75,6 +65,16 @@ from routing_worlds import (  # noqa: E402
 )
 
 from perfgen.config import Performance, Route, duration_seconds, load_config  # noqa: E402
+from perfgen.exporter.adaptive import AdaptiveIntervals  # noqa: E402
+from perfgen.exporter.metrics import CumulativeStore  # noqa: E402
+from perfgen.exporter.result import ProbeResult  # noqa: E402
+from perfgen.exporter.scheduler import CostSettings, Scheduler  # noqa: E402
+from perfgen.generator.promql import PromClient  # noqa: E402
+from perfgen.generator.query_cli import stale_after  # noqa: E402
+from perfgen.generator.ranking import Policy, decide  # noqa: E402
+from perfgen.generator.snapshot import fetch_snapshot, model_stats  # noqa: E402
+from perfgen.rules.render import render_rules  # noqa: E402
+from perfgen.stack.processes import ManagedProcess, find_binary, start_prometheus  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SCRAPE_SECONDS = 60  # Prometheus scrapes /probe every minute; the rules run every minute

@@ -40,10 +40,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from perfgen.config import Performance, Thresholds, Weights, duration_seconds
 from perfgen.exporter.result import ProbeResult
 from perfgen.rules.render import baseline_modules, performance_score, score_components
-
-from perfgen.config import Performance, Thresholds, Weights, duration_seconds
 
 ProbeKey = tuple[str, str, str]  # provider, model, module
 Target = tuple[str, str]  # provider, model

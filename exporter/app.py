@@ -20,6 +20,9 @@ from typing import TextIO
 from urllib.parse import urlencode
 
 from aiohttp import web
+from prometheus_client import generate_latest
+
+from perfgen.config import Module, Provider
 from perfgen.exporter import logs
 from perfgen.exporter.management import add_management_routes
 from perfgen.exporter.metrics import render_probe
@@ -33,9 +36,6 @@ from perfgen.exporter.service import (
     ProbeFunction,
     service_of,
 )
-from prometheus_client import generate_latest
-
-from perfgen.config import Module, Provider
 
 # Prometheus 2.x parses this; the client library's default names a newer format version.
 EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

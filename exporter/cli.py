@@ -14,10 +14,10 @@ import sys
 
 import click
 from aiohttp import web
-from perfgen.exporter import logs
-from perfgen.exporter.logs import LOG_FORMATS
 
 from perfgen.config import ConfigError, load_config, redact, secret_values
+from perfgen.exporter import logs
+from perfgen.exporter.logs import LOG_FORMATS
 from perfgen.listen import ListenError, display_host, parse_listen
 
 DEFAULT_LISTEN = "127.0.0.1:9470"

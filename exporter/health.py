@@ -6,13 +6,13 @@ import platform
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from perfgen.exporter.adaptive import REASONS as INTERVAL_REASONS
-from perfgen.exporter.scheduler import OUTCOMES, Scheduler
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 import perfgen
 from perfgen.config import Performance
+from perfgen.exporter.adaptive import REASONS as INTERVAL_REASONS
+from perfgen.exporter.scheduler import OUTCOMES, Scheduler
 
 if TYPE_CHECKING:  # the service registers this collector: no import at run time
     from perfgen.exporter.service import ExporterService

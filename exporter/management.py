@@ -34,6 +34,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
+
+from perfgen.config import Target
 from perfgen.exporter import logs
 from perfgen.exporter.metrics import Key
 from perfgen.exporter.service import (
@@ -44,8 +46,6 @@ from perfgen.exporter.service import (
     probe_cost,
     service_of,
 )
-
-from perfgen.config import Target
 
 # A shorter token can be guessed; the management API stays off rather than accept one.
 MIN_TOKEN_LENGTH = 16

@@ -19,12 +19,6 @@ import bisect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from perfgen.exporter.result import (
-    COUNTED_FAILURE_REASONS,
-    FAILURE_REASONS,
-    UNSENT_REASONS,
-    ProbeResult,
-)
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -33,6 +27,13 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+
+from perfgen.exporter.result import (
+    COUNTED_FAILURE_REASONS,
+    FAILURE_REASONS,
+    UNSENT_REASONS,
+    ProbeResult,
+)
 
 LABELS = ("provider", "model", "module")
 

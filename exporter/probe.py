@@ -37,6 +37,17 @@ from typing import Any
 
 import aiohttp
 from multidict import CIMultiDictProxy
+
+from perfgen.config import (
+    Config,
+    ExporterSettings,
+    Module,
+    Provider,
+    Target,
+    redact,
+    redact_urls,
+    secret_values,
+)
 from perfgen.exporter import accounting
 from perfgen.exporter.bounded import BoundedParts
 from perfgen.exporter.failures import http_failure
@@ -59,17 +70,6 @@ from perfgen.exporter.protocols.base import (
 from perfgen.exporter.result import ProbeResult, RequestResult, decode_rate
 from perfgen.exporter.sse import Event, SSEDecoder, SSELimitExceeded
 from perfgen.exporter.tokens import estimate_tokens
-
-from perfgen.config import (
-    Config,
-    ExporterSettings,
-    Module,
-    Provider,
-    Target,
-    redact,
-    redact_urls,
-    secret_values,
-)
 
 # Deadlines come from asyncio.timeout_at; aiohttp's own timeouts would race with it.
 NO_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)

@@ -31,10 +31,9 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+from perfgen.config import Performance, Price, Target
 from perfgen.exporter.adaptive import AdaptiveIntervals, Choice
 from perfgen.exporter.result import ProbeResult
-
-from perfgen.config import Performance, Price, Target
 
 OUTCOMES = ("fresh", "cached", "budget_exhausted", "backoff")
 # A manual test: ran now, joined a probe already in flight, refused by the budget, or found

@@ -22,15 +22,6 @@ from typing import TextIO
 
 import aiohttp
 from aiohttp import web
-from perfgen.exporter import logs
-from perfgen.exporter import probe as probe_engine
-from perfgen.exporter.adaptive import AdaptiveIntervals
-from perfgen.exporter.health import HealthCollector
-from perfgen.exporter.metrics import CumulativeStore, Key, SeriesTotals
-from perfgen.exporter.probe import run_probe as default_run_probe
-from perfgen.exporter.result import ProbeResult
-from perfgen.exporter.scheduler import Answer, CostSettings, Scheduler
-from perfgen.exporter.spend import probe_input_tokens, probe_output_tokens
 from prometheus_client import CollectorRegistry
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -46,6 +37,15 @@ from perfgen.config import (
     redact,
     secret_values,
 )
+from perfgen.exporter import logs
+from perfgen.exporter import probe as probe_engine
+from perfgen.exporter.adaptive import AdaptiveIntervals
+from perfgen.exporter.health import HealthCollector
+from perfgen.exporter.metrics import CumulativeStore, Key, SeriesTotals
+from perfgen.exporter.probe import run_probe as default_run_probe
+from perfgen.exporter.result import ProbeResult
+from perfgen.exporter.scheduler import Answer, CostSettings, Scheduler
+from perfgen.exporter.spend import probe_input_tokens, probe_output_tokens
 
 RECENT_PROBES = 100
 LAG_INTERVAL_SECONDS = 0.5

@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+
 from perfgen.generator.proxy_schema import ROUTE_KEYS
 from perfgen.generator.proxy_toml import atomic_write
 

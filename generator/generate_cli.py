@@ -14,6 +14,8 @@ import tomllib
 from pathlib import Path
 
 import click
+
+from perfgen.config import SCENARIOS, duration_seconds
 from perfgen.generator.apply import (
     MODES,
     REASONS,
@@ -29,8 +31,6 @@ from perfgen.generator.promql import PrometheusConnection
 from perfgen.generator.query_cli import prometheus_options, region_option
 from perfgen.generator.run import EXIT_ERROR, Runner
 from perfgen.generator.timer import run_every
-
-from perfgen.config import SCENARIOS, duration_seconds
 from perfgen.listen import display_host, parse_listen
 
 # --------------------------------------------------------------------- command

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from perfgen.generator.apply import ApplyOutcome
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from perfgen.config import Route
+from perfgen.generator.apply import ApplyOutcome
 from perfgen.listen import parse_listen
 
 

@@ -19,10 +19,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from perfgen.generator.deadline import deadline, watch_session
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from perfgen.config import redact_urls
+from perfgen.generator.deadline import deadline, watch_session
 
 # Retried: the server may be restarting or overloaded. Not retried: 400/422 (a bad query
 # stays bad) and auth errors (retrying a wrong password only locks accounts).

@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import tomlkit
-from perfgen.generator.proxy_schema import ROUTE_KEYS
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import String, StringType
 
 from perfgen.atomic import atomic_write  # noqa: F401 (re-exported: generate_cli imports it here)
+from perfgen.generator.proxy_schema import ROUTE_KEYS
 
 
 class TomlEditError(ValueError):

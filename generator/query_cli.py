@@ -16,9 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
-from perfgen.generator.promql import Auth, PrometheusConnection, PromQLError
-from perfgen.generator.ranking import MEETS, ModelStats, Policy, rank
-from perfgen.generator.snapshot import Snapshot, fetch_snapshot, model_stats
 
 from perfgen.config import (
     SCENARIOS,
@@ -31,6 +28,9 @@ from perfgen.config import (
     load_config,
     parse_chain,
 )
+from perfgen.generator.promql import Auth, PrometheusConnection, PromQLError
+from perfgen.generator.ranking import MEETS, ModelStats, Policy, rank
+from perfgen.generator.snapshot import Snapshot, fetch_snapshot, model_stats
 from perfgen.timing import stale_after_seconds
 
 # --------------------------------------------------------------------- shared options

@@ -31,6 +31,15 @@ from urllib.parse import urlparse
 
 import click
 import requests
+
+from perfgen.config import (
+    SCENARIOS,
+    Config,
+    ConfigError,
+    duration_seconds,
+    parse_chain,
+    parse_config,
+)
 from perfgen.generator.apply import Applier, ApplyOutcome
 from perfgen.generator.metrics import GeneratorMetrics
 from perfgen.generator.promql import PromClient, PrometheusConnection, PromQLError
@@ -46,15 +55,6 @@ from perfgen.generator.proxy_toml import (
 from perfgen.generator.query_cli import stale_after
 from perfgen.generator.ranking import Decision, Policy, decide
 from perfgen.generator.snapshot import Snapshot, fetch_snapshot, model_stats
-
-from perfgen.config import (
-    SCENARIOS,
-    Config,
-    ConfigError,
-    duration_seconds,
-    parse_chain,
-    parse_config,
-)
 
 EXIT_UNCHANGED, EXIT_ERROR, EXIT_USAGE, EXIT_CHANGED = 0, 1, 2, 3
 RELOAD_PATH = "/v0/management/config/reload"

@@ -15,10 +15,9 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from perfgen.config import Route
 from perfgen.generator.promql import PromClient, PromQLError, Sample
 from perfgen.generator.ranking import ModelStats
-
-from perfgen.config import Route
 
 Key = tuple[str, str]  # (provider, model)
 

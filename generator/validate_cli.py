@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
-from perfgen.generator.proxy_schema import DROPS, NOTE, REFUSES, Finding, check_text
 
 from perfgen.config import ConfigError, parse_config
+from perfgen.generator.proxy_schema import DROPS, NOTE, REFUSES, Finding, check_text
 
 PERFGEN = "perfgen"
 _LABELS = {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import click
+
+from perfgen.config import ConfigError, load_config
 from perfgen.rules.render import (
     DEFAULT_RUNBOOK_BASE_URL,
     DEFAULT_SCORE_DROP,
@@ -11,8 +13,6 @@ from perfgen.rules.render import (
     render_warnings,
     write_rules,
 )
-
-from perfgen.config import ConfigError, load_config
 
 
 @click.group()

@@ -9,10 +9,10 @@ import sys
 
 import click
 from aiohttp import web
-from perfgen.simulator.config import ConfigError, load_simulator_config
-from perfgen.simulator.server import create_app
 
 from perfgen.listen import ListenError, display_host, parse_listen
+from perfgen.simulator.config import ConfigError, load_simulator_config
+from perfgen.simulator.server import create_app
 
 READY_PREFIX = "simulator listening on "
 # Hung and stalled streams are released on shutdown; this only bounds a stuck client.

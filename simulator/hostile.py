@@ -24,6 +24,7 @@ import zlib
 from functools import lru_cache
 
 from aiohttp import web
+
 from perfgen.simulator.config import HOSTILE_MODES
 from perfgen.simulator.records import RequestRecord
 from perfgen.simulator.responder import client_gone

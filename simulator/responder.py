@@ -13,6 +13,7 @@ import asyncio
 import time
 
 from aiohttp import web
+
 from perfgen.simulator.plan import RequestPlan
 from perfgen.simulator.records import RequestRecord
 from perfgen.simulator.wire import FAULT_AFTER_TOKENS, StreamEncoder

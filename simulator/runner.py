@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from aiohttp import web
+
 from perfgen.simulator.cli import READY_PREFIX
 from perfgen.simulator.config import SimulatorConfig
 from perfgen.simulator.server import create_app

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
 from perfgen.simulator.anthropic_wire import AnthropicWire
 from perfgen.simulator.config import ConfigError, Profile, ProviderConfig, SimulatorConfig
 from perfgen.simulator.hostile import respond_hostile

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import tomlkit
+
+from perfgen.config import Config, Route, infer_protocol, load_config, parse_chain
 from perfgen.stack.processes import (
     ManagedProcess,
     ProcessFailed,
@@ -45,8 +47,6 @@ from perfgen.stack.processes import (
 from perfgen.stack.prometheus_config import render_alertmanager_config, render_prometheus_config
 from perfgen.stack.proxy_standin import start_standin
 from perfgen.stack.webhook import Alert, WebhookReceiver
-
-from perfgen.config import Config, Route, infer_protocol, load_config, parse_chain
 
 HERE = Path(__file__).resolve().parent
 DEMO_SIMULATOR_CONFIG = HERE / "demo-simulator.toml"

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import click
+
 from perfgen.stack.demo import (
     AlertFeed,
     DemoStack,

@@ -42,11 +42,11 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from perfgen.generator.proxy_schema import REFUSES, ROUTE_KEYS, check_text
-from perfgen.stack.processes import ManagedProcess, free_port, perfgen_env
 
 from perfgen.config import infer_protocol
 from perfgen.endpoints import proxy_endpoint
+from perfgen.generator.proxy_schema import REFUSES, ROUTE_KEYS, check_text
+from perfgen.stack.processes import ManagedProcess, free_port, perfgen_env
 
 REDACTED = "[REDACTED]"
 READY_PREFIX = "proxy stand-in listening on "  # supervisors wait for this line

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from perfgen.config import Config, Route, load_config
 from perfgen.stack.demo import (
     DEGRADATION_ALERTS,
     GENERATOR_READY_PREFIX,
@@ -51,8 +52,6 @@ from perfgen.stack.processes import (
 )
 from perfgen.stack.prometheus_config import render_alertmanager_config, render_prometheus_config
 from perfgen.stack.webhook import Alert, WebhookReceiver
-
-from perfgen.config import Config, Route, load_config
 
 HERE = Path(__file__).resolve().parent
 SCALEOUT_PROXY_CONFIG = HERE / "scaleout-proxy.toml"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
 from perfgen.stack.processes import BinaryMissing, find_binary
 
 if TYPE_CHECKING:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+
 from perfgen.simulator.config import SimulatorConfig, parse_simulator_config
 
 OPENAI_KEY = "sim-openai-key"

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import requests
+
 from perfgen.stack.processes import ManagedProcess, project_root, start_perfgen
 
 PROXY_KEY = "standin-client-key"

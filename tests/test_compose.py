@@ -279,9 +279,8 @@ def test_compose_alertmanager_reaches_the_alert_log_service(compose: dict[str, A
 
 
 def test_compose_proxy_config_points_at_the_simulator_service() -> None:
-    from perfgen.simulator.config import load_simulator_config
-
     from perfgen.config import load_config
+    from perfgen.simulator.config import load_simulator_config
 
     config = load_config(PROXY_CONFIG)
     simulator = load_simulator_config(SIMULATOR_CONFIG)

@@ -93,6 +93,7 @@ def test_real_literal_keys_are_redacted_whole_and_do_not_warn() -> None:
 
 def test_the_probe_command_prints_the_warning(tmp_path: Path) -> None:
     from click.testing import CliRunner
+
     from perfgen.exporter.cli import probe
 
     path = tmp_path / "proxy.toml"

@@ -147,9 +147,9 @@ def test_the_failure_reasons_table_lists_exactly_the_reasons() -> None:
 
 def test_the_alert_conditions_table_lists_exactly_the_alerts() -> None:
     import yaml
-    from perfgen.rules.render import render_rules
 
     from perfgen.config import load_config
+    from perfgen.rules.render import render_rules
 
     performance = load_config(ROOT / "examples" / "config.example.toml").performance
     document = yaml.safe_load(render_rules(performance)["alerts.yml"])

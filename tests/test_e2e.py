@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from perfgen.config import load_config
 from perfgen.generator.proxy_schema import validate_text
 from perfgen.generator.proxy_toml import only_routes_changed
 from perfgen.stack.demo import DEGRADATION_ALERTS, DemoStack, StoryResult, read_chain, run_story
@@ -23,8 +25,6 @@ from perfgen.stack.processes import (
     start_perfgen,
 )
 from perfgen.stack.proxy_standin import start_standin
-
-from perfgen.config import load_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from perfgen.exporter.protocols import get_protocol
 
 from perfgen.config import parse_config
 from perfgen.endpoints import proxy_endpoint
+from perfgen.exporter.protocols import get_protocol
 
 
 @pytest.mark.parametrize(

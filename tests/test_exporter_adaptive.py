@@ -6,9 +6,6 @@ import dataclasses
 from collections import deque
 
 import pytest
-from perfgen.exporter.adaptive import AdaptiveIntervals
-from perfgen.exporter.result import ProbeResult, RequestResult
-from perfgen.exporter.scheduler import CostSettings, Scheduler
 
 from perfgen.config import (
     AdaptiveSettings,
@@ -18,6 +15,9 @@ from perfgen.config import (
     ScoreSettings,
     parse_config,
 )
+from perfgen.exporter.adaptive import AdaptiveIntervals
+from perfgen.exporter.result import ProbeResult, RequestResult
+from perfgen.exporter.scheduler import CostSettings, Scheduler
 
 MINUTE = 60.0
 

@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
 from perfgen.exporter.app import create_app, exporter_of
 from perfgen.exporter.result import FAILURE_REASONS
 from perfgen.simulator.config import parse_simulator_config
 from perfgen.simulator.server import create_app as create_simulator
-from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.asyncio
 

@@ -15,10 +15,11 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from click.testing import CliRunner
+from test_exporter_app import SIM_KEY, SIMULATOR, exporter_toml
+
 from perfgen.exporter.cli import probe
 from perfgen.simulator.config import parse_simulator_config
 from perfgen.simulator.server import create_app as create_simulator
-from test_exporter_app import SIM_KEY, SIMULATOR, exporter_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 PERFGEN = [sys.executable, "-c", "from perfgen.cli import main; main()"]

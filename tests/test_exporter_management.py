@@ -19,12 +19,6 @@ import pytest
 import pytest_asyncio
 import yaml
 from aiohttp import ClientResponse
-from perfgen.exporter.app import create_app, exporter_of
-from perfgen.exporter.management import histogram_quantile
-from perfgen.exporter.metrics import TTFT_BUCKETS
-from perfgen.exporter.result import COUNTED_FAILURE_REASONS, ProbeResult, RequestResult
-from perfgen.simulator.config import parse_simulator_config
-from perfgen.simulator.server import create_app as create_simulator
 from prometheus_client.parser import text_string_to_metric_families
 from test_exporter_app import (
     ANTH_KEY,
@@ -37,6 +31,12 @@ from test_exporter_app import (
 )
 
 from perfgen.config import Module, Target
+from perfgen.exporter.app import create_app, exporter_of
+from perfgen.exporter.management import histogram_quantile
+from perfgen.exporter.metrics import TTFT_BUCKETS
+from perfgen.exporter.result import COUNTED_FAILURE_REASONS, ProbeResult, RequestResult
+from perfgen.simulator.config import parse_simulator_config
+from perfgen.simulator.server import create_app as create_simulator
 
 pytestmark = pytest.mark.asyncio
 

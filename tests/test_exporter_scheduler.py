@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from perfgen.exporter.result import ProbeResult, RequestResult
 from perfgen.exporter.scheduler import CostSettings, Scheduler
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from perfgen.exporter.cli import FALLBACK_BACKLOG, listen_backlog
 from perfgen.stack.processes import ManagedProcess, free_port, start_perfgen
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
+
 from perfgen.exporter.app import create_app, exporter_of
 from perfgen.exporter.cli import GC_THRESHOLDS, tune_gc
 

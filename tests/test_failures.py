@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from perfgen.exporter.failures import http_failure
 from perfgen.exporter.result import FAILURE_REASONS
 from perfgen.exporter.tokens import estimate_tokens

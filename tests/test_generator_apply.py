@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from standin_fixtures import SECRET, chat, management, proxy_config, served, simulator, write  # noqa: F401
+from test_generator_plan import NOW, FakeRules, model
+
 from perfgen.generator.apply import Applier, ApplyError, RestartBudget
 from perfgen.generator.generate_cli import generate
 from perfgen.generator.metrics import GeneratorMetrics
 from perfgen.generator.promql import PrometheusConnection
 from perfgen.generator.run import EXIT_CHANGED, EXIT_ERROR, EXIT_UNCHANGED, Runner, generate_once
 from perfgen.stack.proxy_standin import start_standin
-from standin_fixtures import SECRET, chat, management, proxy_config, served, simulator, write  # noqa: F401
-from test_generator_plan import NOW, FakeRules, model
 
 pytestmark = pytest.mark.integration
 

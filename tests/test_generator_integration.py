@@ -31,6 +31,8 @@ from pathlib import Path
 import pytest
 import requests
 from click.testing import CliRunner
+
+from perfgen.config import Route
 from perfgen.generator.generate_cli import generate
 from perfgen.generator.promql import PromClient
 from perfgen.generator.proxy_schema import validate_text
@@ -49,8 +51,6 @@ from perfgen.stack.processes import (
     start_prometheus,
     start_victoriametrics,
 )
-
-from perfgen.config import Route
 
 pytestmark = pytest.mark.integration
 

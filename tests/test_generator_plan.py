@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+
 from perfgen.generator.promql import PrometheusConnection, QueryError, Sample
 from perfgen.generator.proxy_toml import only_routes_changed
 from perfgen.generator.query_cli import query

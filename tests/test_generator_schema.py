@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
 from perfgen.generator.proxy_schema import (
     DROPS,
     NOTE,

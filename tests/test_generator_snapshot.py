@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+
+from perfgen.config import Route
 from perfgen.generator.promql import Sample
 from perfgen.generator.ranking import UNKNOWN, Policy, classify
 from perfgen.generator.snapshot import (
@@ -15,8 +17,6 @@ from perfgen.generator.snapshot import (
     model_stats,
     snapshot_queries,
 )
-
-from perfgen.config import Route
 
 
 def snapshot(**kwargs: float) -> Snapshot:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from perfgen.grafana import build
 from perfgen.grafana.board import REGION_ALL, REGION_MATCHER
 from perfgen.grafana.queries import (

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from perfgen.grafana.board import REGION_ALL
-from perfgen.grafana.queries import Query, extract_queries, regex_escape, substitute
 
 from perfgen.config import duration_seconds
+from perfgen.grafana.board import REGION_ALL
+from perfgen.grafana.queries import Query, extract_queries, regex_escape, substitute
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -25,6 +25,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from perfgen.stack.processes import ManagedProcess, free_port, start_perfgen
 
 HOSTILE = ("giant_line", "gzip_bomb", "giant_event", "endless")

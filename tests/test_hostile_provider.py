@@ -15,9 +15,6 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
-from perfgen.exporter.probe import create_session, retry_after_seconds, run_probe
-from perfgen.simulator.config import parse_simulator_config
-from perfgen.simulator.server import create_app
 
 from perfgen.config import (
     BUILTIN_MODULES,
@@ -28,6 +25,9 @@ from perfgen.config import (
     Secret,
     Target,
 )
+from perfgen.exporter.probe import create_session, retry_after_seconds, run_probe
+from perfgen.simulator.config import parse_simulator_config
+from perfgen.simulator.server import create_app
 
 KEY = "sk-hostile-echo-0123456789abcdef"
 MODES = ("giant_line", "giant_event", "gzip_bomb", "absurd_usage", "key_echo", "endless", "trickle")

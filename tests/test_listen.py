@@ -7,8 +7,8 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-from perfgen.generator.generate_cli import generate
 
+from perfgen.generator.generate_cli import generate
 from perfgen.listen import ListenError, display_host, parse_listen
 
 

@@ -6,6 +6,8 @@ import shutil
 import subprocess
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
 from perfgen.exporter.metrics import (
     TTFT_BUCKETS,
     CumulativeStore,
@@ -18,7 +20,6 @@ from perfgen.exporter.result import (
     ProbeResult,
     RequestResult,
 )
-from prometheus_client.parser import text_string_to_metric_families
 
 KEY = ("sim", "fast-model", "latency")
 LABELS = {"provider": "sim", "model": "fast-model", "module": "latency"}

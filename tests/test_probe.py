@@ -23,10 +23,6 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from loop_lag import LoopLag
-from perfgen.exporter.metrics import render_single_probe
-from perfgen.exporter.probe import create_session, run_probe
-from perfgen.exporter.result import FAILURE_REASONS, ProbeResult
-from perfgen.exporter.scheduler import spent_tokens
 
 from perfgen.config import (
     Config,
@@ -37,6 +33,10 @@ from perfgen.config import (
     Target,
     parse_config,
 )
+from perfgen.exporter.metrics import render_single_probe
+from perfgen.exporter.probe import create_session, run_probe
+from perfgen.exporter.result import FAILURE_REASONS, ProbeResult
+from perfgen.exporter.scheduler import spent_tokens
 
 pytestmark = pytest.mark.asyncio
 

@@ -20,13 +20,13 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from loop_lag import LoopLag
+
+from perfgen.config import BUILTIN_MODULES, Config, Module, Performance, Provider, Secret, Target
 from perfgen.exporter.metrics import render_single_probe
 from perfgen.exporter.probe import run_probe
 from perfgen.exporter.result import ProbeResult
 from perfgen.simulator.config import parse_simulator_config
 from perfgen.simulator.server import create_app
-
-from perfgen.config import BUILTIN_MODULES, Config, Module, Performance, Provider, Secret, Target
 
 pytestmark = pytest.mark.asyncio
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from hostile_prometheus import HostilePrometheus
+
 from perfgen.generator.promql import (
     PromClient,
     PrometheusHTTPError,

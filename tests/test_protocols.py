@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from perfgen.config import BUILTIN_MODULES, Provider, Secret
 from perfgen.exporter.protocols import CONTENT, END, TOKEN, StreamFailure, get_protocol
 from perfgen.exporter.protocols.base import StreamFacts, loggable_url
 from perfgen.exporter.sse import Event, SSEDecoder
-
-from perfgen.config import BUILTIN_MODULES, Provider, Secret
 
 
 def _openai_chunk(delta: dict, finish: str | None = None, model: str = "gpt-4o-mini") -> str:

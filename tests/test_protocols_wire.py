@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from perfgen.config import BUILTIN_MODULES, Module, Provider, Secret
 from perfgen.exporter import accounting
 from perfgen.exporter.protocols import CONTENT, END, TOKEN, StreamFailure, get_protocol
 from perfgen.exporter.protocols.base import StreamFacts, error_reason
 from perfgen.exporter.sse import Event, SSEDecoder
-
-from perfgen.config import BUILTIN_MODULES, Module, Provider, Secret
 
 
 def _chunk(delta: dict | None = None, finish: str | None = None, **extra: object) -> str:

@@ -7,8 +7,6 @@ import sys
 
 import pytest
 import requests
-from perfgen.stack.processes import ProcessFailed
-from perfgen.stack.proxy_standin import start_standin
 from standin_fixtures import (
     PROXY_KEY,
     chat,
@@ -18,6 +16,9 @@ from standin_fixtures import (
     simulator,  # noqa: F401 - a fixture
     write,
 )
+
+from perfgen.stack.processes import ProcessFailed
+from perfgen.stack.proxy_standin import start_standin
 
 pytestmark = pytest.mark.integration
 

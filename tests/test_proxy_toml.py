@@ -8,6 +8,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
+from perfgen import atomic
 from perfgen.generator.proxy_toml import (
     TomlEditError,
     apply_routes,
@@ -16,8 +18,6 @@ from perfgen.generator.proxy_toml import (
     route_values,
     unified_diff,
 )
-
-from perfgen import atomic
 
 EXAMPLE = (Path(__file__).resolve().parent.parent / "examples" / "config.example.toml").read_text()
 

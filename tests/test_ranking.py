@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from perfgen.config import Route, Thresholds
 from perfgen.generator.ranking import (
     FAILS,
     MEETS,
@@ -14,8 +15,6 @@ from perfgen.generator.ranking import (
     rank,
     threshold_failures,
 )
-
-from perfgen.config import Route, Thresholds
 
 A, B, C, D = (Route("p", name) for name in "abcd")
 X = Route("q", "x")

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from perfgen.stack.processes import ManagedProcess, free_port, http_get, start_perfgen
 
 GOOD = """

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require_binaries
+
 from perfgen.stack.demo import _prometheus_query
 from perfgen.stack.processes import (
     ManagedProcess,

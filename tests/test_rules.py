@@ -15,6 +15,15 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+
+from perfgen.cli import main
+from perfgen.config import (
+    BUILTIN_MODULES,
+    GeneratorSettings,
+    Performance,
+    load_config,
+    parse_config,
+)
 from perfgen.rules.render import (
     RENDERED_DIR,
     TEMPLATES,
@@ -27,15 +36,6 @@ from perfgen.rules.render import (
     rule_params,
     timings,
     write_rules,
-)
-
-from perfgen.cli import main
-from perfgen.config import (
-    BUILTIN_MODULES,
-    GeneratorSettings,
-    Performance,
-    load_config,
-    parse_config,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from perfgen.config import Performance, duration_seconds, load_config, parse_config
 from perfgen.rules.render import (
     TEMPLATES,
     is_baseline,
@@ -31,8 +33,6 @@ from perfgen.rules.render import (
     timings,
     write_rules,
 )
-
-from perfgen.config import Performance, duration_seconds, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMTOOL = shutil.which("promtool")

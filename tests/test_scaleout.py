@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from conftest import require_binaries
+
+from perfgen.config import Route
 from perfgen.generator.proxy_schema import validate_text
 from perfgen.stack.processes import http_get, project_root
 from perfgen.stack.scaleout import (
@@ -24,8 +26,6 @@ from perfgen.stack.scaleout import (
     ScaleOutStack,
     run_scaleout_story,
 )
-
-from perfgen.config import Route
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -121,6 +121,7 @@ def test_scaleout_files_ship_with_the_package() -> None:
 
 def test_demo_scale_out_names_a_missing_binary(monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
+
     from perfgen.stack.demo_cli import demo
 
     monkeypatch.setenv("PERFGEN_VMALERT_BINARY", "/nonexistent/vmalert")

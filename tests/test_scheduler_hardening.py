@@ -8,9 +8,10 @@ import math
 import time
 
 import pytest
+from test_exporter_scheduler import KEY, FakeClock, Upstream, make_result, settings
+
 from perfgen.exporter.result import ProbeResult, RequestResult
 from perfgen.exporter.scheduler import Scheduler
-from test_exporter_scheduler import KEY, FakeClock, Upstream, make_result, settings
 
 pytestmark = pytest.mark.asyncio
 

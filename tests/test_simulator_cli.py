@@ -13,9 +13,10 @@ from pathlib import Path
 
 import openai
 from click.testing import CliRunner
+from simulator_fixtures import OPENAI_KEY, make_config
+
 from perfgen.simulator.cli import simulate
 from perfgen.simulator.runner import SimulatorProcess, SimulatorThread
-from simulator_fixtures import OPENAI_KEY, make_config
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "simulator" / "example.toml"
 

@@ -7,10 +7,11 @@ from collections.abc import Awaitable, Callable
 import anthropic
 import openai
 import pytest
+from simulator_fixtures import ANTHROPIC_KEY, OPENAI_KEY, make_config
+
 from perfgen.simulator.config import SimulatorConfig
 from perfgen.simulator.server import create_app
 from perfgen.simulator.text import WORDS
-from simulator_fixtures import ANTHROPIC_KEY, OPENAI_KEY, make_config
 
 # pytest-aiohttp runs on pytest-asyncio, which is in strict mode here.
 pytestmark = pytest.mark.asyncio

@@ -14,8 +14,6 @@ import openai
 import pytest
 import pytest_asyncio
 from loop_lag import LoopLag
-from perfgen.simulator.config import SimulatorConfig
-from perfgen.simulator.server import create_app
 from simulator_fixtures import (
     ANTHROPIC_HEADERS,
     ANTHROPIC_KEY,
@@ -28,6 +26,9 @@ from simulator_fixtures import (
     timed_sse_lines,
     timed_stream,
 )
+
+from perfgen.simulator.config import SimulatorConfig
+from perfgen.simulator.server import create_app
 
 pytestmark = pytest.mark.asyncio
 

@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 from click.testing import CliRunner
+
+from perfgen.config import ConfigError, Price, Target, parse_config
 from perfgen.exporter.result import ProbeResult, RequestResult
 from perfgen.exporter.scheduler import CostSettings, Scheduler
 from perfgen.exporter.spend import estimate_daily, render_estimate
 from perfgen.generator.query_cli import query
-
-from perfgen.config import ConfigError, Price, Target, parse_config
 
 HEAD = """
 [[providers]]

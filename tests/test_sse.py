@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from perfgen.exporter.sse import Event, SSEDecoder
 from test_protocols import RECORDED
+
+from perfgen.exporter.sse import Event, SSEDecoder
 
 
 def _decode(*reads: bytes, flush: bool = False) -> tuple[list[Event], SSEDecoder]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from perfgen.exporter.bounded import BoundedParts
 from perfgen.exporter.sse import SSEDecoder, SSELimitExceeded
 

@@ -14,6 +14,7 @@ from threading import Thread
 
 import pytest
 import yaml
+
 from perfgen.stack import processes
 from perfgen.stack.processes import (
     INSTALL_HINT,

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
+from perfgen.config import Route, load_config
 from perfgen.generator.proxy_schema import validate_text
 from perfgen.simulator.config import load_simulator_config
 from perfgen.stack import processes
@@ -31,8 +33,6 @@ from perfgen.stack.demo import (
 from perfgen.stack.demo_cli import demo
 from perfgen.stack.processes import INSTALL_HINT, perfgen_command, perfgen_env
 from perfgen.stack.webhook import WebhookReceiver
-
-from perfgen.config import Route, load_config
 
 
 def test_demo_configs_load_and_agree() -> None:

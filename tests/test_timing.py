@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from perfgen.generator.query_cli import stale_after
-from perfgen.rules.render import timings
 
 from perfgen.config import GeneratorSettings, Performance, duration_seconds
+from perfgen.generator.query_cli import stale_after
+from perfgen.rules.render import timings
 from perfgen.timing import stale_after_seconds
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from perfgen.generator.run import EXIT_CHANGED, GenerateError, generate_once
-from perfgen.generator.validate_cli import validate
 from test_generator_plan import NOW, FakeRules, model, write_config
 from test_generator_schema import BASE, ROOT, proxy_configs
 
 from perfgen.cli import main
+from perfgen.generator.run import EXIT_CHANGED, GenerateError, generate_once
+from perfgen.generator.validate_cli import validate
 
 
 def run(*args: str) -> tuple[int, str, str]:

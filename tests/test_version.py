@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from perfgen.exporter.app import create_app
 from prometheus_client.parser import text_string_to_metric_families
 from test_exporter_app import exporter_toml
 
 import perfgen
+from perfgen.exporter.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT_VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]

@@ -22,10 +22,11 @@ import pytest
 import requests
 import test_generator_integration as prometheus_test
 from conftest import require_binaries
+from test_generator_integration import load_victoriametrics
+
 from perfgen.generator.promql import PromClient
 from perfgen.generator.snapshot import hold_queries
 from perfgen.stack.processes import project_root
-from test_generator_integration import load_victoriametrics
 
 pytestmark = pytest.mark.integration
 

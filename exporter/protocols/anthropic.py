@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from perfgen.config import Module, Provider
 from perfgen.exporter.protocols.base import (
     CONTENT,
     END,
@@ -35,8 +36,6 @@ from perfgen.exporter.protocols.base import (
     url_path,
 )
 from perfgen.exporter.sse import Event
-
-from perfgen.config import Module, Provider
 
 API_VERSION = "2023-06-01"
 

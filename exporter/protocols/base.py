@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from perfgen.exporter.sse import Event
-
 from perfgen.config import Module, Provider
+from perfgen.exporter.sse import Event
 
 # Bit flags returned by StreamFacts.feed().
 TOKEN = 1  # the event carries a generated token of any kind (answer, reasoning, tool call)

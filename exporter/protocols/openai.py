@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from perfgen.capabilities import effort_for
+from perfgen.config import Module, Provider
 from perfgen.exporter.protocols.base import (
     CONTENT,
     END,
@@ -41,9 +43,6 @@ from perfgen.exporter.protocols.base import (
     suffix_endpoint,
 )
 from perfgen.exporter.sse import Event
-
-from perfgen.capabilities import effort_for
-from perfgen.config import Module, Provider
 
 _SUFFIX = "/chat/completions"
 _OPEN, _CLOSE = "<think>", "</think>"

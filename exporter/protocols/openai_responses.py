@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from perfgen.capabilities import effort_for
+from perfgen.config import Module, Provider
 from perfgen.exporter.protocols.base import (
     CONTENT,
     END,
@@ -34,9 +36,6 @@ from perfgen.exporter.protocols.base import (
     suffix_endpoint,
 )
 from perfgen.exporter.sse import Event
-
-from perfgen.capabilities import effort_for
-from perfgen.config import Module, Provider
 
 _SUFFIX = "/responses"
 # OpenAI refuses a smaller max_output_tokens (HTTP 400 "integer below minimum value").
