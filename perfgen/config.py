@@ -1058,9 +1058,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 # Shorter values are not secrets worth the name, and replacing them everywhere they occur
 # would mangle ordinary text (a 4-letter key would be cut out of every word holding it).
 MIN_SECRET_LENGTH = 8
-# Placeholders that local servers (Ollama, vLLM, LM Studio, llama.cpp) accept as "a key":
+# Stand-in keys that local servers (Ollama, vLLM, LM Studio, llama.cpp) accept as "a key":
 # they guard nothing, so they are left in text rather than cut out of every word.
-PLACEHOLDER_KEYS = frozenset(
+STAND_IN_KEYS = frozenset(
     {
         "ollama",
         "lmstudio",
@@ -1090,7 +1090,6 @@ PLACEHOLDER_KEYS = frozenset(
         "not_needed",
         "unused",
         "sk-no-key-required",
-        "placeholder",
         "anything",
         "x",
         "-",
@@ -1100,7 +1099,7 @@ PLACEHOLDER_KEYS = frozenset(
 
 def is_redactable(value: str) -> bool:
     """Whether `value` is treated as a secret by redact()."""
-    return len(value) >= MIN_SECRET_LENGTH and value.lower() not in PLACEHOLDER_KEYS
+    return len(value) >= MIN_SECRET_LENGTH and value.lower() not in STAND_IN_KEYS
 
 
 def weak_literal_key(key: str) -> str | None:
@@ -1108,8 +1107,8 @@ def weak_literal_key(key: str) -> str | None:
     if key.startswith("$") or is_redactable(key):
         return None
     why = (
-        "a placeholder word"
-        if key.lower() in PLACEHOLDER_KEYS
+        "a well-known stand-in word"
+        if key.lower() in STAND_IN_KEYS
         else f"under {MIN_SECRET_LENGTH} characters"
     )
     return (

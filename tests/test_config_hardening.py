@@ -73,7 +73,7 @@ def test_ipv6_and_ports_still_parse() -> None:
 
 
 @pytest.mark.parametrize("key", ["ollama", "OLLAMA", "sk-12", "dummy"])
-def test_placeholder_keys_warn_and_are_not_redacted_everywhere(key: str) -> None:
+def test_stand_in_keys_warn_and_are_not_redacted_everywhere(key: str) -> None:
     config = parse_config(provider(key=key), "proxy.toml")
     assert len(config.warnings) == 1
     assert config.warnings[0].startswith("proxy.toml: providers[0] (groq).api_key: literal key")
@@ -102,9 +102,8 @@ def test_the_probe_command_prints_the_warning(tmp_path: Path) -> None:
         probe, ["--config", str(path), "--target", "groq:nope", "--module", "latency"]
     )
     assert result.exit_code == 2  # unknown target: the warning came before that
-    assert f"warning: {path}: providers[0] (groq).api_key: literal key is a placeholder" in (
-        result.stderr
-    )
+    expected = f"warning: {path}: providers[0] (groq).api_key: literal key is a well-known stand-in"
+    assert expected in result.stderr
 
 
 def test_the_exporter_logs_the_warning_at_start_and_on_reload(tmp_path: Path) -> None:
@@ -123,4 +122,4 @@ def test_the_exporter_logs_the_warning_at_start_and_on_reload(tmp_path: Path) ->
     assert service.reload() is None
     records = [json.loads(line) for line in stream.getvalue().splitlines()]
     warnings = [r for r in records if r["msg"] == "config warning"]
-    assert len(warnings) == 1 and "placeholder word" in warnings[0]["warning"]
+    assert len(warnings) == 1 and "well-known stand-in word" in warnings[0]["warning"]

@@ -99,8 +99,8 @@ class StreamFacts(ABC):
         return False
 
     def set_output_tokens(self, count: object) -> None:
-        """A server's cumulative output count; a later 0 (an empty trailing chunk's
-        placeholder) never replaces a real count."""
+        """A server's cumulative output count; a later 0 (the zero an empty trailing
+        chunk may carry) never replaces a real count."""
         if isinstance(count, int) and not isinstance(count, bool):
             if count > 0 or self.output_tokens is None:
                 self.output_tokens = count
