@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 from conftest import require_binaries
+from test_grafana_queries import Live, empty_for_one_region
 
-from perfgen.config import Route
+from perfgen.config import Route, duration_seconds
 from perfgen.generator.proxy_schema import validate_text
+from perfgen.grafana.board import REGION_ALL
 from perfgen.stack.processes import http_get, project_root
 from perfgen.stack.scaleout import (
     EXPECTED_PRIMARIES,
@@ -111,6 +113,43 @@ def test_demotion_in_its_region_only(stack: ScaleOutStack, story: ScaleOutResult
     assert backup.read_text(encoding="utf-8") == (
         west.with_name("config.original.toml").read_text(encoding="utf-8")
     )
+
+
+def test_dashboards_find_one_region_on_victoriametrics(
+    stack: ScaleOutStack, story: ScaleOutResult
+) -> None:
+    """Every dashboard query, with one region chosen, finds that region's data as
+    vmalert recorded it in VictoriaMetrics: the region variable works where regions
+    exist (the demo stack of tests/test_grafana_queries.py has none)."""
+    window = stack.config.performance.window
+    module = stack.config.performance.sd_modules[0]
+    # The region empty_for_one_region picks (the first by name) is east, where the story
+    # degraded alpha: the drill-down shows a model whose last probe there succeeded, as
+    # a failed probe leaves the per-probe gauges out (unknown, not zero).
+    healthy = stack.query(
+        f'max by (provider, model) (llm_probe_success{{region="east",module="{module}"}}) == 1'
+    )
+    assert healthy, "no model of region east has a successful probe"
+    scrape = duration_seconds(stack.scrape_interval)
+    live = Live(
+        url=stack.victoriametrics_url,
+        values={
+            "datasource": "prometheus",
+            "region": REGION_ALL,
+            "window": window,
+            "scenario": "default",
+            "provider": healthy[0]["metric"]["provider"],
+            "model": healthy[0]["metric"]["model"],
+            "module": module,
+            # What Grafana computes for a zoomed-in panel (tests/test_grafana_queries.py).
+            "__interval": f"{scrape:g}s",
+            "__rate_interval": f"{4 * scrape:g}s",
+        },
+        step=stack.scrape_interval,
+    )
+    region, empty = empty_for_one_region(live)
+    assert region == "east"
+    assert not empty, f"empty in region {region}:\n" + "\n".join(empty)
 
 
 def test_scaleout_files_ship_with_the_package() -> None:
