@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 from perfgen.exporter.result import (
     COUNTED_FAILURE_REASONS,
     FAILURE_REASONS,
-    UNSENT_REASONS,
+    MISCONFIGURED_REASONS,
     ProbeResult,
 )
 
@@ -217,8 +217,8 @@ class CumulativeStore:
         """Account for every real request of one paid probe."""
         series = self._series.setdefault(_key(result), _Series())
         for request in result.requests:
-            if request.failure_reason in UNSENT_REASONS:
-                continue  # never sent: not the provider's failure, and nothing was paid
+            if request.failure_reason in MISCONFIGURED_REASONS:
+                continue  # the exporter's configuration, not the provider's failure
             series.requests += 1
             # Tokens are counted whatever the outcome: a stream that broke late was
             # still paid for, and the token counters are what the budget is about.

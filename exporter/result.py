@@ -34,12 +34,15 @@ FAILURE_REASONS = (
     # The output cap ran out while the model was still reasoning: no visible answer.
     "reasoning_truncated",
 )
-# Reasons of requests that were never sent: the exporter's own misconfiguration, not the
-# provider's doing, so they are not counted as requests (llm_requests_total,
-# llm_request_failures_total) and cannot lower a model's success ratio.
-UNSENT_REASONS = frozenset({"no_api_key"})
+# Reasons that are the exporter's own configuration, not the provider's health: a key that
+# cannot be sent (the request never left), or a parameter the probe chose and the provider
+# refused (the capability table's doing; the proxy's own requests do not carry it). They
+# are not counted as requests (llm_requests_total, llm_request_failures_total), so they
+# cannot lower a model's success ratio and move its routes; PerfgenProbeMisconfigured
+# says why nothing is measured.
+MISCONFIGURED_REASONS = frozenset({"no_api_key", "unsupported_parameter"})
 # The reasons llm_request_failures_total carries (each pre-initialised to 0).
-COUNTED_FAILURE_REASONS = tuple(r for r in FAILURE_REASONS if r not in UNSENT_REASONS)
+COUNTED_FAILURE_REASONS = tuple(r for r in FAILURE_REASONS if r not in MISCONFIGURED_REASONS)
 
 
 @dataclass(frozen=True)

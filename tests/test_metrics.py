@@ -193,24 +193,30 @@ def test_promtool_accepts_the_exposition():
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-def test_unsent_request_is_not_counted_against_the_model():
+@pytest.mark.parametrize(
+    ("reason", "detail", "status"),
+    [
+        ("no_api_key", "environment variable K is not set", None),
+        # Sent and refused, but for a parameter the probe chose: the operator's fix.
+        ("unsupported_parameter", "the provider refused max_tokens", 400),
+    ],
+)
+def test_misconfigured_probe_is_not_counted_against_the_model(reason, detail, status):
     store = CumulativeStore()
     store.observe(result_of(ok_request()))
-    unsent = result_of(
+    spoiled = result_of(
         RequestResult(
-            success=False,
-            failure_reason="no_api_key",
-            failure_detail="environment variable K is not set",
+            success=False, failure_reason=reason, failure_detail=detail, http_status=status
         )
     )
-    store.observe(unsent)
-    text = render_probe(store, KEY, unsent, cached=False).decode()
+    store.observe(spoiled)
+    text = render_probe(store, KEY, spoiled, cached=False).decode()
     # The per-probe gauges tell the story ...
     assert value(text, "llm_probe_success") == 0
-    assert value(text, "llm_probe_failed", reason="no_api_key") == 1
+    assert value(text, "llm_probe_failed", reason=reason) == 1
     # ... but the success ratio the rules and the generator use is untouched.
     assert value(text, "llm_requests_total") == 1
-    assert value(text, "llm_request_failures_total", reason="no_api_key") is None
+    assert value(text, "llm_request_failures_total", reason=reason) is None
     assert (
         sum(value(text, "llm_request_failures_total", reason=r) for r in COUNTED_FAILURE_REASONS)
         == 0
@@ -272,7 +278,10 @@ def test_reasoning_cache_and_connect_metrics_pass_promtool():
     assert value(text, "llm_connect_seconds_count") == 1  # a reused connection is no sample
     for reason in ("unsupported_parameter", "overloaded", "reasoning_truncated"):
         assert value(text, "llm_probe_failed", reason=reason) == 0
+    for reason in ("overloaded", "reasoning_truncated"):
         assert value(text, "llm_request_failures_total", reason=reason) == 0
+    # The exporter's own configuration is never counted against the model.
+    assert value(text, "llm_request_failures_total", reason="unsupported_parameter") is None
     checked = subprocess.run(
         ["promtool", "check", "metrics"], input=text, capture_output=True, timeout=30, text=True
     )
