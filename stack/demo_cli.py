@@ -7,7 +7,9 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import click
 
@@ -20,7 +22,8 @@ from perfgen.stack.demo import (
     read_chain,
     run_story,
 )
-from perfgen.stack.processes import INSTALL_HINT, BinaryMissing, ProcessFailed, find_binary
+from perfgen.stack.processes import BinaryMissing, ProcessFailed, find_binary
+from perfgen.stack.webhook import WebhookReceiver
 
 # Grafana is not started here (the demo needs only Debian's Prometheus packages).
 GRAFANA_HINT = (
@@ -136,15 +139,70 @@ def demo(
 
         sys.exit(run_scaleout_demo(workdir, duration, keep_running, quiet))
     narrator = Narrator(quiet)
+
+    def story(stack: DemoStack, time_left: Callable[[], float]) -> None:
+        _print_urls(narrator, stack)
+        result = run_story(stack, say=narrator.say, progress=narrator.say, time_left=time_left)
+        _summary(narrator, result)
+
+    sys.exit(
+        run_narrated(
+            narrator,
+            "perfgen demo",
+            ("prometheus", "alertmanager"),
+            lambda root, log, receiver, tick: DemoStack(
+                root, log=log, receiver=receiver, tick=tick
+            ),
+            story,
+            lambda stack: _keep_running(narrator, stack),
+            workdir=workdir,
+            duration=duration,
+            keep_running=keep_running,
+        )
+    )
+
+
+class NarratedStack(Protocol):
+    """What run_narrated needs of a stack (DemoStack, ScaleOutStack)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=NarratedStack)
+# A stack built for run_narrated: (work directory, log, alert receiver, tick) -> the stack.
+StackFactory = Callable[[Path, Callable[[str], None], WebhookReceiver, Callable[[], None]], S]
+
+
+def run_narrated(
+    narrator: Narrator,
+    name: str,
+    binaries: Sequence[str],
+    make_stack: StackFactory[S],
+    story: Callable[[S, Callable[[], float]], None],
+    stay_up: Callable[[S], None],
+    *,
+    workdir: Path | None,
+    duration: float,
+    keep_running: bool,
+) -> int:
+    """Run a stack's story for a person; the exit code of `perfgen demo`.
+
+    0 when the story completed, 1 on error or when `duration` ran out first, 130 on
+    Ctrl-C before the story finished. Every process is stopped on the way out, whatever
+    happened; the work directory is kept unless it was temporary and all went well.
+    """
     try:
-        find_binary("prometheus")
-        find_binary("alertmanager")
+        for binary in binaries:
+            find_binary(binary)  # before anything starts; BinaryMissing says how to install
     except BinaryMissing as exc:
         narrator.error(str(exc))
-        sys.exit(1)
+        return 1
 
     temporary = workdir is None
-    root = Path(tempfile.mkdtemp(prefix="perfgen-demo-")) if workdir is None else workdir
+    prefix = name.replace("perfgen ", "perfgen-").replace(" --", "-")
+    root = Path(tempfile.mkdtemp(prefix=f"{prefix}-")) if workdir is None else workdir
     deadline = time.monotonic() + duration
 
     def time_left() -> float:
@@ -153,26 +211,22 @@ def demo(
     # SIGTERM ends the demo like Ctrl-C: through the `finally` that stops every process.
     previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)
     previous_sigint = signal.getsignal(signal.SIGINT)
-    stack = DemoStack(root, log=lambda message: narrator.say(f"started {message}"))
-    feed = AlertFeed(stack.receiver)
+    receiver = WebhookReceiver()
+    feed = AlertFeed(receiver)
 
     def tick() -> None:
         for alert in feed.new():
             narrator.say(f"pager: {describe_alert(alert)}")
 
-    stack.tick = tick
-    exit_code = 1
-    completed = False
+    stack = make_stack(root, lambda message: narrator.say(f"started {message}"), receiver, tick)
+    exit_code, completed = 1, False
     try:
-        narrator.say(f"perfgen demo: work directory {root}")
+        narrator.say(f"{name}: work directory {root}")
         stack.start()
-        _print_urls(narrator, stack)
-        result = run_story(stack, say=narrator.say, progress=narrator.say, time_left=time_left)
-        completed = True
-        exit_code = 0
-        _summary(narrator, result)
+        story(stack, time_left)
+        completed, exit_code = True, 0
         if keep_running:
-            _keep_running(narrator, stack)
+            stay_up(stack)
     except KeyboardInterrupt:
         narrator.always("interrupted; stopping everything")
         exit_code = 0 if completed else 130
@@ -181,10 +235,8 @@ def demo(
             narrator.error(f"--duration {duration:g}s ran out before the story finished: {exc}")
         else:
             narrator.error(str(exc))
-    except ProcessFailed as exc:
+    except (ProcessFailed, BinaryMissing) as exc:
         narrator.error(str(exc))
-    except BinaryMissing as exc:
-        narrator.error(f"{exc}\n(install with: {INSTALL_HINT})")
     finally:
         # A second Ctrl-C must not cut the shutdown short and leave processes behind.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -193,7 +245,7 @@ def demo(
         signal.signal(signal.SIGTERM, previous_sigterm)
         if temporary and exit_code == 0:
             shutil.rmtree(root, ignore_errors=True)
-        elif exit_code != 0 or not temporary:
+        else:
             narrator.always(f"logs, configs and data kept in {root}")
         narrator.say("stopped")
-    sys.exit(exit_code)
+    return exit_code
