@@ -27,7 +27,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import tomlkit
 
@@ -35,7 +35,6 @@ from perfgen.config import Config, Route, infer_protocol, load_config, parse_cha
 from perfgen.stack.processes import (
     ManagedProcess,
     ProcessFailed,
-    find_binary,
     free_port,
     http_get,
     perfgen_command,
@@ -46,6 +45,7 @@ from perfgen.stack.processes import (
 )
 from perfgen.stack.prometheus_config import render_alertmanager_config, render_prometheus_config
 from perfgen.stack.proxy_standin import start_standin
+from perfgen.stack.running import Log, RunningStack, indent, quiet
 from perfgen.stack.webhook import Alert, WebhookReceiver
 
 HERE = Path(__file__).resolve().parent
@@ -75,16 +75,6 @@ DEGRADATION_ALERTS = (
 
 # What `perfgen generate --metrics-listen` prints once its /metrics is served.
 GENERATOR_READY_PREFIX = "generator listening on"
-
-Log = Callable[[str], None]
-
-
-class StoryTimeout(RuntimeError):
-    """A stage of the story did not happen in time; the message says which and why."""
-
-
-def _quiet(message: str) -> None:
-    pass
 
 
 def _prometheus_query(url: str, query: str, timeout: float = 5.0) -> list[dict[str, Any]]:
@@ -149,43 +139,23 @@ def router_diff(before: str, after: str, path: str) -> str:
 
 
 @dataclass
-class DemoStack:
+class DemoStack(RunningStack):
     """Every process of the demo; `start()`, then `stop()` (also on error, idempotent)."""
 
-    workdir: Path
     simulator_config: Path = DEMO_SIMULATOR_CONFIG
     proxy_config: Path = DEMO_PROXY_CONFIG
     scrape_interval: str = "5s"
     evaluation_interval: str = "5s"
     generator_every: str = "10s"
-    log: Log = _quiet
-    processes: dict[str, ManagedProcess] = field(default_factory=dict)
-    receiver: WebhookReceiver = field(default_factory=WebhookReceiver)
     generator_metrics_port: int = 0
-    rule_files: dict[str, str] = field(default_factory=dict)
-    # Called about once a second while a story step waits (the demo prints new alerts).
-    tick: Callable[[], None] = lambda: None
 
     def __post_init__(self) -> None:
-        self.workdir = Path(self.workdir)
+        super().__post_init__()
         # The live copy: the exporter reads it, the generator rewrites its [router].
         self.config_path = self.workdir / "config.toml"
         self.original_config_path = self.workdir / "config.original.toml"
 
     # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> None:
-        """Start everything, in dependency order; on any failure stop what started."""
-        # Fail before starting anything when a binary is missing (BinaryMissing says how
-        # to install it).
-        find_binary("prometheus")
-        find_binary("alertmanager")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        try:
-            self._start_all()
-        except BaseException:
-            self.stop()
-            raise
 
     def _start_all(self) -> None:
         self.receiver.start()
@@ -284,21 +254,7 @@ class DemoStack:
         )
         return process
 
-    def stop(self) -> None:
-        """Stop every process, the newest first (the generator before Prometheus, ...)."""
-        for name in reversed(list(self.processes)):
-            process = self.processes.pop(name)
-            process.stop()
-        self.receiver.stop()
-
-    def check_alive(self) -> None:
-        """Raise ProcessFailed, with its log tail, when a process of the stack has died."""
-        check_processes(self.processes)
-
     # ------------------------------------------------------------------ addresses
-
-    def _url(self, name: str) -> str:
-        return process_url(self.processes, name)
 
     @property
     def simulator_url(self) -> str:
@@ -363,7 +319,7 @@ class DemoStack:
         return scored & sampled
 
     def wait_for_rankings(
-        self, timeout: float = 120.0, scenario: str = "default", progress: Log = _quiet
+        self, timeout: float = 120.0, scenario: str = "default", progress: Log = quiet
     ) -> set[Route]:
         """Until every probed model is ranked (scored, enough samples); returns them.
 
@@ -417,7 +373,7 @@ class DemoStack:
         self.degrade(route)
         return route
 
-    def wait_for_alert(self, route: Route, timeout: float = 150.0, progress: Log = _quiet) -> Alert:
+    def wait_for_alert(self, route: Route, timeout: float = 150.0, progress: Log = quiet) -> Alert:
         """The first firing degradation alert about `route` at the webhook receiver."""
 
         def arrived() -> Alert | None:
@@ -448,7 +404,7 @@ class DemoStack:
         route: Route,
         scenario: str = "default",
         timeout: float = 150.0,
-        progress: Log = _quiet,
+        progress: Log = quiet,
     ) -> list[Route]:
         """Until the written config's `scenario` chain no longer starts with `route`."""
 
@@ -479,7 +435,7 @@ class DemoStack:
             return {}  # restarting: no answer for a moment
 
     def wait_for_applied(
-        self, scenario: str = "default", timeout: float = 60.0, progress: Log = _quiet
+        self, scenario: str = "default", timeout: float = 60.0, progress: Log = quiet
     ) -> str:
         """Until the proxy reports the written `scenario` chain as the one it runs."""
         written = tomllib.loads(self.config_path.read_text(encoding="utf-8"))["router"]
@@ -540,74 +496,6 @@ class DemoStack:
     @property
     def config_document(self) -> dict[str, Any]:
         return tomllib.loads(self.config_path.read_text(encoding="utf-8"))
-
-    def _wait(
-        self,
-        check: Callable[[], Any],
-        timeout: float,
-        what: str,
-        status: Callable[[], str],
-        progress: Log,
-        every: float = 10.0,
-    ) -> Any:
-        return wait_until(self, check, timeout, what, status, progress, every)
-
-
-class Waiting(Protocol):
-    """What wait_until needs of a stack."""
-
-    workdir: Path
-
-    # Read-only here: the stacks' dataclass field (a callable default) is read as one.
-    @property
-    def tick(self) -> Callable[[], None]: ...
-
-    def check_alive(self) -> None: ...
-
-
-def wait_until(
-    stack: Waiting,
-    check: Callable[[], Any],
-    timeout: float,
-    what: str,
-    status: Callable[[], str],
-    progress: Log,
-    every: float = 10.0,
-) -> Any:
-    """Poll `check` once a second until it returns something true; StoryTimeout after
-    `timeout`, naming `what` and `status()`. Reports progress every `every` seconds."""
-    started = time.monotonic()
-    last_report = started
-    while True:
-        stack.check_alive()
-        stack.tick()
-        result = check()
-        if result:
-            return result
-        now = time.monotonic()
-        if now - started >= timeout:
-            raise StoryTimeout(
-                f"gave up waiting for {what} after {timeout:.0f}s "
-                f"({status()}); logs are in {stack.workdir}"
-            )
-        if now - last_report >= every:
-            last_report = now
-            progress(f"... waiting for {what} ({now - started:.0f}s): {status()}")
-        time.sleep(1.0)
-
-
-def check_processes(processes: Mapping[str, ManagedProcess]) -> None:
-    """Raise ProcessFailed, with its log tail, when one of `processes` has died."""
-    for process in processes.values():
-        if not process.alive():
-            raise process.failure(f"exited unexpectedly with code {process.popen.returncode}")
-
-
-def process_url(processes: Mapping[str, ManagedProcess], name: str) -> str:
-    process = processes.get(name)
-    if process is None or process.url is None:
-        raise RuntimeError(f"{name} is not running")
-    return process.url
 
 
 def run_perfgen(args: list[str], cwd: Path | None = None, timeout: float = 60.0) -> str:
@@ -676,8 +564,8 @@ class StoryResult:
 def run_story(
     stack: DemoStack,
     *,
-    say: Log = _quiet,
-    progress: Log = _quiet,
+    say: Log = quiet,
+    progress: Log = quiet,
     time_left: Callable[[], float] = lambda: float("inf"),
 ) -> StoryResult:
     """Rankings, a degraded primary, its alert, its demotion, the proxy serving the new
@@ -696,7 +584,7 @@ def run_story(
     stack.wait_for_rankings(timeout=min(150.0, time_left()), progress=progress)
     seconds["rankings"] = time.monotonic() - started
     table = stack.ranking_table()
-    say("Rankings (perfgen query --scenario default):\n" + _indent(table))
+    say("Rankings (perfgen query --scenario default):\n" + indent(table))
 
     before_text = stack.config_path.read_text(encoding="utf-8")
     chain_before = read_chain(stack.config_path)
@@ -732,7 +620,7 @@ def run_story(
     diff = router_diff(before_text, after_text, stack.config_path.name)
     say(
         f"The generator demoted it {seconds['demotion']:.0f}s after the degradation; "
-        f"{stack.config_path.name} changed:\n" + _indent(diff)
+        f"{stack.config_path.name} changed:\n" + indent(diff)
     )
     promoted = chain_after[0]
     say(
@@ -748,7 +636,3 @@ def run_story(
     )
     seconds["total"] = time.monotonic() - started
     return StoryResult(table, degraded, alert, chain_before, chain_after, diff, seconds, served)
-
-
-def _indent(text: str, prefix: str = "    ") -> str:
-    return "\n".join(prefix + line for line in text.rstrip("\n").splitlines())

@@ -17,12 +17,12 @@ from perfgen.stack.demo import (
     AlertFeed,
     DemoStack,
     StoryResult,
-    StoryTimeout,
     describe_alert,
     read_chain,
     run_story,
 )
 from perfgen.stack.processes import BinaryMissing, ProcessFailed, find_binary
+from perfgen.stack.running import StoryTimeout
 from perfgen.stack.webhook import WebhookReceiver
 
 # Grafana is not started here (the demo needs only Debian's Prometheus packages).
@@ -149,7 +149,7 @@ def demo(
         run_narrated(
             narrator,
             "perfgen demo",
-            ("prometheus", "alertmanager"),
+            DemoStack.binaries,
             lambda root, log, receiver, tick: DemoStack(
                 root, log=log, receiver=receiver, tick=tick
             ),

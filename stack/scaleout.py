@@ -24,25 +24,20 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from perfgen.config import Config, Route, load_config
 from perfgen.stack.demo import (
     DEGRADATION_ALERTS,
     GENERATOR_READY_PREFIX,
-    Log,
     _prometheus_query,
-    check_processes,
     patch_profile,
     point_at_simulator,
-    process_url,
     read_chain,
     run_perfgen,
-    wait_until,
 )
 from perfgen.stack.processes import (
     ManagedProcess,
-    find_binary,
     free_port,
     start_alertmanager,
     start_perfgen,
@@ -51,7 +46,8 @@ from perfgen.stack.processes import (
     start_vmalert,
 )
 from perfgen.stack.prometheus_config import render_alertmanager_config, render_prometheus_config
-from perfgen.stack.webhook import Alert, WebhookReceiver
+from perfgen.stack.running import Log, RunningStack, indent, quiet
+from perfgen.stack.webhook import Alert
 
 HERE = Path(__file__).resolve().parent
 SCALEOUT_PROXY_CONFIG = HERE / "scaleout-proxy.toml"
@@ -67,42 +63,27 @@ SIMULATOR_CONFIGS = {region: HERE / f"scaleout-{region}.toml" for region in REGI
 DEGRADATION: dict[str, Any] = {"ttft_ms": 2500.0, "ttft_sigma": 0.1}
 
 
-def _quiet(message: str) -> None:
-    pass
-
-
 @dataclass
-class ScaleOutStack:
+class ScaleOutStack(RunningStack):
     """Every process of the distributed path; `start()`, then `stop()` (idempotent)."""
 
-    workdir: Path
     regions: tuple[str, ...] = REGIONS
     proxy_config: Path = SCALEOUT_PROXY_CONFIG
     scrape_interval: str = "5s"
     evaluation_interval: str = "5s"
     generator_every: str = "5s"
-    log: Log = _quiet
-    processes: dict[str, ManagedProcess] = field(default_factory=dict)
-    receiver: WebhookReceiver = field(default_factory=WebhookReceiver)
-    rule_files: dict[str, str] = field(default_factory=dict)
-    tick: Callable[[], None] = lambda: None
+    binaries: ClassVar[tuple[str, ...]] = (
+        "prometheus",
+        "alertmanager",
+        "victoria-metrics",
+        "vmalert",
+    )
 
     def __post_init__(self) -> None:
-        self.workdir = Path(self.workdir)
+        super().__post_init__()
         self.config: Config = load_config(self.proxy_config)
 
     # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> None:
-        """Start everything, in dependency order; on any failure stop what started."""
-        for binary in ("prometheus", "alertmanager", "victoria-metrics", "vmalert"):
-            find_binary(binary)  # BinaryMissing says how to install it
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        try:
-            self._start_all()
-        except BaseException:
-            self.stop()
-            raise
 
     def _start_all(self) -> None:
         from perfgen.rules.render import render_rules
@@ -220,28 +201,6 @@ class ScaleOutStack:
         self.log(f"{region}: {name} {ready}".rstrip())
         return process
 
-    def stop(self) -> None:
-        """Stop every process, the newest first (generators before what they read)."""
-        for name in reversed(list(self.processes)):
-            self.processes.pop(name).stop()
-        self.receiver.stop()
-
-    def check_alive(self) -> None:
-        check_processes(self.processes)
-
-    def _url(self, name: str) -> str:
-        return process_url(self.processes, name)
-
-    def _wait(
-        self,
-        check: Callable[[], Any],
-        timeout: float,
-        what: str,
-        status: Callable[[], str],
-        progress: Log,
-    ) -> Any:
-        return wait_until(self, check, timeout, what, status, progress)
-
     # ------------------------------------------------------------------ addresses
 
     @property
@@ -307,7 +266,7 @@ class ScaleOutStack:
         }
         return scored & sampled
 
-    def wait_for_rankings(self, timeout: float = 150.0, progress: Log = _quiet) -> None:
+    def wait_for_rankings(self, timeout: float = 150.0, progress: Log = quiet) -> None:
         """Until every probed model is ranked in every region."""
         wanted = {Route(t.provider, t.model) for t in self.config.performance.targets}
 
@@ -332,7 +291,7 @@ class ScaleOutStack:
         return chain[0]
 
     def wait_for_primaries(
-        self, expected: Mapping[str, Route], timeout: float = 120.0, progress: Log = _quiet
+        self, expected: Mapping[str, Route], timeout: float = 120.0, progress: Log = quiet
     ) -> dict[str, Route]:
         """Until each region's written config starts its default chain with `expected`."""
 
@@ -370,7 +329,7 @@ class ScaleOutStack:
         return patch_profile(self.simulator_url(region), route, changes)
 
     def wait_for_alert(
-        self, region: str, route: Route, timeout: float = 150.0, progress: Log = _quiet
+        self, region: str, route: Route, timeout: float = 150.0, progress: Log = quiet
     ) -> Alert:
         """The first firing degradation alert about `route` in `region` at the receiver."""
 
@@ -417,8 +376,8 @@ EXPECTED_PRIMARIES = {"east": Route("alpha", "chat"), "west": Route("beta", "cha
 def run_scaleout_story(
     stack: ScaleOutStack,
     *,
-    say: Log = _quiet,
-    progress: Log = _quiet,
+    say: Log = quiet,
+    progress: Log = quiet,
     time_left: Callable[[], float] = lambda: float("inf"),
 ) -> ScaleOutResult:
     """Rankings per region, different primaries, one region degraded, alerted, demoted."""
@@ -432,7 +391,7 @@ def run_scaleout_story(
     seconds["rankings"] = time.monotonic() - started
     tables = {region: stack.ranking_table(region) for region in stack.regions}
     for region, table in tables.items():
-        say(f"Rankings in {region} (perfgen query --region {region}):\n" + _indent(table))
+        say(f"Rankings in {region} (perfgen query --region {region}):\n" + indent(table))
 
     say("Step 2/4: each region's generator ranks from its own region's series.")
     expected = {r: EXPECTED_PRIMARIES[r] for r in stack.regions if r in EXPECTED_PRIMARIES}
@@ -473,7 +432,3 @@ def run_scaleout_story(
     )
     seconds["total"] = time.monotonic() - started
     return ScaleOutResult(tables, primaries, region, degraded, alert, after, seconds)
-
-
-def _indent(text: str, prefix: str = "    ") -> str:
-    return "\n".join(prefix + line for line in text.rstrip("\n").splitlines())
