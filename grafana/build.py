@@ -74,6 +74,14 @@ SCORE_STEPS = [(None, "red"), (0.5, "orange"), (0.75, "green")]
 RATIO_STEPS = [(None, "red"), (0.9, "orange"), (0.95, "green")]
 
 
+# A budget's limit, drawn as a red dashed line over what was used.
+LIMIT_LINE = override(
+    "limit",
+    custom__lineStyle={"fill": "dash", "dash": [10, 10]},
+    color={"mode": "fixed", "fixedColor": "red"},
+)
+
+
 def rule(level: str, metric: str, operation: str) -> str:
     """A recording rule name for the window chosen in the dashboard, e.g. `..:p95_$window`."""
     return f"{level}:{metric}:{operation}_$window"
@@ -345,13 +353,7 @@ def overview() -> model.Dashboard:
             "A limit of 0 means unlimited.",
             unit="short",
             width=16,
-            overrides=[
-                override(
-                    "limit",
-                    custom__lineStyle={"fill": "dash", "dash": [10, 10]},
-                    color={"mode": "fixed", "fixedColor": "red"},
-                )
-            ],
+            overrides=[LIMIT_LINE],
         ),
     ]
     return dashboard(
@@ -671,13 +673,7 @@ def exporter_health() -> model.Dashboard:
             ],
             description="Output tokens spent on probes this hour; 0 limit = unlimited.",
             unit="short",
-            overrides=[
-                override(
-                    "limit",
-                    custom__lineStyle={"fill": "dash", "dash": [10, 10]},
-                    color={"mode": "fixed", "fixedColor": "red"},
-                )
-            ],
+            overrides=[LIMIT_LINE],
         ),
         timeseries(
             "Probe spend",
@@ -695,13 +691,7 @@ def exporter_health() -> model.Dashboard:
             "[performance.prices]; used and limit of max_dollars_per_hour (0 limit = "
             "unlimited).",
             unit="currencyUSD",
-            overrides=[
-                override(
-                    "limit",
-                    custom__lineStyle={"fill": "dash", "dash": [10, 10]},
-                    color={"mode": "fixed", "fixedColor": "red"},
-                )
-            ],
+            overrides=[LIMIT_LINE],
         ),
         timeseries(
             "Probe intervals",
