@@ -285,6 +285,7 @@ def decide_day(
     performance: Performance,
     day_start: int,
     every: int,
+    trace: str | None = None,
 ) -> dict[tuple[str, int, str], Timeline]:
     """Every policy's chain at every decision time, per (world, seed, policy)."""
     client = PromClient(url, timeout=60)
@@ -330,6 +331,8 @@ def decide_day(
             )
             if not decision.untouched:
                 chains[(*key_base, label)] = [r.model for r in decision.new_chain]
+            if trace == run.world.name and run.seed == 0:
+                _trace_line(step, label, stats, chains[(*key_base, label)])
             timelines[(*key_base, label)].append((float(step), chains[(*key_base, label)]))
             if run.dataset != "fixed":
                 continue
@@ -339,6 +342,22 @@ def decide_day(
                 chains[(*key_base, name)] = chain
                 timelines[(*key_base, name)].append((float(step), chain))
     return timelines
+
+
+def _trace_line(step: int, label: str, stats: dict[Route, Any], chain: list[str]) -> None:
+    """One decision of one policy on seed 0 (`--trace WORLD`): time, chain, each score."""
+    figures = []
+    for route, stat in stats.items():
+        score = "-" if stat.score is None else f"{stat.score:.3f}"
+        low = "-" if stat.hold_min is None else f"{stat.hold_min:.3f}"
+        high = "-" if stat.hold_max is None else f"{stat.hold_max:.3f}"
+        figures.append(
+            f"{route.model}={score}[{low}..{high}] p95={stat.ttft_p95_seconds or 0:.2f}"
+            f" dec={stat.decode_tokens_per_second or 0:.0f} ok={stat.success_ratio or 0:.3f}"
+            f" n={stat.samples or 0:g}{'' if stat.fresh else ' STALE ' + stat.stale_reason}"
+        )
+    hours, rest = divmod(step, 3600)
+    print(f"# trace {label} {hours:02d}:{rest // 60:02d} {','.join(chain)}  {'  '.join(figures)}")
 
 
 # --------------------------------------------------------------------------- measuring
@@ -480,6 +499,8 @@ def configured(args: argparse.Namespace) -> Performance:
         performance = dataclasses.replace(performance, window=args.window)
     if args.interval_minutes is not None:
         performance = dataclasses.replace(performance, test_interval_minutes=args.interval_minutes)
+    if args.min_test_count is not None:
+        performance = dataclasses.replace(performance, min_test_count=args.min_test_count)
     if args.min_interval_minutes is not None:
         adaptive = dataclasses.replace(
             performance.adaptive, min_interval_minutes=args.min_interval_minutes
@@ -492,6 +513,8 @@ def configured(args: argparse.Namespace) -> Performance:
         score = dataclasses.replace(
             score, throughput_reference_tokens_per_sec=args.throughput_reference
         )
+    if args.failure_reference is not None:
+        score = dataclasses.replace(score, failure_ratio_reference=args.failure_reference)
     return dataclasses.replace(performance, score=score)
 
 
@@ -510,6 +533,7 @@ def main() -> None:
     parser.add_argument("--hold", help="override hysteresis_for")
     parser.add_argument("--window", help="override window")
     parser.add_argument("--interval-minutes", type=float, help="override test_interval_minutes")
+    parser.add_argument("--min-test-count", type=int, help="override min_test_count")
     parser.add_argument(
         "--min-interval-minutes",
         type=float,
@@ -523,6 +547,12 @@ def main() -> None:
         type=float,
         help="override [performance.score] throughput_reference_tokens_per_sec",
     )
+    parser.add_argument(
+        "--failure-reference",
+        type=float,
+        help="override [performance.score] failure_ratio_reference",
+    )
+    parser.add_argument("--trace", help="print every decision of seed 0 of this world")
     args = parser.parse_args()
     seeds = args.seeds or (2 if args.quick else 3)
     every = args.decide_every or (300 if args.quick else 120)
@@ -537,6 +567,8 @@ def main() -> None:
         f"{performance.window}, margin {g.hysteresis_margin:g}, hold {g.hysteresis_for}, "
         f"score references {performance.score.latency_reference_ms or 'threshold'} ms, "
         f"{performance.score.throughput_reference_tokens_per_sec or 'threshold'} tokens/s, "
+        f"failure ratio {performance.score.failure_ratio_reference or 'threshold'}, "
+        f"min_test_count {performance.min_test_count}, "
         f"modules {','.join(performance.sd_modules)}; {len(worlds)} worlds x {seeds} seeds; "
         f"decisions every {every} s"
     )
@@ -562,7 +594,7 @@ def main() -> None:
         t2 = time.monotonic()
         try:
             assert prometheus.url
-            timelines = decide_day(prometheus.url, runs, performance, day_start, every)
+            timelines = decide_day(prometheus.url, runs, performance, day_start, every, args.trace)
         finally:
             prometheus.stop()
         t3 = time.monotonic()

@@ -305,6 +305,8 @@ class ScoreSettings:
 
     latency_reference_ms: float | None = None
     throughput_reference_tokens_per_sec: float | None = None
+    # `F / (F + failure ratio)`: the failure ratio scoring 0.5 (None: 1 - min_success_rate).
+    failure_ratio_reference: float | None = None
 
 
 @dataclass(frozen=True)
@@ -917,6 +919,10 @@ def _parse_score(perf: _Reader) -> ScoreSettings:
     for name in ("latency_reference_ms", "throughput_reference_tokens_per_sec"):
         if reader.get(name, float) is not None:
             values[name] = reader.number(name, 0.0, minimum=0, exclusive_min=True)
+    if reader.get("failure_ratio_reference", float) is not None:
+        values["failure_ratio_reference"] = reader.number(
+            "failure_ratio_reference", 0.0, minimum=0, maximum=1, exclusive_min=True
+        )
     settings = ScoreSettings(**values)
     reader.reject_unknown()
     return settings

@@ -103,7 +103,7 @@ TABLES: dict[str, TableDoc] = {
     "performance.score": TableDoc(
         "[performance.score]",
         read_by="rules, adaptive probing",
-        intro="What the score's latency and throughput components are relative to, apart "
+        intro="What the score's components are relative to, apart "
         "from the pass/fail thresholds "
         "([rules-and-alerts.md](rules-and-alerts.md#the-performance-score)). Each component "
         "is 0.5 at its reference and changes fastest around it, so a reference near the "
@@ -116,6 +116,10 @@ TABLES: dict[str, TableDoc] = {
             "throughput_reference_tokens_per_sec": "Mean decode rate at which the throughput "
             "component is 0.5 (greater than 0). Unset: the scenario's "
             "`min_throughput_tokens_per_sec` (at least 1).",
+            "failure_ratio_reference": "Failure ratio at which the reliability component "
+            "is 0.5 (greater than 0, at most 1). Unset: `1 - min_success_rate`, so with "
+            "0.95 one failure among ten requests in the window halves the component; "
+            "0.25 lets a single failure in a small window weigh less than a real slowdown.",
         },
         note="One pair applies to every scenario. The example config sets 1000 ms and "
         "100 tokens/s, the figures of fast chat models (where the proxy spec's in-process "

@@ -190,6 +190,9 @@ class ScenarioParams:
 
     @property
     def failure_reference(self) -> float:
+        reference = self.score.failure_ratio_reference
+        if reference is not None:
+            return reference
         return max(round(1.0 - self.thresholds.min_success_rate, 12), FAILURE_REFERENCE_FLOOR)
 
     @property
@@ -403,7 +406,8 @@ def write_rules(files: Mapping[str, str], out_dir: str | Path) -> list[Path]:
 
 
 def render_warnings(performance: Performance) -> list[str]:
-    """Configurations that render valid rules that can never produce a score."""
+    """Configurations that render valid rules that can never produce a score, or that
+    lose it for a moment at every probe."""
     warnings = []
     baseline = set(baseline_modules(performance))
     probed = [name for name in performance.sd_modules if name in baseline]
@@ -416,7 +420,12 @@ def render_warnings(performance: Performance) -> list[str]:
         )
         return warnings
     window_s = duration_seconds(performance.window)
-    interval_s = performance.test_interval_minutes * 60.0
+    interval_s, shorter = performance.test_interval_minutes * 60.0, "test_interval_minutes"
+    if performance.adaptive.enabled:
+        # Adaptive probing takes a target short of min_test_count results in the window
+        # to its minimum interval (reason `little_data`), so that is what has to fill it.
+        interval_s = min(interval_s, performance.adaptive.min_interval_minutes * 60.0)
+        shorter = "[performance.adaptive] min_interval_minutes"
     # Samples one target gets per window: probes of each baseline /sd module x its
     # requests (a baseline module runs one stream per round). Other modules' requests
     # count towards the success ratio, not towards min_test_count.
@@ -427,7 +436,22 @@ def render_warnings(performance: Performance) -> list[str]:
             f"performance.window {performance.window} holds about {per_window} requests per "
             f"target (one probe per {prom_duration(interval_s)} per baseline module), fewer "
             f"than min_test_count {performance.min_test_count}: no model will get a score; "
-            "lengthen the window or shorten test_interval_minutes"
+            f"lengthen the window or shorten {shorter}"
+        )
+        return warnings
+    # A window exactly k intervals long holds k probes, except from the moment the oldest
+    # leaves it until the next one's result is scraped: then k - 1 (the bench's traces
+    # showed every model unranked at every probe, and the chain reordered around it).
+    fewest_probes = math.ceil(window_s / interval_s) - 1
+    fewest = sum(fewest_probes * performance.modules[name].runs for name in probed)
+    if fewest < performance.min_test_count:
+        warnings.append(
+            f"performance.window {performance.window} holds {per_window} requests per target "
+            f"(one probe per {prom_duration(interval_s)} per baseline module) but only "
+            f"{fewest} from when the oldest probe leaves it until the next result is "
+            f"scraped, fewer than min_test_count {performance.min_test_count}: every model "
+            "goes unranked at every probe and the generator reorders the chain around it; "
+            f"set min_test_count to at most {fewest}, lengthen the window or shorten {shorter}"
         )
     return warnings
 

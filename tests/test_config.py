@@ -139,6 +139,14 @@ models = ["gemini-2.0-flash"]
             "performance.score.throughput_reference_tokens_per_sec",
         ),
         ("[performance.score]\nlatency_reference = 1000\n", "performance.score.latency_reference"),
+        (
+            "[performance.score]\nfailure_ratio_reference = 0\n",
+            "performance.score.failure_ratio_reference",
+        ),
+        (
+            "[performance.score]\nfailure_ratio_reference = 1.5\n",
+            "performance.score.failure_ratio_reference",
+        ),
     ],
 )
 def test_bad_performance_values_name_the_key(performance: str, key: str) -> None:
@@ -347,3 +355,8 @@ def test_score_references_default_to_the_thresholds() -> None:
         PROVIDERS + "[performance.score]\nlatency_reference_ms = 800\n", "proxy.toml"
     ).performance.score
     assert only_latency.throughput_reference_tokens_per_sec is None
+    assert only_latency.failure_ratio_reference is None
+    failures = parse_config(
+        PROVIDERS + "[performance.score]\nfailure_ratio_reference = 0.25\n", "proxy.toml"
+    ).performance.score
+    assert failures == ScoreSettings(failure_ratio_reference=0.25)

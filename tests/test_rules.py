@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from perfgen.cli import main
 from perfgen.config import (
     BUILTIN_MODULES,
+    AdaptiveSettings,
     GeneratorSettings,
     Performance,
     load_config,
@@ -289,6 +290,24 @@ def test_warns_when_the_window_cannot_hold_min_test_count_samples() -> None:
     # The example probes every 15m: 4 probes x 2 modules = 8 requests >= 5.
     assert render_warnings(example_performance()) == []
     assert render_warnings(Performance(window="2m", test_interval_minutes=0.25)) == []
+    # 30m probed every 15 min holds 4 requests, but 2 while the oldest pair has left and
+    # the next is not yet scraped: min_test_count 3 would unrank every model at each probe.
+    dipping = Performance(test_interval_minutes=15, window="30m", min_test_count=3)
+    (dip,) = render_warnings(dipping)
+    assert "holds 4 requests" in dip and "only 2 from when the oldest" in dip
+    assert "min_test_count to at most 2" in dip
+    assert render_warnings(replace(dipping, min_test_count=2)) == []
+    # Adaptive probing brings a target short of results to its minimum interval: a 30m
+    # window probed at most every 30 min holds 6 requests at the 5 min minimum ...
+    adaptive = AdaptiveSettings(enabled=True, min_interval_minutes=5)
+    assert (
+        render_warnings(Performance(test_interval_minutes=30, window="30m", adaptive=adaptive))
+        == []
+    )
+    # ... and 2 when the minimum is the interval itself.
+    slow = AdaptiveSettings(enabled=True, min_interval_minutes=30)
+    warnings = render_warnings(Performance(test_interval_minutes=30, window="30m", adaptive=slow))
+    assert "holds about 2 requests" in warnings[0] and "min_interval_minutes" in warnings[0]
 
 
 # --------------------------------------------------------------------------- promtool

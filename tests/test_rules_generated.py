@@ -106,13 +106,15 @@ min_success_rate = 1
 )
 
 
-# The second config with score references apart from its thresholds (2 s, 25 tokens/s).
+# The second config with score references apart from its thresholds (2 s, 25 tokens/s,
+# success 0.9, so a failure ratio of 0.1 would score 0.5 without the reference).
 SCORED_CONFIG = (
     SECOND_CONFIG
     + """
 [performance.score]
 latency_reference_ms = 750
 throughput_reference_tokens_per_sec = 60
+failure_ratio_reference = 0.25
 """
 )
 
@@ -802,15 +804,21 @@ def test_score_references_move_the_score_not_the_thresholds() -> None:
     # The score's components use the references ...
     assert "0.75 / (0.75 + provider_model:llm_ttft_seconds:p95_30m)" in recording
     assert "provider_model:llm_decode_tokens_per_second:mean_30m + 60)" in recording
+    assert "0.25 / (0.25 + (1 - provider_model:llm_request_success:ratio_30m))" in recording
     # ... also inline, for the scenario with its own thresholds ...
     assert "8 / (8 + provider_model:llm_ttft_seconds:p95_30m)" not in recording
     # ... while the pass/fail flag and the alerts keep the thresholds.
     assert "p95_30m <= bool 2" in recording and "p95_30m <= bool 8" in recording
     assert other["alerts.yml"] == plain["alerts.yml"]
     assert recording != plain["recording.yml"]
-    at_reference = score_components(0.75, 60.0, 1.0, scored().thresholds, scored().score)
+    at_reference = score_components(0.75, 60.0, 0.75, scored().thresholds, scored().score)
     assert at_reference["latency"] == pytest.approx(0.5)
     assert at_reference["throughput"] == pytest.approx(0.5)
+    assert at_reference["reliability"] == pytest.approx(0.5)
+    # Without it, one failure in ten (ratio 0.1) is already the 0.5 of min_success_rate 0.9.
+    assert score_components(0.75, 60.0, 0.9, second().thresholds)["reliability"] == pytest.approx(
+        0.5
+    )
 
 
 def test_second_config_changes_the_expectations() -> None:
