@@ -40,7 +40,7 @@ PROMETHEUS_BUILTINS = {"up", "ALERTS", "scrape_duration_seconds"}
 SAMPLE_VALUES = {
     "datasource": "prometheus",
     "region": REGION_ALL,
-    "window": "1h",
+    "window": "30m",
     "scenario": "default",
     "provider": "fastai",
     "model": "fast-chat",
@@ -157,15 +157,15 @@ def test_panel_ids_unique_and_grid_has_no_overlap(name: str) -> None:
                 cells.add((x, y))
 
 
-def test_window_variable_is_custom_with_default_1h() -> None:
+def test_window_variable_is_custom_with_the_committed_rules_window() -> None:
     for board in DASHBOARDS.values():
         variables = {v["name"]: v for v in board["templating"]["list"]}
         if board["uid"] == "perfgen-exporter":
             continue  # no recording rules there
         window = variables["window"]
         assert window["type"] == "custom"
-        assert window["current"]["value"] == "1h"
-        assert "1h" in window["query"].split(",")
+        assert window["current"]["value"] == "30m"
+        assert window["query"].split(",") == ["30m", "1h"]
 
 
 def test_model_drill_down_variables_chain_provider_model_module() -> None:

@@ -42,6 +42,9 @@ from perfgen.rules.render import (
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_CONFIG = ROOT / "examples" / "config.example.toml"
 RULE_TESTS = ROOT / "rules" / "tests"
+# The hand-computed suite's own, frozen config and the rules it renders.
+HAND_CONFIG = RULE_TESTS / "config.toml"
+HAND_RENDERED = RULE_TESTS / "rendered"
 ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager.yml"
 
 PROMTOOL = shutil.which("promtool")
@@ -105,10 +108,23 @@ def test_committed_rendering_is_up_to_date() -> None:
         )
 
 
+def test_hand_computed_suite_renders_from_its_own_config() -> None:
+    # rules/tests/*_test.yml are computed by hand for rules/tests/config.toml; their rules
+    # follow the templates like the example's, from a config that does not move.
+    rendered = render_rules(load_config(HAND_CONFIG).performance)
+    for filename, text in rendered.items():
+        committed = (HAND_RENDERED / filename).read_text(encoding="utf-8")
+        assert committed == text, (
+            f"rules/tests/rendered/{filename} is out of date with the templates; run "
+            "`perfgen rules render --config rules/tests/config.toml --out rules/tests/rendered`"
+        )
+
+
 def test_rule_names_are_the_contracts() -> None:
     rendered = render_rules(example_performance())
     records = {rule["record"] for rule in rules_of(rendered["recording.yml"])}
-    assert records == {name.format(w="1h") for name in CONTRACT_RECORDS}
+    window = example_performance().window
+    assert records == {name.format(w=window) for name in CONTRACT_RECORDS}
     alerts = rules_of(rendered["alerts.yml"])
     assert {rule["alert"] for rule in alerts} == CONTRACT_ALERTS
     for rule in alerts:
@@ -198,7 +214,7 @@ def test_no_baseline_module_is_refused() -> None:
 
 
 def test_score_figures_read_only_the_baseline_modules() -> None:
-    rendered = render_rules(example_performance())
+    rendered = render_rules(replace(example_performance(), window="1h"))
     recording = {rule["record"]: rule["expr"] for rule in rules_of(rendered["recording.yml"])}
     for name in (
         "provider_model:llm_ttft_seconds:p50_1h",
@@ -228,8 +244,11 @@ def test_warns_when_no_baseline_module_is_probed() -> None:
     warnings = render_warnings(performance)
     assert len(warnings) == 1
     assert "no baseline module" in warnings[0] and "no model will get a score" in warnings[0]
-    # Only baseline modules count towards min_test_count: 4 probes of latency per window.
-    performance = replace(example_performance(), sd_modules=("latency", "concurrent"))
+    # Only baseline modules count towards min_test_count: 4 probes of latency per 1h
+    # window, below 5.
+    performance = replace(
+        example_performance(), sd_modules=("latency", "concurrent"), window="1h", min_test_count=5
+    )
     assert "holds about 4 requests" in render_warnings(performance)[0]
 
 
@@ -266,8 +285,8 @@ def test_durations_are_prometheus_durations() -> None:
 
 def test_for_durations_derive_from_the_config() -> None:
     default = timings(example_performance())
-    assert (default.probe_for, default.infra_for, default.score_for) == ("22m30s", "2m", "1h")
-    assert (default.baseline, default.stale_after, default.flap_range) == ("6h", "45m", "1h")
+    assert (default.probe_for, default.infra_for, default.score_for) == ("22m30s", "2m", "30m")
+    assert (default.baseline, default.stale_after, default.flap_range) == ("3h", "45m", "1h")
 
     # The demo: probes every 15 s over a 2 m window must be able to fire within a minute.
     demo = timings(Performance(window="2m", test_interval_minutes=0.25))

@@ -854,7 +854,7 @@ def test_expectations_of_one_config_fail_against_another(tmp_path: Path) -> None
     (tmp_path / "recording_test.yml").write_text(yaml.safe_dump(test, sort_keys=False))
     result = run_promtool(tmp_path, "recording_test.yml")
     assert result.returncode != 0
-    assert "provider_model:llm_performance_score:ratio_1h" in result.stdout + result.stderr
+    assert f"ratio_{example().window}" in result.stdout + result.stderr
 
 
 # --------------------------------------------------------------------------- reference
