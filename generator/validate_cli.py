@@ -7,7 +7,9 @@ the dotted key, and says in the proxy's terms what happens:
     FILE: KEY: the proxy refuses to start: ...      (it exits 1 with this file)
     FILE: KEY: silently dropped at request time: ... (the proxy starts, never uses it)
     FILE: KEY: perfgen: ...                          (perfgen's own [performance] error)
-    FILE: KEY: note: ...                             (true and worth knowing, not wrong)
+    FILE: KEY: note: ...                             (true and worth knowing, not wrong,
+                                                      such as a window that would never
+                                                      score a model)
 
 Exit 0 when there is nothing of the first three kinds, 1 otherwise.
 """
@@ -23,6 +25,7 @@ import click
 
 from perfgen.config import ConfigError, parse_config
 from perfgen.generator.proxy_schema import DROPS, NOTE, REFUSES, Finding, check_text
+from perfgen.rules.render import render_warnings
 
 PERFGEN = "perfgen"
 _LABELS = {
@@ -82,9 +85,15 @@ def validate_text_of(path: str, text: str, *, check_env: bool = False) -> Report
     findings = check_text(text, dict(os.environ) if check_env else None)
     if not any(f.key == "" for f in findings):  # TOML parsed: perfgen's own reading too
         try:
-            parse_config(text, path)
+            config = parse_config(text, path)
         except ConfigError as exc:
             findings.append(Finding(PERFGEN, exc.key, exc.message))
+        else:
+            # Valid, but the rules it renders would never score a model, or lose every
+            # score at every probe: worth knowing before a deploy, not an error.
+            for warning in render_warnings(config.performance):
+                key = warning.split(" ", 1)[0] if warning.startswith("performance.") else ""
+                findings.append(Finding(NOTE, key, f"perfgen rules render warns: {warning}"))
     order = {REFUSES: 0, DROPS: 1, PERFGEN: 2, NOTE: 3}
     findings.sort(key=lambda f: order[f.level])
     return Report(path, tuple(findings))

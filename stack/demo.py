@@ -88,6 +88,13 @@ def _prometheus_query(url: str, query: str, timeout: float = 5.0) -> list[dict[s
     return list(data.get("result", [])) if data.get("resultType") == "vector" else []
 
 
+def _first_ranked(table: str) -> Route | None:
+    """The model of the first data row of a `perfgen query` table (title, header, rows)."""
+    lines = table.splitlines()
+    fields = lines[2].split() if len(lines) > 2 else []
+    return Route(fields[1], fields[2]) if len(fields) > 2 and fields[0] == "1" else None
+
+
 def read_chain(config_path: Path, scenario: str = "default") -> list[Route]:
     """The routes of a `[router]` scenario in a proxy config, primary first."""
     router = tomllib.loads(config_path.read_text(encoding="utf-8")).get("router", {})
@@ -358,6 +365,26 @@ class DemoStack(RunningStack):
             cwd=self.workdir,
         )
 
+    def wait_for_primary_to_lead(
+        self, timeout: float = 60.0, scenario: str = "default", progress: Log = quiet
+    ) -> str:
+        """Until the generator's primary is the model `perfgen query` ranks first; returns
+        that table. Right after every model is ranked the generator may still hold an
+        earlier pick (one ranked before the leader had its samples) for its hold time."""
+        seen: dict[str, str] = {}
+
+        def ready() -> str | None:
+            table = seen["table"] = self.ranking_table(scenario)
+            return table if _first_ranked(table) == self.primary(scenario) else None
+
+        def status() -> str:
+            leader = _first_ranked(seen.get("table", ""))
+            return f"primary {self.primary(scenario)}, ranked first {leader}"
+
+        return self._wait(
+            ready, timeout, "the primary to be the best-ranked model", status, progress
+        )
+
     def primary(self, scenario: str = "default") -> Route:
         chain = read_chain(self.config_path, scenario)
         if not chain:
@@ -582,8 +609,8 @@ def run_story(
         f"{stack.config.performance.min_test_count} samples in the {window} window."
     )
     stack.wait_for_rankings(timeout=min(150.0, time_left()), progress=progress)
+    table = stack.wait_for_primary_to_lead(timeout=min(60.0, time_left()), progress=progress)
     seconds["rankings"] = time.monotonic() - started
-    table = stack.ranking_table()
     say("Rankings (perfgen query --scenario default):\n" + indent(table))
 
     before_text = stack.config_path.read_text(encoding="utf-8")

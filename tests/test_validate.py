@@ -87,6 +87,15 @@ def test_dropped_entries_and_perfgen_errors_are_invalid_notes_are_not(tmp_path):
     assert code == 0, err
     assert f"{path}: router.think: note: the current proxy never routes" in out
 
+    # A window whose sample count dips below min_test_count at every probe is a note.
+    path.write_text(
+        BASE + '[performance]\ntest_interval_minutes = 15\nwindow = "30m"\nmin_test_count = 3\n'
+    )
+    code, out, err = run("--config", str(path))
+    assert code == 0, err
+    assert f"{path}: performance.window: note: perfgen rules render warns: " in out
+    assert "min_test_count to at most 2" in out
+
 
 def test_check_env_reports_unset_keys(tmp_path, monkeypatch):
     path = tmp_path / "config.toml"
