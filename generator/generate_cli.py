@@ -151,7 +151,8 @@ from perfgen.listen import display_host, parse_listen
 @click.option(
     "--metrics-listen",
     metavar="HOST:PORT",
-    help="With --every: serve the generator's /metrics here.",
+    help="With --every: serve the generator's /metrics here (port 0: a free port, "
+    "printed on stderr as `generator listening on URL`).",
 )
 @click.option("--no-backup", is_flag=True, help="Do not keep FILE.bak.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the diff.")
@@ -258,10 +259,10 @@ def generate(
     run.metrics = metrics
     if metrics_listen:
         try:
-            metrics.serve(metrics_listen)
+            port = metrics.serve(metrics_listen)
         except OSError as exc:
             _fail(f"cannot serve metrics on {metrics_listen}: {exc.strerror or exc}")
-        host, port = parse_listen(metrics_listen)
+        host, _ = parse_listen(metrics_listen)
         # No timestamp: supervisors (stack/demo.py) wait for a line starting like this.
         click.echo(f"generator listening on http://{display_host(host)}:{port}/metrics", err=True)
     run.log(f"running every {every} (jitter {jitter:.0%}); SIGTERM or SIGINT stops")

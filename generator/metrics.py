@@ -109,7 +109,9 @@ class GeneratorMetrics:
         self.last_run.set(now)
         self.last_success.set(0)
 
-    def serve(self, listen: str) -> None:
-        """Serve /metrics on HOST:PORT in a daemon thread."""
+    def serve(self, listen: str) -> int:
+        """Serve /metrics on HOST:PORT in a daemon thread; returns the port bound (the one
+        the system chose for port 0)."""
         host, port = parse_listen(listen)
-        start_http_server(port, addr=host, registry=self.registry)
+        server, _ = start_http_server(port, addr=host, registry=self.registry)
+        return int(server.server_port)

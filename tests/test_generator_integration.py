@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -667,31 +668,48 @@ def test_python_api(prometheus, tmp_path):
     assert '+default = "thresh,b|thresh,a"' in result.plan.diff()
 
 
-def test_every_serves_metrics_and_stops_on_sigterm(prometheus, tmp_path):
+def _generate_every(tmp_path: Path, prometheus: str, listen: str) -> subprocess.Popen[str]:
+    """`perfgen generate --every 1s --metrics-listen LISTEN --quiet` as its own process."""
     cfg = write_config(tmp_path, "fast", ["a", "b"], {"default": "fast,a|fast,b"})
-    port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [
             sys.executable,
             "-c",
             "from perfgen.cli import main; main(prog_name='perfgen')",
-            "generate",
-            "--config",
-            str(cfg),
-            "--prometheus",
-            prometheus,
-            "--every",
-            "1s",
-            "--metrics-listen",
-            f"127.0.0.1:{port}",
-            "--quiet",
+            *("generate", "--config", str(cfg), "--prometheus", prometheus, "--every", "1s"),
+            *("--metrics-listen", listen, "--quiet"),
         ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_metrics_listen_port_0_prints_the_port_it_bound(prometheus, tmp_path):
+    proc = _generate_every(tmp_path, prometheus, "127.0.0.1:0")
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # the first line, printed once the server is bound
+        match = re.search(r"generator listening on http://127\.0\.0\.1:(\d+)/metrics", line)
+        assert match, line
+        port = int(match.group(1))
+        assert port != 0
+        status, _ = http_get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
+
+
+def test_every_serves_metrics_and_stops_on_sigterm(prometheus, tmp_path):
+    port = free_port()
+    proc = _generate_every(tmp_path, prometheus, f"127.0.0.1:{port}")
     try:
         body = ""
         deadline = time.monotonic() + 20
