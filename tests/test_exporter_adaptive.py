@@ -105,21 +105,26 @@ def test_contested_behind_and_ahead() -> None:
     assert behind.reason == "behind" and behind.seconds == 15 * MINUTE
 
 
-def test_clear_leader_is_watched_and_the_trailer_waits() -> None:
-    """The leader carries the traffic: its degradation is what costs, so it is probed at
-    the minimum; the clearly behind model waits the full interval, not longer."""
+def test_steady_leader_and_trailer_wait_a_degraded_leader_does_not() -> None:
+    """A steady leader's next probe would change no decision (and in a time-range window
+    would only dilute a first bad result): it waits the full interval, as the clearly
+    behind model does. Its first result that looks degraded brings it to the minimum."""
     clock = FakeClock()
     policy = AdaptiveIntervals(performance(), clock)
     feed(policy, clock, "a", 6, ttft=0.3, decode=200)
     feed(policy, clock, "b", 6, ttft=4.0, decode=12)
     choice = policy.choose(key("a"))
-    assert choice.reason == "ahead" and choice.seconds == 5 * MINUTE
+    assert choice.reason == "ahead" and choice.seconds == 15 * MINUTE
     assert "leads default" in choice.detail
     behind = policy.choose(key("b"))
     assert behind.reason == "behind" and behind.seconds == 15 * MINUTE
+    clock.now += MINUTE
+    policy.observe(key("a"), result("p", "a", clock.now, ttft=0.9, decode=200))
+    degraded = policy.choose(key("a"))
+    assert degraded.reason == "degraded" and degraded.seconds == 5 * MINUTE
 
 
-def test_leader_of_one_scenario_is_watched_even_if_behind_in_another() -> None:
+def test_leader_of_one_scenario_is_ahead_even_if_behind_in_another() -> None:
     clock = FakeClock()
     text = """
 [[providers]]
@@ -140,7 +145,7 @@ weights = { latency = 0, throughput = 1, reliability = 0 }
     feed(policy, clock, "b", 6, ttft=3.0, decode=400)
     for model, scenario in (("a", "default"), ("b", "think")):
         choice = policy.choose(key(model))
-        assert choice.reason == "ahead" and choice.seconds == 5 * MINUTE
+        assert choice.reason == "ahead" and choice.seconds == 15 * MINUTE
         assert f"leads {scenario}" in choice.detail
 
 
