@@ -71,7 +71,7 @@ from perfgen.exporter.result import ProbeResult  # noqa: E402
 from perfgen.exporter.scheduler import CostSettings, Scheduler  # noqa: E402
 from perfgen.generator.promql import PromClient  # noqa: E402
 from perfgen.generator.query_cli import stale_after  # noqa: E402
-from perfgen.generator.ranking import Policy, decide  # noqa: E402
+from perfgen.generator.ranking import ModelStats, Policy, decide  # noqa: E402
 from perfgen.generator.snapshot import fetch_snapshot, model_stats  # noqa: E402
 from perfgen.rules.render import render_rules  # noqa: E402
 from perfgen.stack.processes import ManagedProcess, find_binary, start_prometheus  # noqa: E402
@@ -344,7 +344,7 @@ def decide_day(
     return timelines
 
 
-def _trace_line(step: int, label: str, stats: dict[Route, Any], chain: list[str]) -> None:
+def _trace_line(step: int, label: str, stats: dict[Route, ModelStats], chain: list[str]) -> None:
     """One decision of one policy on seed 0 (`--trace WORLD`): time, chain, each score."""
     figures = []
     for route, stat in stats.items():

@@ -62,7 +62,6 @@ REASONS = (
     "behind",
     "clear",
 )
-SHORT_REASONS = frozenset({"little_data", "failing", "degraded", "contested"})
 # Above this share of the hourly budget, probes come at the full interval again, so that
 # the shortened ones can never starve the regular schedule of other targets.
 BUDGET_SHARE = 0.75

@@ -916,13 +916,14 @@ def _parse_score(perf: _Reader) -> ScoreSettings:
     if reader is None:
         return ScoreSettings()
     values: dict[str, float] = {}
-    for name in ("latency_reference_ms", "throughput_reference_tokens_per_sec"):
+    # name -> upper bound: every reference is greater than 0; a ratio is at most 1.
+    for name, maximum in (
+        ("latency_reference_ms", None),
+        ("throughput_reference_tokens_per_sec", None),
+        ("failure_ratio_reference", 1.0),
+    ):
         if reader.get(name, float) is not None:
-            values[name] = reader.number(name, 0.0, minimum=0, exclusive_min=True)
-    if reader.get("failure_ratio_reference", float) is not None:
-        values["failure_ratio_reference"] = reader.number(
-            "failure_ratio_reference", 0.0, minimum=0, maximum=1, exclusive_min=True
-        )
+            values[name] = reader.number(name, 0.0, minimum=0, maximum=maximum, exclusive_min=True)
     settings = ScoreSettings(**values)
     reader.reject_unknown()
     return settings

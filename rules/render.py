@@ -426,11 +426,14 @@ def render_warnings(performance: Performance) -> list[str]:
         # to its minimum interval (reason `little_data`), so that is what has to fill it.
         interval_s = min(interval_s, performance.adaptive.min_interval_minutes * 60.0)
         shorter = "[performance.adaptive] min_interval_minutes"
-    # Samples one target gets per window: probes of each baseline /sd module x its
-    # requests (a baseline module runs one stream per round). Other modules' requests
-    # count towards the success ratio, not towards min_test_count.
-    probes = math.floor(window_s / interval_s)
-    per_window = sum(probes * performance.modules[name].runs for name in probed)
+
+    def requests(probes: int) -> int:
+        # Samples one target gets from `probes` probes of each baseline /sd module: its
+        # requests (a baseline module runs one stream per round). Other modules' requests
+        # count towards the success ratio, not towards min_test_count.
+        return sum(probes * performance.modules[name].runs for name in probed)
+
+    per_window = requests(math.floor(window_s / interval_s))
     if per_window < performance.min_test_count:
         warnings.append(
             f"performance.window {performance.window} holds about {per_window} requests per "
@@ -442,8 +445,7 @@ def render_warnings(performance: Performance) -> list[str]:
     # A window exactly k intervals long holds k probes, except from the moment the oldest
     # leaves it until the next one's result is scraped: then k - 1 (the bench's traces
     # showed every model unranked at every probe, and the chain reordered around it).
-    fewest_probes = math.ceil(window_s / interval_s) - 1
-    fewest = sum(fewest_probes * performance.modules[name].runs for name in probed)
+    fewest = requests(math.ceil(window_s / interval_s) - 1)
     if fewest < performance.min_test_count:
         warnings.append(
             f"performance.window {performance.window} holds {per_window} requests per target "

@@ -7,9 +7,9 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import click
 
@@ -22,7 +22,7 @@ from perfgen.stack.demo import (
     run_story,
 )
 from perfgen.stack.processes import BinaryMissing, ProcessFailed, find_binary
-from perfgen.stack.running import StoryTimeout
+from perfgen.stack.running import RunningStack, StoryTimeout
 from perfgen.stack.webhook import WebhookReceiver
 
 # Grafana is not started here (the demo needs only Debian's Prometheus packages).
@@ -149,10 +149,7 @@ def demo(
         run_narrated(
             narrator,
             "perfgen demo",
-            DemoStack.binaries,
-            lambda root, log, receiver, tick: DemoStack(
-                root, log=log, receiver=receiver, tick=tick
-            ),
+            DemoStack,
             story,
             lambda stack: _keep_running(narrator, stack),
             workdir=workdir,
@@ -162,24 +159,13 @@ def demo(
     )
 
 
-class NarratedStack(Protocol):
-    """What run_narrated needs of a stack (DemoStack, ScaleOutStack)."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-S = TypeVar("S", bound=NarratedStack)
-# A stack built for run_narrated: (work directory, log, alert receiver, tick) -> the stack.
-StackFactory = Callable[[Path, Callable[[str], None], WebhookReceiver, Callable[[], None]], S]
+S = TypeVar("S", bound=RunningStack)
 
 
 def run_narrated(
     narrator: Narrator,
     name: str,
-    binaries: Sequence[str],
-    make_stack: StackFactory[S],
+    stack_type: type[S],
     story: Callable[[S, Callable[[], float]], None],
     stay_up: Callable[[S], None],
     *,
@@ -194,7 +180,7 @@ def run_narrated(
     happened; the work directory is kept unless it was temporary and all went well.
     """
     try:
-        for binary in binaries:
+        for binary in stack_type.binaries:
             find_binary(binary)  # before anything starts; BinaryMissing says how to install
     except BinaryMissing as exc:
         narrator.error(str(exc))
@@ -218,7 +204,9 @@ def run_narrated(
         for alert in feed.new():
             narrator.say(f"pager: {describe_alert(alert)}")
 
-    stack = make_stack(root, lambda message: narrator.say(f"started {message}"), receiver, tick)
+    stack = stack_type(
+        root, log=lambda message: narrator.say(f"started {message}"), receiver=receiver, tick=tick
+    )
     exit_code, completed = 1, False
     try:
         narrator.say(f"{name}: work directory {root}")

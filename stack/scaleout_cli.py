@@ -43,10 +43,7 @@ def run_scaleout_demo(
     return run_narrated(
         narrator,
         "perfgen demo --scale-out",
-        ScaleOutStack.binaries,
-        lambda root, log, receiver, tick: ScaleOutStack(
-            root, log=log, receiver=receiver, tick=tick
-        ),
+        ScaleOutStack,
         story,
         stay_up,
         workdir=workdir,

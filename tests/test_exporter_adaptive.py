@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import deque
 
 import pytest
@@ -37,6 +38,17 @@ def performance(**overrides: object) -> Performance:
         adaptive=AdaptiveSettings(enabled=True, min_interval_minutes=5),
     )
     return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def configured(models: list[str], scenarios: str) -> Performance:
+    """[performance] of one provider `p` with `models`, adaptive probing on, and `scenarios`."""
+    text = (
+        f'[[providers]]\nname = "p"\napi_base_url = "http://127.0.0.1:9/v1"\napi_key = "k"\n'
+        f"models = {json.dumps(models)}\n"
+        + "[performance]\ntest_interval_minutes = 15\n[performance.adaptive]\nenabled = true\n"
+        + scenarios
+    )
+    return parse_config(text).performance
 
 
 def result(
@@ -126,20 +138,11 @@ def test_steady_leader_and_trailer_wait_a_degraded_leader_does_not() -> None:
 
 def test_leader_of_one_scenario_is_ahead_even_if_behind_in_another() -> None:
     clock = FakeClock()
-    text = """
-[[providers]]
-name = "p"
-api_base_url = "http://127.0.0.1:9/v1"
-api_key = "k"
-models = ["a", "b"]
-[performance]
-test_interval_minutes = 15
-[performance.adaptive]
-enabled = true
-[performance.scenarios.think]
-weights = { latency = 0, throughput = 1, reliability = 0 }
-"""
-    policy = AdaptiveIntervals(parse_config(text).performance, clock)
+    scenarios = (
+        "[performance.scenarios.think]\n"
+        "weights = { latency = 0, throughput = 1, reliability = 0 }\n"
+    )
+    policy = AdaptiveIntervals(configured(["a", "b"], scenarios), clock)
     # a answers first far sooner, b decodes far faster: each leads one scenario.
     feed(policy, clock, "a", 6, ttft=0.2, decode=60)
     feed(policy, clock, "b", 6, ttft=3.0, decode=400)
@@ -185,20 +188,8 @@ def test_failed_and_degraded_are_probed_sooner() -> None:
 
 def test_scenario_candidates_limit_the_competitors() -> None:
     clock = FakeClock()
-    text = """
-[[providers]]
-name = "p"
-api_base_url = "http://127.0.0.1:9/v1"
-api_key = "k"
-models = ["a", "b", "c"]
-[performance]
-test_interval_minutes = 15
-[performance.adaptive]
-enabled = true
-[performance.scenarios.default]
-candidates = ["p,a", "p,c"]
-"""
-    policy = AdaptiveIntervals(parse_config(text).performance, clock)
+    scenarios = '[performance.scenarios.default]\ncandidates = ["p,a", "p,c"]\n'
+    policy = AdaptiveIntervals(configured(["a", "b", "c"], scenarios), clock)
     feed(policy, clock, "a", 6, ttft=0.5, decode=80)
     feed(policy, clock, "b", 6, ttft=0.52, decode=80)  # close, but not a candidate
     feed(policy, clock, "c", 6, ttft=4.0, decode=12)
