@@ -13,7 +13,9 @@ the models in route order. None has hysteresis: that is how they are documented.
 * `p50-window`: an OpenRouter-like sort by p50 TTFT over a fixed window; models whose
   success ratio over it is below the configured minimum go last.
 
-Models without any result in the window keep their place after the ranked ones.
+Every rule reads the requests of the probes (a probe of a module with `runs` > 1 holds
+several), as an in-process router sees each request. Models without any result in the
+window keep their place after the ranked ones.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 
 from perfgen.config import Performance
-from perfgen.exporter.result import ProbeResult
+from perfgen.exporter.result import ProbeResult, RequestResult
 
 Results = Mapping[str, Sequence[ProbeResult]]  # model -> results, oldest first
 PeerRule = Callable[[Results, float, Sequence[str]], list[str]]
@@ -31,8 +33,8 @@ LITELLM_SAMPLES = 10
 LITELLM_FAILURE_SECONDS = 1000.0
 
 
-def _in_window(results: Sequence[ProbeResult], at: float, window: float) -> list[ProbeResult]:
-    return [r for r in results if at - window < r.started_at <= at]
+def _in_window(results: Sequence[ProbeResult], at: float, window: float) -> list[RequestResult]:
+    return [q for r in results if at - window < r.started_at <= at for q in r.requests]
 
 
 def _order(values: dict[str, float], old: Sequence[str], higher_first: bool) -> list[str]:
@@ -69,7 +71,7 @@ def proxy_score(performance: Performance, window: float) -> PeerRule:
 def litellm_mean10(results: Results, at: float, old: Sequence[str]) -> list[str]:
     means: dict[str, float] = {}
     for model, seen in results.items():
-        last = [r for r in seen if r.started_at <= at][-LITELLM_SAMPLES:]
+        last = [q for r in seen if r.started_at <= at for q in r.requests][-LITELLM_SAMPLES:]
         if not last:
             continue
         samples = [

@@ -167,6 +167,7 @@ async def simulate(run: Run, performance: Performance, day_start: int, out: IO[s
                     module=key[2],
                     max_tokens=module.max_tokens,
                     started_at=clock.now,
+                    runs=module.runs,
                 )
 
             answer = await scheduler.probe(

@@ -23,6 +23,13 @@ REFERENCE_TOKENS = 100  # a typical interactive answer
 DEGRADED_RATIO = 1.2
 # Events shorter than this are noise to a router (a flapping provider's bad minutes).
 MIN_EVENT_SECONDS = 15 * 60
+# A request's decode rate varies around the truth by this (lognormal sigma): batching.
+DECODE_SIGMA = 0.1
+# Standard deviation of a decode time's measurement: the arrival jitter of its first and
+# last chunk on a wide-area link, assumed ~15 ms each (an assumption, not a measurement:
+# on loopback bench/fidelity.py sees under 2 ms).
+ARRIVAL_JITTER_SECONDS = 0.02
+MIN_DECODE_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -125,29 +132,40 @@ def draw_probe(
     module: str,
     max_tokens: int,
     started_at: float,
+    runs: int = 1,
 ) -> ProbeResult:
-    """One probe's result drawn from the truth (one request: runs = concurrency = 1)."""
+    """One probe's result drawn from the truth: `runs` sequential requests, each drawn
+    independently (concurrency 1: the baseline modules the score reads)."""
+    requests = tuple(_draw_request(truth, rng, max_tokens) for _ in range(runs))
+    elapsed = sum(
+        r.duration_seconds if r.duration_seconds is not None else truth.fail_seconds
+        for r in requests
+    )
+    return ProbeResult(provider, model, module, started_at, elapsed, requests)
+
+
+def _draw_request(truth: Truth, rng: random.Random, max_tokens: int) -> RequestResult:
     if rng.random() < truth.error:
-        request = RequestResult(
+        return RequestResult(
             success=False, failure_reason=truth.fail_reason, output_tokens=0, input_tokens=20
         )
-        elapsed = truth.fail_seconds
-    else:
-        ttft = truth.ttft_median * math.exp(rng.gauss(0.0, truth.ttft_sigma))
-        rate = truth.decode * math.exp(rng.gauss(0.0, 0.1))
-        duration = ttft + (max_tokens - 1) / rate
-        request = RequestResult(
-            success=True,
-            ttft_seconds=ttft,
-            first_content_seconds=ttft,
-            duration_seconds=duration,
-            output_tokens=max_tokens,
-            input_tokens=20,
-            tokens_per_second=decode_rate(max_tokens, duration, ttft),
-            token_count_source="usage",
-        )
-        elapsed = duration
-    return ProbeResult(provider, model, module, started_at, elapsed, (request,))
+    ttft = truth.ttft_median * math.exp(rng.gauss(0.0, truth.ttft_sigma))
+    rate = truth.decode * math.exp(rng.gauss(0.0, DECODE_SIGMA))
+    # The measured decode time is off by the arrival jitter of its first and last chunk,
+    # which a short answer cannot average out: a 16-token probe's rate is far noisier
+    # than a 256-token one's, as on a real network.
+    decode_time = (max_tokens - 1) / rate + rng.gauss(0.0, ARRIVAL_JITTER_SECONDS)
+    duration = ttft + max(decode_time, MIN_DECODE_SECONDS)
+    return RequestResult(
+        success=True,
+        ttft_seconds=ttft,
+        first_content_seconds=ttft,
+        duration_seconds=duration,
+        output_tokens=max_tokens,
+        input_tokens=20,
+        tokens_per_second=decode_rate(max_tokens, duration, ttft),
+        token_count_source="usage",
+    )
 
 
 # ------------------------------------------------------------------------- the worlds
