@@ -16,6 +16,7 @@ Reasons, checked in this order (the first that applies wins):
 | `failing` | the key's last probe failed (backoff still applies) | minimum |
 | `degraded` | the target's last result is DEGRADED_FACTOR worse than its window median | minimum |
 | `contested` | a competitor in a scenario it serves scores within the hysteresis margin | minimum |
+| `cheaper_module` | contested; a module of the target costing at most half is probed | maximum |
 | `ahead` | it leads at least one scenario it can serve by more than the margin | maximum |
 | `behind` | in every such scenario a competitor leads it by more than the margin | maximum |
 | `clear` | no competitor has enough data to compare with | maximum |
@@ -27,7 +28,10 @@ detection got slower, not faster (docs/benchmarks.md section 5: 2180 s against 8
 regret 5.5 % against 3.6 %). A leader whose last result looks degraded or failed is
 probed at the minimum (`degraded`, `failing`), which confirms or clears it sooner.
 Models clearly behind wait the full interval, not longer, so they keep `min_test_count`
-results in the window and stay ranked as fallbacks.
+results in the window and stay ranked as fallbacks. A contest is settled by more samples
+of the target's TTFT and decode rate, which its cheapest baseline module gives as well as
+a long one: the long module (`throughput`'s 256 tokens against `latency`'s 16) keeps its
+full interval while the cheap one is probed at the minimum (`cheaper_module`).
 
 The score is the recording rules' (`rules.render.score_components` with each scenario's
 weights and thresholds), from a nearest-rank p95 of the window's TTFTs; a scenario's
@@ -58,6 +62,7 @@ REASONS = (
     "failing",
     "degraded",
     "contested",
+    "cheaper_module",
     "ahead",
     "behind",
     "clear",
@@ -67,6 +72,9 @@ REASONS = (
 BUDGET_SHARE = 0.75
 # A last result this many times slower (TTFT) or slower-decoding than the target's median.
 DEGRADED_FACTOR = 2.0
+# A contested module leaves the extra samples to another module of its target that costs
+# at most this share of its tokens per probe.
+CHEAPER_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,12 @@ class AdaptiveIntervals:
         self.min_samples = performance.min_test_count
         self._score = performance.score
         self._baseline = frozenset(baseline_modules(performance))
+        # Output tokens one probe of each baseline module may cost (its budget reservation).
+        self._costs = {
+            name: module.max_tokens * module.runs * module.concurrency
+            for name, module in performance.modules.items()
+            if name in self._baseline
+        }
         names = ["default", *(n for n in performance.scenarios if n != "default")]
         self._scenarios = [
             _Scenario(
@@ -120,6 +134,7 @@ class AdaptiveIntervals:
         ]
         self._samples: dict[Target, deque[_Sample]] = {}
         self._last_failed: dict[ProbeKey, bool] = {}
+        self._modules: dict[Target, set[str]] = {}  # baseline modules seen per target
 
     @classmethod
     def from_performance(
@@ -136,6 +151,7 @@ class AdaptiveIntervals:
         if previous is not None:
             policy._samples = previous._samples
             policy._last_failed = previous._last_failed
+            policy._modules = previous._modules
         return policy
 
     # ----------------------------------------------------------------- feeding
@@ -144,6 +160,7 @@ class AdaptiveIntervals:
         self._last_failed[key] = not result.success
         if key[2] not in self._baseline:
             return
+        self._modules.setdefault(key[:2], set()).add(key[2])
         samples = self._samples.setdefault(key[:2], deque())
         # The scheduler's clock (monotonic in the exporter), not the result's unix time.
         now = self._clock()
@@ -198,12 +215,19 @@ class AdaptiveIntervals:
             best, rival = max(rivals)
             lo, hi = sorted((own, best))
             if hi <= (1 + self.margin) * lo:
-                return Choice(
-                    short,
-                    "contested",
+                contest = (
                     f"{scenario.name}: score {own:.3f} within {self.margin:.0%} of "
-                    f"{rival[0]}:{rival[1]} {best:.3f}",
+                    f"{rival[0]}:{rival[1]} {best:.3f}"
                 )
+                cheaper = self._cheaper_module(key)
+                if cheaper:
+                    return Choice(
+                        long,
+                        "cheaper_module",
+                        f"{contest}; {cheaper} ({self._costs[cheaper]} tokens against "
+                        f"{self._costs[key[2]]}) is probed at the minimum instead",
+                    )
+                return Choice(short, "contested", contest)
             if own > best:
                 leads.append(scenario.name)
         if not any_scenario:
@@ -224,6 +248,18 @@ class AdaptiveIntervals:
         while samples and samples[0].at <= horizon:
             samples.popleft()
         return list(samples)
+
+    def _cheaper_module(self, key: ProbeKey) -> str | None:
+        """The target's cheapest other baseline module, if it costs at most CHEAPER_SHARE."""
+        own = self._costs.get(key[2])
+        if own is None:
+            return None
+        cheaper = [
+            m
+            for m in self._modules.get(key[:2], ())
+            if m != key[2] and m in self._costs and self._costs[m] <= CHEAPER_SHARE * own
+        ]
+        return min(cheaper, key=lambda m: (self._costs[m], m)) if cheaper else None
 
     def _serves(self, scenario: _Scenario, target: Target) -> bool:
         return scenario.candidates is None or target in scenario.candidates

@@ -172,7 +172,11 @@ TABLES: dict[str, TableDoc] = {
             "prompts": "Prompts, rotated per probe so provider caches do not flatter a model.",
             "expected_response": "Regex the answer must match, else the probe fails with "
             "`validation`.",
-            "max_tokens": "Output tokens requested per stream (and the budget reservation).",
+            "max_tokens": (
+                "Output tokens requested per stream (and the budget reservation). A"
+                " throughput probe measures the decode rate best when decoding them takes"
+                " about a second at the model's rate: shorter, chunk jitter shows."
+            ),
             "timeout_seconds": "Whole-probe timeout (capped by `test_timeout_seconds`).",
             "runs": "Sequential rounds per probe.",
             "concurrency": "Parallel streams per round.",

@@ -117,6 +117,42 @@ def test_contested_behind_and_ahead() -> None:
     assert behind.reason == "behind" and behind.seconds == 15 * MINUTE
 
 
+def test_a_contest_is_sampled_by_the_cheaper_module() -> None:
+    """Contested a and b: their latency probes (16 tokens) come at the minimum, their
+    throughput probes (256 tokens) keep the full interval. A module with no cheaper one
+    beside it (c's throughput alone), or only one costing more than half of it, does not
+    hand the contest on."""
+    clock = FakeClock()
+    custom = dataclasses.replace(
+        performance().modules["latency"], max_tokens=200
+    )  # 200 tokens: more than half of throughput's 256
+    policy = AdaptiveIntervals(performance(), clock)
+    pricey = AdaptiveIntervals(
+        performance(modules={**performance().modules, "latency": custom}), clock
+    )
+    for each in (policy, pricey):
+        for model, ttft in (("a", 0.5), ("b", 0.52)):
+            feed(each, clock, model, 6, ttft=ttft, decode=80)
+            clock.now += MINUTE
+            each.observe(
+                ("p", model, "throughput"),
+                result("p", model, clock.now, ttft=ttft, module="throughput", tokens=256),
+            )
+    assert policy.choose(key("a")).reason == "contested"
+    throughput = policy.choose(("p", "a", "throughput"))
+    assert throughput.reason == "cheaper_module" and throughput.seconds == 15 * MINUTE
+    assert "latency (16 tokens against 256)" in throughput.detail
+    assert pricey.choose(("p", "a", "throughput")).reason == "contested"
+    # c probes only throughput: nothing cheaper samples it, so it is probed sooner itself.
+    for _ in range(6):
+        clock.now += MINUTE
+        policy.observe(
+            ("p", "c", "throughput"),
+            result("p", "c", clock.now, ttft=0.51, module="throughput", tokens=256),
+        )
+    assert policy.choose(("p", "c", "throughput")).reason == "contested"
+
+
 def test_steady_leader_and_trailer_wait_a_degraded_leader_does_not() -> None:
     """A steady leader's next probe would change no decision (and in a time-range window
     would only dilute a first bad result): it waits the full interval, as the clearly
