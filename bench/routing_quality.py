@@ -69,6 +69,7 @@ from perfgen.exporter.adaptive import AdaptiveIntervals  # noqa: E402
 from perfgen.exporter.metrics import CumulativeStore  # noqa: E402
 from perfgen.exporter.result import ProbeResult  # noqa: E402
 from perfgen.exporter.scheduler import CostSettings, Scheduler  # noqa: E402
+from perfgen.exporter.spend import probe_output_tokens  # noqa: E402
 from perfgen.generator.promql import PromClient  # noqa: E402
 from perfgen.generator.query_cli import stale_after  # noqa: E402
 from perfgen.generator.ranking import ModelStats, Policy, decide  # noqa: E402
@@ -174,7 +175,7 @@ async def simulate(run: Run, performance: Performance, day_start: int, out: IO[s
                 key,
                 start,
                 timeout=module.timeout_seconds,
-                cost=module.max_tokens * module.runs * module.concurrency,
+                cost=probe_output_tokens(module),
             )
             if answer.outcome == "fresh" and answer.result is not None:
                 store.observe(answer.result)

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 
 from perfgen.config import Performance, Thresholds, Weights, duration_seconds
 from perfgen.exporter.result import ProbeResult
+from perfgen.exporter.spend import probe_output_tokens
 from perfgen.rules.render import baseline_modules, performance_score, score_components
 
 ProbeKey = tuple[str, str, str]  # provider, model, module
@@ -114,9 +115,8 @@ class AdaptiveIntervals:
         self.min_samples = performance.min_test_count
         self._score = performance.score
         self._baseline = frozenset(baseline_modules(performance))
-        # Output tokens one probe of each baseline module may cost (its budget reservation).
         self._costs = {
-            name: module.max_tokens * module.runs * module.concurrency
+            name: probe_output_tokens(module)
             for name, module in performance.modules.items()
             if name in self._baseline
         }
@@ -257,7 +257,7 @@ class AdaptiveIntervals:
         cheaper = [
             m
             for m in self._modules.get(key[:2], ())
-            if m != key[2] and m in self._costs and self._costs[m] <= CHEAPER_SHARE * own
+            if m != key[2] and self._costs[m] <= CHEAPER_SHARE * own
         ]
         return min(cheaper, key=lambda m: (self._costs[m], m)) if cheaper else None
 
