@@ -72,7 +72,7 @@ from perfgen.exporter.scheduler import CostSettings, Scheduler  # noqa: E402
 from perfgen.exporter.spend import probe_output_tokens  # noqa: E402
 from perfgen.generator.promql import PromClient  # noqa: E402
 from perfgen.generator.query_cli import stale_after  # noqa: E402
-from perfgen.generator.ranking import ModelStats, Policy, decide  # noqa: E402
+from perfgen.generator.ranking import ModelStats, decide, policy_for  # noqa: E402
 from perfgen.generator.snapshot import fetch_snapshot, model_stats  # noqa: E402
 from perfgen.rules.render import render_rules  # noqa: E402
 from perfgen.stack.processes import ManagedProcess, find_binary, start_prometheus  # noqa: E402
@@ -266,18 +266,6 @@ def build_tsdb(root: Path, om: Path, recording_yaml: str, start: int, end: int) 
 # --------------------------------------------------------------------------- deciding
 
 
-def generator_policy(performance: Performance) -> Policy:
-    """The Policy `perfgen generate` builds for the scenario (generate_cli.decide_all)."""
-    settings = performance.generator
-    return Policy(
-        min_samples=performance.min_test_count,
-        max_chain=settings.max_chain,
-        margin=settings.hysteresis_margin,
-        hold=settings.hysteresis_for,
-        thresholds=performance.scenario_thresholds(SCENARIO),
-    )
-
-
 Timeline = list[tuple[float, list[str]]]  # (seconds into the day, chain from then on)
 
 
@@ -294,7 +282,7 @@ def decide_day(
     stale = stale_after(performance)
     hold = duration_seconds(performance.generator.hysteresis_for)
     window = duration_seconds(performance.window)
-    policy = generator_policy(performance)
+    policy = policy_for(performance, SCENARIO)  # what `perfgen generate` builds
     peers: dict[str, PeerRule] = {
         "proxy-score": proxy_score(performance, window),
         "litellm-mean10": litellm_mean10,

@@ -32,7 +32,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from perfgen.config import Route, Thresholds
+from perfgen.config import Performance, Route, Thresholds
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,18 @@ class Policy:
     margin: float = 0.10
     hold: str = "15m"
     thresholds: Thresholds | None = None  # for explaining why a model fails
+
+
+def policy_for(performance: Performance, scenario: str) -> Policy:
+    """The Policy of one routing scenario, from `[performance]` and its generator table."""
+    settings = performance.generator
+    return Policy(
+        min_samples=performance.min_test_count,
+        max_chain=settings.max_chain,
+        margin=settings.hysteresis_margin,
+        hold=settings.hysteresis_for,
+        thresholds=performance.scenario_thresholds(scenario),
+    )
 
 
 # Groups, in chain order.

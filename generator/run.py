@@ -53,7 +53,7 @@ from perfgen.generator.proxy_toml import (
     unified_diff,
 )
 from perfgen.generator.query_cli import stale_after
-from perfgen.generator.ranking import Decision, Policy, decide
+from perfgen.generator.ranking import Decision, decide, policy_for
 from perfgen.generator.snapshot import Snapshot, fetch_snapshot, model_stats
 
 EXIT_UNCHANGED, EXIT_ERROR, EXIT_USAGE, EXIT_CHANGED = 0, 1, 2, 3
@@ -123,7 +123,6 @@ class GenerateResult:
 def decide_all(config: Config, snap: Snapshot) -> list[Decision]:
     """One Decision per route key under [router], plus scenarios that have candidates."""
     performance = config.performance
-    settings = performance.generator
     provider_models = {name: p.models for name, p in config.providers.items()}
     decisions: list[Decision] = []
     for scenario in SCENARIOS:
@@ -140,13 +139,7 @@ def decide_all(config: Config, snap: Snapshot) -> list[Decision]:
             raise GenerateError(f"{config.path}: router.{scenario}: {exc}") from None
         routes = list(dict.fromkeys(candidates or old_chain))
         stats = {route: model_stats(snap, scenario, route) for route in routes}
-        policy = Policy(
-            min_samples=performance.min_test_count,
-            max_chain=settings.max_chain,
-            margin=settings.hysteresis_margin,
-            hold=settings.hysteresis_for,
-            thresholds=performance.scenario_thresholds(scenario),
-        )
+        policy = policy_for(performance, scenario)
         decisions.append(decide(scenario, old_chain, candidates, stats, provider_models, policy))
     return decisions
 
