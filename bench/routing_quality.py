@@ -25,7 +25,7 @@ recovery delay (it is best again -> primary back), primary changes per hour, and
 over seeds; the summary lines average the per-world means over worlds.
 
     python bench/routing_quality.py --quick     # 4 worlds, 2 seeds, decisions every 5 min
-    python bench/routing_quality.py             # 7 worlds, 3 seeds, decisions every 2 min
+    python bench/routing_quality.py             # 8 worlds, 3 seeds, decisions every 2 min
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from routing_peers import PeerRule, litellm_mean10, p50_window, proxy_score  # n
 from routing_worlds import (  # noqa: E402
     DAY_SECONDS,
     QUICK_WORLDS,
+    REFERENCE_TOKENS,
     WORLDS,
     World,
     draw_probe,
@@ -80,6 +81,9 @@ from perfgen.stack.processes import ManagedProcess, find_binary, start_prometheu
 REPO = Path(__file__).resolve().parent.parent
 SCRAPE_SECONDS = 60  # Prometheus scrapes /probe every minute; the rules run every minute
 WARMUP_SECONDS = 2 * 3600  # every policy's window fills before anything is counted
+# Answer sizes the same decisions are also judged at: a short chat reply, the reference,
+# a long answer. The shorter the answer, the more the first token weighs in what users wait.
+ANSWER_SIZES = (20, REFERENCE_TOKENS, 500)
 SCENARIO = "default"
 # The series the rules and the generator read; the rest of a /probe answer is not needed.
 WANTED = re.compile(
@@ -249,8 +253,14 @@ def build_tsdb(root: Path, om: Path, recording_yaml: str, start: int, end: int) 
                     f"--url={prometheus.url}",
                     f"--eval-interval={SCRAPE_SECONDS}s",
                     f"--output-dir={blocks}",
-                    str(rules),
+                    # Relative, from cwd=root: Prometheus offsets a group's evaluations
+                    # within the interval by a hash of the group's name and file, so a file
+                    # in a random temp dir moved every evaluation by up to a minute between
+                    # runs, and increase()'s extrapolation with it: two runs of the same
+                    # code and seeds differed by up to 1 pp of regret in a world.
+                    rules.name,
                 ],
+                cwd=root,
                 check=True,
                 capture_output=True,
                 timeout=1800,
@@ -361,6 +371,8 @@ class Figures:
     flaps_per_hour: float
     probes_per_model_hour: float
     tokens_per_model_hour: float
+    # Regret of the same decisions for users whose answers are this many tokens long.
+    regret_by_answer: dict[int, float] = dataclasses.field(default_factory=dict)
 
 
 def chain_at(timeline: Timeline, t: float, initial: list[str]) -> list[str]:
@@ -372,17 +384,19 @@ def chain_at(timeline: Timeline, t: float, initial: list[str]) -> list[str]:
     return chain
 
 
-def measure(world: World, timeline: Timeline, run: Run, max_chain: int) -> Figures:
+def measure(
+    world: World, timeline: Timeline, run: Run, max_chain: int, tokens: int = REFERENCE_TOKENS
+) -> Figures:
     initial = list(world.models)
     measured = [(t, c) for t, c in timeline if t >= WARMUP_SECONDS]
     regrets = [
-        regret(world, chain_at(timeline, float(t), initial), float(t), max_chain)
+        regret(world, chain_at(timeline, float(t), initial), float(t), max_chain, tokens)
         for t in range(WARMUP_SECONDS, DAY_SECONDS, SCRAPE_SECONDS)
     ]
     flaps = sum(1 for (_, a), (_, b) in zip(measured, measured[1:], strict=False) if a[0] != b[0])
     hours = (DAY_SECONDS - WARMUP_SECONDS) / 3600
     detect, recover = [], []
-    for event in events(world):
+    for event in events(world, tokens=tokens):
         if event.start < WARMUP_SECONDS:
             continue
         end = event.end if event.end is not None else DAY_SECONDS
@@ -405,6 +419,13 @@ def measure(world: World, timeline: Timeline, run: Run, max_chain: int) -> Figur
     tokens = sum(sum(q.output_tokens or 0 for q in r) for r in run.results.values())
     # Spend counts failed requests' tokens too (none here: a failure delivers nothing).
     model_hours = len(world.models) * DAY_SECONDS / 3600
+    by_answer = {
+        size: statistics.fmean(
+            regret(world, chain_at(timeline, float(t), initial), float(t), max_chain, size)
+            for t in range(WARMUP_SECONDS, DAY_SECONDS, SCRAPE_SECONDS)
+        )
+        for size in ANSWER_SIZES
+    }
     return Figures(
         statistics.fmean(regrets),
         detect,
@@ -412,6 +433,7 @@ def measure(world: World, timeline: Timeline, run: Run, max_chain: int) -> Figur
         flaps / hours,
         probes / model_hours,
         tokens / model_hours,
+        by_answer,
     )
 
 
@@ -425,6 +447,14 @@ def _fmt(values: Sequence[float], scale: float = 1.0, digits: int = 1) -> str:
     if len(values) == 1:
         return f"{values[0] * scale:.{digits}f}"
     return Summary(values).fmt(scale, digits)
+
+
+def answer_regret(
+    figures: dict[tuple[str, str], list[Figures]], worlds: Sequence[str], policy: str, size: int
+) -> float:
+    return statistics.fmean(
+        statistics.fmean(f.regret_by_answer[size] for f in figures[(w, policy)]) for w in worlds
+    )
 
 
 def report(
@@ -451,6 +481,17 @@ def report(
                 row.append(_fmt(per_seed, scale, digits))
             rows.append(row)
         print_table(["world", *policies], rows)
+    print("\n### regret % by the users' answer size (mean over worlds of the mean over seeds)\n")
+    print_table(
+        ["answer tokens", *policies],
+        [
+            [
+                str(size),
+                *(f"{100 * answer_regret(figures, worlds, p, size):.1f}" for p in policies),
+            ]
+            for size in ANSWER_SIZES
+        ],
+    )
     print()
     for policy in policies:
         per_world = [figures[(w, policy)] for w in worlds]
@@ -491,6 +532,10 @@ def configured(args: argparse.Namespace) -> Performance:
         performance = dataclasses.replace(performance, test_interval_minutes=args.interval_minutes)
     if args.min_test_count is not None:
         performance = dataclasses.replace(performance, min_test_count=args.min_test_count)
+    if args.success_rate_confidence is not None:
+        performance = dataclasses.replace(
+            performance, success_rate_confidence=args.success_rate_confidence
+        )
     if args.min_interval_minutes is not None:
         adaptive = dataclasses.replace(
             performance.adaptive, min_interval_minutes=args.min_interval_minutes
@@ -525,6 +570,11 @@ def main() -> None:
     parser.add_argument("--interval-minutes", type=float, help="override test_interval_minutes")
     parser.add_argument("--min-test-count", type=int, help="override min_test_count")
     parser.add_argument(
+        "--success-rate-confidence",
+        type=float,
+        help="override success_rate_confidence (0: judge the plain success ratio)",
+    )
+    parser.add_argument(
         "--min-interval-minutes",
         type=float,
         help="override [performance.adaptive] min_interval_minutes",
@@ -541,6 +591,13 @@ def main() -> None:
         "--failure-reference",
         type=float,
         help="override [performance.score] failure_ratio_reference",
+    )
+    parser.add_argument(
+        "--answer-tokens",
+        type=int,
+        default=REFERENCE_TOKENS,
+        help=f"output tokens of the user request regret is measured on (default "
+        f"{REFERENCE_TOKENS}); the probes do not change",
     )
     parser.add_argument("--trace", help="print every decision of seed 0 of this world")
     args = parser.parse_args()
@@ -559,8 +616,9 @@ def main() -> None:
         f"{performance.score.throughput_reference_tokens_per_sec or 'threshold'} tokens/s, "
         f"failure ratio {performance.score.failure_ratio_reference or 'threshold'}, "
         f"min_test_count {performance.min_test_count}, "
+        f"success_rate_confidence {performance.success_rate_confidence:g}, "
         f"modules {','.join(performance.sd_modules)}; {len(worlds)} worlds x {seeds} seeds; "
-        f"decisions every {every} s"
+        f"decisions every {every} s; regret of {args.answer_tokens}-token answers"
     )
     # A whole day in the past, so every timestamp is older than Prometheus' now.
     day_start = (int(time.time()) // 86400 - 3) * 86400
@@ -598,7 +656,9 @@ def main() -> None:
     for (world, seed, policy), timeline in timelines.items():
         run = by_run[(world, seed, "adaptive" if policy == ADAPTIVE else "fixed")]
         figures.setdefault((world, policy), []).append(
-            measure(WORLDS[world], timeline, run, performance.generator.max_chain)
+            measure(
+                WORLDS[world], timeline, run, performance.generator.max_chain, args.answer_tokens
+            )
         )
     print("\n### worlds\n")
     print_table(
@@ -609,7 +669,7 @@ def main() -> None:
                 WORLDS[w].description,
                 ", ".join(
                     f"{e.start / 3600:.2f}h-{'end' if e.end is None else f'{e.end / 3600:.2f}h'}"
-                    for e in events(WORLDS[w])
+                    for e in events(WORLDS[w], tokens=args.answer_tokens)
                 )
                 or "-",
             ]

@@ -3,8 +3,9 @@
 Each world has three models on one routing scenario (`default`). A model's truth at a
 time of day is a lognormal TTFT (median and spread), a decode rate and an error rate.
 What a user of the route pays is the expected time of one reference request
-(`REFERENCE_TOKENS` output tokens) through the chain: a failed attempt costs the model's
-`fail_seconds` and moves on to the next route, as the proxy's fallback does.
+(`REFERENCE_TOKENS` output tokens, or `--answer-tokens`) through the chain: a failed
+attempt costs the model's `fail_seconds` and moves on to the next route, as the proxy's
+fallback does.
 """
 
 from __future__ import annotations
@@ -66,32 +67,38 @@ class World:
     fail_reasons: tuple[str, ...] = ("http_5xx",)
 
 
-def chain_seconds(truths: Sequence[Truth]) -> float:
-    """Expected time of the reference request through a fallback chain."""
+def chain_seconds(truths: Sequence[Truth], tokens: int = REFERENCE_TOKENS) -> float:
+    """Expected time of a request of `tokens` output tokens through a fallback chain."""
     total, reach = 0.0, 1.0
     for truth in truths:
         total += reach * (
-            (1 - truth.error) * truth.request_seconds() + truth.error * truth.fail_seconds
+            (1 - truth.error) * truth.request_seconds(tokens) + truth.error * truth.fail_seconds
         )
         reach *= truth.error
     # Every route failed: the user waited for all of them and got nothing; count it as
     # one more best-case request so a dead chain is never "free".
-    return total + reach * min(t.request_seconds() for t in truths)
+    return total + reach * min(t.request_seconds(tokens) for t in truths)
 
 
-def best_seconds(world: World, at: float, max_chain: int) -> float:
+def best_seconds(world: World, at: float, max_chain: int, tokens: int = REFERENCE_TOKENS) -> float:
     truths = {m: world.truth(m, at) for m in world.models}
     size = min(max_chain, len(world.models))
     return min(
-        chain_seconds([truths[m] for m in order])
+        chain_seconds([truths[m] for m in order], tokens)
         for order in itertools.permutations(world.models, size)
     )
 
 
-def regret(world: World, chain: Sequence[str], at: float, max_chain: int) -> float:
+def regret(
+    world: World,
+    chain: Sequence[str],
+    at: float,
+    max_chain: int,
+    tokens: int = REFERENCE_TOKENS,
+) -> float:
     """How much slower the chain truly is than the best chain, as a fraction of the best."""
-    best = best_seconds(world, at, max_chain)
-    got = chain_seconds([world.truth(m, at) for m in chain[:max_chain]])
+    best = best_seconds(world, at, max_chain, tokens)
+    got = chain_seconds([world.truth(m, at) for m in chain[:max_chain]], tokens)
     return got / best - 1
 
 
@@ -101,17 +108,17 @@ class Event:
     end: float | None  # it is the best model again (None: not within the day)
 
 
-def events(world: World, step: float = 60.0) -> list[Event]:
-    """The incumbent's degradations, from the truth, at `step` resolution."""
+def events(world: World, step: float = 60.0, tokens: int = REFERENCE_TOKENS) -> list[Event]:
+    """The incumbent's degradations for requests of `tokens`, at `step` resolution."""
     found: list[Event] = []
     start: float | None = None
     t = 0.0
     while t < DAY_SECONDS:
         truths = {m: world.truth(m, t) for m in world.models}
-        mine = truths[world.incumbent].request_seconds() / (
+        mine = truths[world.incumbent].request_seconds(tokens) / (
             1 - min(truths[world.incumbent].error, 0.999)
         )
-        best = min(x.request_seconds() / (1 - min(x.error, 0.999)) for x in truths.values())
+        best = min(x.request_seconds(tokens) / (1 - min(x.error, 0.999)) for x in truths.values())
         if start is None and mine >= DEGRADED_RATIO * best:
             start = t
         elif start is not None and mine <= best * 1.0001:
@@ -187,6 +194,14 @@ def _degrade(at: float) -> Truth:
     return A.slower(3.0) if 8 * HOUR <= at < 10 * HOUR else A
 
 
+def _queueing(at: float) -> Truth:
+    # A provider queueing requests: the first token waits, the decode once started does
+    # not slow. Only the latency component sees it.
+    if 8 * HOUR <= at < 10 * HOUR:
+        return replace(A, ttft_median=A.ttft_median * 4.0)
+    return A
+
+
 def _outage(at: float) -> Truth:
     if 12 * HOUR <= at < 12.75 * HOUR:
         return replace(A, error=1.0, fail_reason="connect", fail_seconds=10.0)
@@ -225,6 +240,13 @@ WORLDS: dict[str, World] = {
             "a (the best) is 3x slower (TTFT x3, decode /3) 08:00-10:00, then recovers",
             ("a", "b", "c"),
             _steady({"b": B, "c": C}, _degrade),
+            "a",
+        ),
+        World(
+            "queueing",
+            "a's first token waits 4x longer (TTFT x4, decode unchanged) 08:00-10:00",
+            ("a", "b", "c"),
+            _steady({"b": B, "c": C}, _queueing),
             "a",
         ),
         World(

@@ -48,6 +48,9 @@ class ModelStats:
     ttft_p95_seconds: float | None = None
     decode_tokens_per_second: float | None = None
     success_ratio: float | None = None
+    # The ratio's upper confidence bound, which the success threshold is judged by when
+    # success_rate_confidence is set; None: not recorded (the ratio is judged).
+    success_upper_bound: float | None = None
     score_scenario: str | None = None  # which scenario label the score came from
     # Over the hold time: lowest and highest score, and whether a score existed at every
     # step. None when there is no history (then the current score stands in).
@@ -154,7 +157,12 @@ def threshold_failures(stats: ModelStats, thresholds: Thresholds | None) -> list
         out.append(f"p95 TTFT {ttft:.3f} s > {limit_s:g} s")
     if rate is not None and rate < thresholds.min_throughput_tokens_per_sec:
         out.append(f"decode {rate:.1f} tokens/s < {thresholds.min_throughput_tokens_per_sec:g}")
-    if ratio is not None and ratio < thresholds.min_success_rate:
+    upper = _num(stats.success_upper_bound)
+    if upper is not None:
+        if upper < thresholds.min_success_rate:
+            shown = "" if ratio is None else f"success ratio {ratio:.3f}, "
+            out.append(f"{shown}upper bound {upper:.3f} < {thresholds.min_success_rate:g}")
+    elif ratio is not None and ratio < thresholds.min_success_rate:
         out.append(f"success ratio {ratio:.3f} < {thresholds.min_success_rate:g}")
     return out
 

@@ -37,15 +37,17 @@ def rule_names(window: str) -> dict[str, str]:
         "ttft_p95": f"provider_model:llm_ttft_seconds:p95_{window}",
         "decode": f"provider_model:llm_decode_tokens_per_second:mean_{window}",
         "success": f"provider_model:llm_request_success:ratio_{window}",
+        # Recorded only with [performance] success_rate_confidence; absent otherwise.
+        "success_upper": f"provider_model:llm_request_success:wilson_upper_{window}",
     }
 
 
 # Across regions (series with different `region` labels) each figure is folded to the
-# worst region's: the lowest score, meets-thresholds flag, sample count, decode rate and
-# success ratio, the highest p95 TTFT. A route chosen for every region must be good in
-# each of them. With one series per provider and model (one region, no region label)
-# the fold changes nothing; duplicates of HA replicas that are not deduplicated fold
-# the same way. The newest probe is the newest of any region.
+# worst region's: the lowest score, meets-thresholds flag, sample count, decode rate,
+# success ratio and its upper bound, the highest p95 TTFT. A route chosen for every
+# region must be good in each of them. With one series per provider and model (one
+# region, no region label) the fold changes nothing; duplicates of HA replicas that are
+# not deduplicated fold the same way. The newest probe is the newest of any region.
 FOLD = {
     "score": "min",
     "meets": "min",
@@ -53,6 +55,7 @@ FOLD = {
     "ttft_p95": "max",
     "decode": "min",
     "success": "min",
+    "success_upper": "min",
 }
 
 
@@ -347,6 +350,7 @@ def model_stats(snap: Snapshot, scenario: str, route: Route) -> ModelStats:
         ttft_p95_seconds=_finite(snap.plain.get("ttft_p95", {}).get(key)),
         decode_tokens_per_second=_finite(snap.plain.get("decode", {}).get(key)),
         success_ratio=_finite(snap.plain.get("success", {}).get(key)),
+        success_upper_bound=_finite(snap.plain.get("success_upper", {}).get(key)),
         score_scenario=label if score is not None else None,
         hold_min=hold_min,
         hold_max=hold_max,

@@ -42,6 +42,8 @@ SCENARIOS = (
     "image",
 )
 PROTOCOLS = ("openai", "anthropic", "openai-responses")
+# `success_rate_confidence`: the least level at which an upper bound is above the ratio.
+MIN_CONFIDENCE = 0.5
 
 # The proxy picks the wire format from the provider's name; perfgen infers the same way.
 _ANTHROPIC_NAMES = {"anthropic", "minimax", "kimi"}
@@ -317,6 +319,10 @@ class Performance:
     max_concurrent_tests: int = 3
     min_test_count: int = 5
     window: str = "1h"
+    # min_success_rate is judged by the success ratio's one-sided upper confidence bound
+    # at this level (Wilson score interval), not by the ratio: one failure among a few
+    # requests is not evidence of a failure rate above the threshold. 0: the plain ratio.
+    success_rate_confidence: float = 0.0
     thresholds: Thresholds = field(default_factory=Thresholds)
     weights: Weights = field(default_factory=Weights)
     targets: tuple[Target, ...] = ()
@@ -929,6 +935,18 @@ def _parse_score(perf: _Reader) -> ScoreSettings:
     return settings
 
 
+def _parse_confidence(perf: _Reader, default: float) -> float:
+    value = perf.number("success_rate_confidence", default, minimum=0)
+    # Below 0.5 the "upper bound" would lie under the ratio; at 1 it is always 1.
+    if value != 0 and not MIN_CONFIDENCE <= value < 1:
+        raise perf.error(
+            "success_rate_confidence",
+            f"must be 0 (judge the plain ratio) or at least {MIN_CONFIDENCE:g} and "
+            f"below 1, got {value:g}",
+        )
+    return value
+
+
 def _byte_cap(reader: _Reader, name: str, default: int) -> int:
     # Below 1 KiB real chunks would be refused; above 64 MiB the cap protects nothing.
     return reader.integer(name, default, minimum=1024, maximum=64 << 20)
@@ -1003,6 +1021,7 @@ def _parse_performance(
         ),
         min_test_count=perf.integer("min_test_count", base.min_test_count, minimum=1),
         window=perf.duration("window", base.window) or base.window,
+        success_rate_confidence=_parse_confidence(perf, base.success_rate_confidence),
         thresholds=thresholds,
         weights=_parse_weights(weights_reader) if weights_reader else Weights(),
         targets=targets,

@@ -67,6 +67,12 @@ TABLES: dict[str, TableDoc] = {
             "min_test_count": "Samples a model needs before the generator ranks it "
             "(rules, generator).",
             "window": "Range the recording rules aggregate over (rules).",
+            "success_rate_confidence": "`0` (default): `min_success_rate` is judged by the "
+            "success ratio. Between 0.5 and 1 (not 1): by the ratio's one-sided upper "
+            "Wilson bound at this level, so one failure among the few requests of a window "
+            "does not exclude a model (rules; "
+            "[rules-and-alerts.md](rules-and-alerts.md#judging-min_success_rate-on-few-requests)). "
+            "The score and alerts keep the ratio.",
         },
     ),
     "performance.budget": TableDoc(

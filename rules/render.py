@@ -21,6 +21,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 
 import jinja2
 import yaml
@@ -312,6 +313,11 @@ class RuleParams:
     def flap_max_changes(self) -> int:
         return FLAP_MAX_CHANGES
 
+    @property
+    def success_z(self) -> float:
+        """The normal quantile of `success_rate_confidence`; 0 when the gate reads the ratio."""
+        return confidence_z(self.performance.success_rate_confidence)
+
 
 def rule_params(
     performance: Performance,
@@ -461,6 +467,26 @@ def render_warnings(performance: Performance) -> list[str]:
 # --------------------------------------------------------------------------- reference
 
 
+def confidence_z(confidence: float) -> float:
+    """One-sided normal quantile of a confidence level; 0 for 0 (or 0.5): no bound."""
+    return NormalDist().inv_cdf(confidence) if confidence > 0.5 else 0.0
+
+
+def success_upper_bound(ratio: float, requests: float, confidence: float) -> float:
+    """The success ratio's one-sided upper Wilson bound at `confidence` over `requests`.
+
+    What `provider_model:llm_request_success:wilson_upper_<window>` records. Wilson's
+    interval rather than the normal one: it stays inside [0, 1] and is not degenerate at
+    a ratio of 1, with the few requests a window holds.
+    """
+    z = confidence_z(confidence)
+    if z == 0.0 or requests <= 0:
+        return ratio
+    z2n = z * z / requests
+    spread = z * math.sqrt(max(ratio * (1 - ratio) / requests, 0.0) + z2n / (4 * requests))
+    return (ratio + z2n / 2 + spread) / (1 + z2n)
+
+
 def score_components(
     p95_ttft_seconds: float | None,
     decode_tokens_per_second: float | None,
@@ -503,10 +529,17 @@ def meets_thresholds(
     samples: float,
     thresholds: Thresholds,
     min_test_count: int,
+    *,
+    requests: float | None = None,
+    success_rate_confidence: float = 0.0,
 ) -> bool:
+    """`requests`: every module's requests, the success ratio's denominator (default:
+    `samples`, the baseline modules' ones)."""
+    total = samples if requests is None else requests
+    success = success_upper_bound(success_ratio, total, success_rate_confidence)
     return (
         samples >= min_test_count
-        and success_ratio >= thresholds.min_success_rate
+        and success >= thresholds.min_success_rate
         and p95_ttft_seconds is not None
         and p95_ttft_seconds <= thresholds.max_latency_ms / 1000.0
         and (decode_tokens_per_second or 0.0) >= thresholds.min_throughput_tokens_per_sec

@@ -53,6 +53,7 @@ def test_example_config_loads_with_spec_values() -> None:
     # Tuned by bench/routing_quality.py (docs/benchmarks.md): a 30m window, ranked from 2.
     assert (perf.window, perf.min_test_count) == ("30m", 2)
     assert perf.score.failure_ratio_reference == 0.25
+    assert perf.success_rate_confidence == 0.99
     assert perf.weights.latency == 0.4
     assert perf.thresholds.max_latency_ms == 5000
     assert Target("ollama", "qwen2.5-coder:latest") in perf.targets
@@ -149,10 +150,21 @@ models = ["gemini-2.0-flash"]
             "[performance.score]\nfailure_ratio_reference = 1.5\n",
             "performance.score.failure_ratio_reference",
         ),
+        ("[performance]\nsuccess_rate_confidence = 1\n", "performance.success_rate_confidence"),
+        ("[performance]\nsuccess_rate_confidence = 0.3\n", "performance.success_rate_confidence"),
+        ("[performance]\nsuccess_rate_confidence = -1\n", "performance.success_rate_confidence"),
     ],
 )
 def test_bad_performance_values_name_the_key(performance: str, key: str) -> None:
     assert error_of(performance).key == key
+
+
+def test_success_rate_confidence_defaults_to_the_plain_ratio() -> None:
+    assert parse_config(PROVIDERS, "proxy.toml").performance.success_rate_confidence == 0
+    set_to = parse_config(PROVIDERS + "[performance]\nsuccess_rate_confidence = 0.95\n", "p.toml")
+    assert set_to.performance.success_rate_confidence == 0.95
+    message = str(error_of("[performance]\nsuccess_rate_confidence = 1\n"))
+    assert "0 (judge the plain ratio) or at least 0.5 and below 1, got 1" in message
 
 
 def test_provider_without_models_is_refused() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from perfgen.config import Route, Thresholds
+from perfgen.config import Route, Thresholds, parse_config
 from perfgen.generator.ranking import (
     FAILS,
     MEETS,
@@ -12,6 +12,7 @@ from perfgen.generator.ranking import (
     classify,
     decide,
     holds_over,
+    policy_for,
     rank,
     threshold_failures,
 )
@@ -163,6 +164,33 @@ def test_fallbacks_are_sticky_too():
     assert decision.new_chain == [A, B, C]
 
 
+def test_policy_for_reads_the_generator_table_and_the_scenario_thresholds():
+    config = parse_config(
+        '[[providers]]\nname = "p"\napi_base_url = "http://127.0.0.1:1"\napi_key = "k"\n'
+        'models = ["a"]\n'
+        "[performance]\nmin_test_count = 3\n"
+        "[performance.thresholds]\nmin_success_rate = 0.9\n"
+        '[performance.generator]\nhysteresis_margin = 0.07\nhysteresis_for = "2m"\n'
+        "max_chain = 2\n"
+        "[performance.scenarios.think]\n"
+        "thresholds = { max_latency_ms = 9000, min_throughput_tokens_per_sec = 5, "
+        "min_success_rate = 0.8 }\n",
+        "policy.toml",
+    )
+    default = policy_for(config.performance, "default")
+    assert default == Policy(
+        min_samples=3,
+        max_chain=2,
+        margin=0.07,
+        hold="2m",
+        thresholds=Thresholds(min_success_rate=0.9),
+    )
+    think = policy_for(config.performance, "think")
+    assert think.thresholds == Thresholds(9000, 5, 0.8)
+    # A scenario without thresholds of its own is judged by the global ones.
+    assert policy_for(config.performance, "background").thresholds == default.thresholds
+
+
 def test_classify_and_threshold_words():
     assert classify(None, POLICY)[0] == UNKNOWN
     assert classify(stats(A, 0.5, meets=None), POLICY)[0] == FAILS
@@ -171,6 +199,17 @@ def test_classify_and_threshold_words():
     words = threshold_failures(slow, Thresholds())
     assert words == ["decode 3.0 tokens/s < 10", "success ratio 0.500 < 0.95"]
     assert threshold_failures(slow, None) == []
+
+
+def test_threshold_words_judge_the_success_upper_bound_when_recorded():
+    # With success_rate_confidence the rules judge min_success_rate by the upper bound:
+    # a ratio under it with a bound above it is no failure, and the words say which.
+    lucky = stats(A, 0.5, success_ratio=0.8, success_upper_bound=0.97)
+    assert threshold_failures(lucky, Thresholds()) == []
+    failing = stats(A, 0.1, meets=False, success_ratio=0.5, success_upper_bound=0.88)
+    assert threshold_failures(failing, Thresholds()) == [
+        "success ratio 0.500, upper bound 0.880 < 0.95"
+    ]
 
 
 def test_model_failing_every_request_is_demoted_without_a_score():

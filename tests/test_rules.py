@@ -62,6 +62,8 @@ CONTRACT_RECORDS = {
     "provider_model:llm_decode_tokens_per_second:mean_{w}",
     "provider_model:llm_requests:increase_{w}",
     "provider_model:llm_request_success:ratio_{w}",
+    # The example config sets success_rate_confidence; without it there is no bound.
+    "provider_model:llm_request_success:wilson_upper_{w}",
     "provider_model:llm_score_component:ratio_{w}",
     "provider_model:llm_performance_score:ratio_{w}",
     "provider_model:llm_meets_thresholds:bool_{w}",

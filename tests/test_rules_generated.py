@@ -30,6 +30,7 @@ from perfgen.rules.render import (
     render_rules,
     scenario_params,
     score_components,
+    success_upper_bound,
     timings,
     write_rules,
 )
@@ -61,6 +62,7 @@ SECOND_CONFIG = (
 test_interval_minutes = 5
 min_test_count = 8
 window = "30m"
+success_rate_confidence = 0.9
 
 [performance.thresholds]
 max_latency_ms = 2000
@@ -277,7 +279,11 @@ def recording_test(performance: Performance) -> dict[str, object]:
             figures = (case.p95, case.decode, case.success)
             for scenario in scenarios:
                 flag = meets_thresholds(
-                    *figures, case.requests, scenario.thresholds, performance.min_test_count
+                    *figures,
+                    case.requests,
+                    scenario.thresholds,
+                    performance.min_test_count,
+                    success_rate_confidence=performance.success_rate_confidence,
                 )
                 flags.append(
                     sample(
@@ -376,6 +382,23 @@ def recording_test(performance: Performance) -> dict[str, object]:
             "exp_samples": [sample(f'{{model="{model}"}}', 1) for model in extremes],
         }
     )
+    if performance.success_rate_confidence:
+        # The Wilson bound the success check reads, value for value; one request in a
+        # window is enough for a bound (no min_test_count), none is no series.
+        bound = f"provider_model:llm_request_success:wilson_upper_{w}"
+        bounds = [
+            sample(
+                f'{{provider="gen",model="{case.model}"}}',
+                round4(
+                    success_upper_bound(
+                        case.success, case.requests, performance.success_rate_confidence
+                    )
+                ),
+            )
+            for case in all_cases
+            if case.requests > 0
+        ]
+        checks.append({"expr": f"round({bound}, 0.0001)", "eval_time": at, "exp_samples": bounds})
     alone = [case for case in all_cases if case.model in ("ref", "lat-3")]
     _, alone_scores, _ = expected(alone)
     return {
