@@ -161,6 +161,7 @@ COLUMNS = (
     "ttft_p95_seconds",
     "decode_tokens_per_second",
     "success_ratio",
+    "success_upper_bound",
     "samples",
     "meets_thresholds",
     "reason",
@@ -184,6 +185,7 @@ class Row:
             "ttft_p95_seconds": _json_num(s.ttft_p95_seconds),
             "decode_tokens_per_second": _json_num(s.decode_tokens_per_second),
             "success_ratio": _json_num(s.success_ratio),
+            "success_upper_bound": _json_num(s.success_upper_bound),
             "samples": _json_num(s.samples),
             "meets_thresholds": s.meets_thresholds,
             "reason": "" if self.group == MEETS else self.reason,
@@ -242,6 +244,9 @@ def render(
 
 
 def _table(rows: Sequence[Row], scenario: str, window: str, region: str | None = None) -> str:
+    # The bound's column only where the rules record it (success_rate_confidence set):
+    # a column of dashes would tell a reader of the table nothing.
+    bounded = any(row.stats.success_upper_bound is not None for row in rows)
     header = (
         "RANK",
         "PROVIDER",
@@ -250,6 +255,7 @@ def _table(rows: Sequence[Row], scenario: str, window: str, region: str | None =
         "P95 TTFT s",
         "DECODE tok/s",
         "SUCCESS",
+        *(("SUCCESS UPPER",) if bounded else ()),
         "SAMPLES",
         "MEETS",
         "REASON",
@@ -266,13 +272,14 @@ def _table(rows: Sequence[Row], scenario: str, window: str, region: str | None =
                 _fmt(s.ttft_p95_seconds, ".3f"),
                 _fmt(s.decode_tokens_per_second, ".1f"),
                 _fmt(s.success_ratio, ".3f"),
+                *((_fmt(s.success_upper_bound, ".3f"),) if bounded else ()),
                 _fmt(s.samples, ".0f"),
                 {True: "yes", False: "no", None: "-"}[s.meets_thresholds],
                 "" if row.group == MEETS else row.reason,
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    numeric = {0, 3, 4, 5, 6, 7}
+    numeric = set(range(len(header) - 2)) - {1, 2}
     text = [f"scenario {scenario}, window {window}" + (f", region {region}" if region else "")]
     for line in lines:
         cells = [

@@ -81,6 +81,7 @@ def model(
     ttft: float = 0.4,
     decode: float = 60.0,
     success: float = 1.0,
+    success_upper: float | None = None,
     probe_age: float = 0,
     scenarios: tuple[str, ...] = ("default",),
     region: str | None = None,
@@ -93,6 +94,7 @@ def model(
         ttft=ttft,
         decode=decode,
         success=success,
+        success_upper=success_upper,
         probe_age=probe_age,
         scenarios=scenarios,
     )
@@ -128,7 +130,8 @@ DATA: dict[str, dict[str, dict[str, object]]] = {
     "deepseek": {"deepseek-chat": model(0.91), "deepseek-reasoner": model(0.7)},
     "openrouter": {
         "anthropic/claude-3.5-sonnet": model(0.6),
-        "deepseek/deepseek-r1": model(0.3, meets=0, success=0.5),
+        # As recorded with success_rate_confidence: the ratio's upper bound.
+        "deepseek/deepseek-r1": model(0.3, meets=0, success=0.5, success_upper=0.88),
     },
     "ollama": {"qwen2.5-coder:latest": model(0.4, scenarios=("default", "background"))},
 }
@@ -188,6 +191,12 @@ def openmetrics() -> str:
                     ("llm_request_success:ratio_1h", "success"),
                 ):
                     add(f"provider_model:{rule}", labels, lambda age, s=spec, k=key: s[k])
+                if spec["success_upper"] is not None:
+                    add(
+                        "provider_model:llm_request_success:wilson_upper_1h",
+                        labels,
+                        lambda age, s=spec: s["success_upper"],
+                    )
             add(
                 "llm_probe_timestamp_seconds",
                 {**labels, "module": "latency"},
@@ -775,12 +784,15 @@ def test_query_json_ranks_like_the_generator(prometheus, tmp_path):
         "ttft_p95_seconds",
         "decode_tokens_per_second",
         "success_ratio",
+        "success_upper_bound",
         "samples",
         "meets_thresholds",
         "reason",
     ]
+    assert first["success_upper_bound"] is None  # not recorded for it: null, not 0
     r1 = rows[("openrouter", "deepseek/deepseek-r1")]
-    assert r1["meets_thresholds"] is False and "success ratio 0.500 < 0.95" in r1["reason"]
+    assert r1["meets_thresholds"] is False and r1["success_upper_bound"] == 0.88
+    assert "success ratio 0.500, upper bound 0.880 < 0.95" in r1["reason"]
     meets = [r["meets_thresholds"] for r in payload["models"]]
     assert meets.index(False) > meets.index(True)
 
@@ -797,6 +809,10 @@ def test_query_table_and_csv_without_config(prometheus):
     # Columns are aligned: every row's MODEL column starts where the header's does.
     column = lines[1].index("MODEL")
     assert all(line[column - 2 : column] == "  " for line in lines[2:])
+    # One model has a recorded upper bound, so the table shows that column.
+    upper = lines[1].index("SUCCESS UPPER")
+    r1 = next(line for line in lines if "deepseek/deepseek-r1" in line)
+    assert r1[upper : upper + len("SUCCESS UPPER")].strip() == "0.880"
     code, out, _ = run_query(
         "--prometheus", prometheus, "--format", "csv", "--scenario", "background"
     )
@@ -804,11 +820,11 @@ def test_query_table_and_csv_without_config(prometheus):
     header, *rows = out.splitlines()
     assert header == (
         "rank,provider,model,score,ttft_p95_seconds,decode_tokens_per_second,"
-        "success_ratio,samples,meets_thresholds,reason"
+        "success_ratio,success_upper_bound,samples,meets_thresholds,reason"
     )
     # background has its own series only for ollama; the rest fall back to "default".
     assert rows[0].startswith("1,hyst,d,0.99,")
-    assert rows[1].startswith("2,deepseek,deepseek-chat,0.91,0.4,60.0,1.0,20.0,true,")
+    assert rows[1].startswith("2,deepseek,deepseek-chat,0.91,0.4,60.0,1.0,,20.0,true,")
 
 
 def test_query_prometheus_down_is_an_error():

@@ -1,0 +1,55 @@
+"""`perfgen query`'s output formats, from rows alone (no Prometheus: the integration
+tests in test_generator_integration.py read the same rows from a real one)."""
+
+from __future__ import annotations
+
+from perfgen.config import Route
+from perfgen.generator.query_cli import COLUMNS, Row, render
+from perfgen.generator.ranking import FAILS, MEETS, ModelStats
+
+STEADY = ModelStats(
+    Route("groq", "llama"),
+    score=0.61,
+    meets_thresholds=True,
+    samples=5,
+    ttft_p95_seconds=0.75,
+    decode_tokens_per_second=90.0,
+    success_ratio=0.8,
+)
+
+
+def rows(bound: float | None) -> list[Row]:
+    flaky = ModelStats(
+        Route("deepseek", "chat"),
+        score=0.4,
+        meets_thresholds=False,
+        samples=5,
+        ttft_p95_seconds=0.9,
+        decode_tokens_per_second=70.0,
+        success_ratio=0.6,
+        success_upper_bound=bound,
+    )
+    return [Row(1, STEADY, MEETS, ""), Row(2, flaky, FAILS, "upper bound 0.905 < 0.95")]
+
+
+def test_the_table_shows_the_upper_bound_only_where_it_is_recorded() -> None:
+    plain = render(rows(None), "table", "default", "30m", 0.0).splitlines()
+    assert "UPPER" not in plain[1]
+    assert "SUCCESS  SAMPLES" in plain[1]
+    bounded = render(rows(0.905), "table", "default", "30m", 0.0).splitlines()
+    column = bounded[1].index("SUCCESS UPPER")
+    cells = [line[column : column + len("SUCCESS UPPER")].strip() for line in bounded[2:]]
+    # Unrecorded for one model (it had no bound series): a dash, never a made-up 1.
+    assert cells == ["-", "0.905"]
+
+
+def test_csv_and_json_keep_one_column_set_with_or_without_the_bound() -> None:
+    for bound in (None, 0.905):
+        header, first, second = render(rows(bound), "csv", "default", "30m", 0.0).splitlines()
+        assert header == ",".join(COLUMNS)
+        at = COLUMNS.index("success_upper_bound")
+        assert first.split(",")[at] == ""
+        assert second.split(",")[at] == ("" if bound is None else "0.905")
+    json_text = render(rows(0.905), "json", "default", "30m", 0.0)
+    assert '"success_upper_bound": null' in json_text
+    assert '"success_upper_bound": 0.905' in json_text
