@@ -389,10 +389,16 @@ def measure(
 ) -> Figures:
     initial = list(world.models)
     measured = [(t, c) for t, c in timeline if t >= WARMUP_SECONDS]
-    regrets = [
-        regret(world, chain_at(timeline, float(t), initial), float(t), max_chain, tokens)
+    chains = [
+        (float(t), chain_at(timeline, float(t), initial))
         for t in range(WARMUP_SECONDS, DAY_SECONDS, SCRAPE_SECONDS)
     ]
+    # Time-averaged regret of these decisions for answers of each size (the chain in use
+    # at each minute is looked up once).
+    by_answer = {
+        size: statistics.fmean(regret(world, chain, t, max_chain, size) for t, chain in chains)
+        for size in dict.fromkeys((tokens, *ANSWER_SIZES))
+    }
     flaps = sum(1 for (_, a), (_, b) in zip(measured, measured[1:], strict=False) if a[0] != b[0])
     hours = (DAY_SECONDS - WARMUP_SECONDS) / 3600
     detect, recover = [], []
@@ -416,23 +422,16 @@ def measure(
                 back = event.end
             recover.append(back - event.end)
     probes = sum(len(r) for r in run.results.values())
-    tokens = sum(sum(q.output_tokens or 0 for q in r) for r in run.results.values())
+    probe_tokens = sum(sum(q.output_tokens or 0 for q in r) for r in run.results.values())
     # Spend counts failed requests' tokens too (none here: a failure delivers nothing).
     model_hours = len(world.models) * DAY_SECONDS / 3600
-    by_answer = {
-        size: statistics.fmean(
-            regret(world, chain_at(timeline, float(t), initial), float(t), max_chain, size)
-            for t in range(WARMUP_SECONDS, DAY_SECONDS, SCRAPE_SECONDS)
-        )
-        for size in ANSWER_SIZES
-    }
     return Figures(
-        statistics.fmean(regrets),
+        by_answer[tokens],
         detect,
         recover,
         flaps / hours,
         probes / model_hours,
-        tokens / model_hours,
+        probe_tokens / model_hours,
         by_answer,
     )
 
