@@ -598,6 +598,12 @@ def main() -> None:
         help=f"output tokens of the user request regret is measured on (default "
         f"{REFERENCE_TOKENS}); the probes do not change",
     )
+    parser.add_argument(
+        "--recording",
+        type=Path,
+        help="backfill these recording rules instead of rendering the config's: measures a "
+        "rules edit (render it with `perfgen rules render`) without changing the repository",
+    )
     parser.add_argument("--trace", help="print every decision of seed 0 of this world")
     args = parser.parse_args()
     seeds = args.seeds or (2 if args.quick else 3)
@@ -618,6 +624,7 @@ def main() -> None:
         f"success_rate_confidence {performance.success_rate_confidence:g}, "
         f"modules {','.join(performance.sd_modules)}; {len(worlds)} worlds x {seeds} seeds; "
         f"decisions every {every} s; regret of {args.answer_tokens}-token answers"
+        + (f"; recording rules from {args.recording}" if args.recording else "")
     )
     # A whole day in the past, so every timestamp is older than Prometheus' now.
     day_start = (int(time.time()) // 86400 - 3) * 86400
@@ -636,7 +643,11 @@ def main() -> None:
                 asyncio.run(simulate(run, performance, day_start, out))
             out.write("# EOF\n")
         t1 = time.monotonic()
-        recording = render_rules(performance)["recording.yml"]
+        recording = (
+            args.recording.read_text()
+            if args.recording
+            else render_rules(performance)["recording.yml"]
+        )
         prometheus = build_tsdb(root, om, recording, day_start, day_start + DAY_SECONDS)
         t2 = time.monotonic()
         try:

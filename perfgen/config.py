@@ -295,20 +295,31 @@ class AdaptiveSettings:
     min_interval_minutes: float = 5.0  # never sooner than this; at most test_interval_minutes
 
 
+# `[performance.score] form`: how the latency and throughput components follow their
+# figure (docs/rules-and-alerts.md#the-performance-score).
+SCORE_RATIO = "ratio"  # R / (R + p95), decode / (decode + R): 0.5 at the reference
+SCORE_CAPPED = "capped"  # min(1, R / p95), min(1, decode / R): 1 at or past the reference
+SCORE_FORMS = (SCORE_RATIO, SCORE_CAPPED)
+
+
 @dataclass(frozen=True)
 class ScoreSettings:
     """`[performance.score]`: what the score's latency and throughput components are
-    relative to, separate from the pass/fail thresholds (None: the scenario's threshold).
+    relative to, separate from the pass/fail thresholds (None: the scenario's threshold),
+    and their form.
 
-    A component is `R / (R + p95)` and `decode / (decode + R)`: it changes fastest around
-    its reference, so a reference near the models' own figures makes a 3x slowdown a large
-    score change, while a threshold far outside them leaves good models scoring alike.
+    `ratio`: a component is `R / (R + p95)` and `decode / (decode + R)`; it changes fastest
+    around its reference, so a reference near the models' own figures makes a 3x slowdown
+    a large score change. `capped` (the proxy spec's in-process form): `min(1, R / p95)`
+    and `min(1, decode / R)`; every model at or past a reference scores 1 on it, so the
+    other component ranks them, and no sampling noise moves a component that is capped.
     """
 
     latency_reference_ms: float | None = None
     throughput_reference_tokens_per_sec: float | None = None
     # `F / (F + failure ratio)`: the failure ratio scoring 0.5 (None: 1 - min_success_rate).
     failure_ratio_reference: float | None = None
+    form: str = SCORE_RATIO  # one of SCORE_FORMS
 
 
 @dataclass(frozen=True)
@@ -921,7 +932,10 @@ def _parse_score(perf: _Reader) -> ScoreSettings:
     reader = perf.sub("score")
     if reader is None:
         return ScoreSettings()
-    values: dict[str, float] = {}
+    values: dict[str, float | None] = {}
+    form = reader.get("form", str, SCORE_RATIO)
+    if form not in SCORE_FORMS:
+        raise reader.error("form", f"must be one of {', '.join(SCORE_FORMS)}, got {form!r}")
     # name -> upper bound: every reference is greater than 0; a ratio is at most 1.
     for name, maximum in (
         ("latency_reference_ms", None),
@@ -930,7 +944,12 @@ def _parse_score(perf: _Reader) -> ScoreSettings:
     ):
         if reader.get(name, float) is not None:
             values[name] = reader.number(name, 0.0, minimum=0, maximum=maximum, exclusive_min=True)
-    settings = ScoreSettings(**values)
+    settings = ScoreSettings(
+        latency_reference_ms=values.get("latency_reference_ms"),
+        throughput_reference_tokens_per_sec=values.get("throughput_reference_tokens_per_sec"),
+        failure_ratio_reference=values.get("failure_ratio_reference"),
+        form=form,
+    )
     reader.reject_unknown()
     return settings
 

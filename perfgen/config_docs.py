@@ -111,26 +111,35 @@ TABLES: dict[str, TableDoc] = {
         read_by="rules, adaptive probing",
         intro="What the score's components are relative to, apart "
         "from the pass/fail thresholds "
-        "([rules-and-alerts.md](rules-and-alerts.md#the-performance-score)). Each component "
-        "is 0.5 at its reference and changes fastest around it, so a reference near the "
-        "models' own figures makes a real slowdown a large score change, while thresholds "
-        "far outside them leave good models scoring within the hysteresis margin of each "
-        "other. Alerts and `meets_thresholds` keep using the thresholds.",
+        "([rules-and-alerts.md](rules-and-alerts.md#the-performance-score)), and their "
+        "form. In the `ratio` form each component is 0.5 at its reference and changes "
+        "fastest around it, so a reference near the models' own figures makes a real "
+        "slowdown a large score change, while thresholds far outside them leave good "
+        "models scoring within the hysteresis margin of each other. Alerts and "
+        "`meets_thresholds` keep using the thresholds.",
         keys={
+            "form": "How the latency and throughput components follow their figure. "
+            "`ratio` (default): `R / (R + p95)` and `decode / (decode + R)`, 0.5 at the "
+            "reference. `capped` (the proxy spec's in-process form): `min(1, R / p95)` and "
+            "`min(1, decode / R)`, 1 at or past the reference, so models past a reference "
+            "tie on it and the other component ranks them, and sampling noise does not move "
+            "a component that is capped. Reliability keeps its ratio in both.",
             "latency_reference_ms": "p95 TTFT at which the latency component is 0.5 "
-            "(greater than 0). Unset: the scenario's `max_latency_ms`.",
+            "(`capped`: at and under which it is 1; greater than 0). Unset: the scenario's "
+            "`max_latency_ms`.",
             "throughput_reference_tokens_per_sec": "Mean decode rate at which the throughput "
-            "component is 0.5 (greater than 0). Unset: the scenario's "
-            "`min_throughput_tokens_per_sec` (at least 1).",
+            "component is 0.5 (`capped`: at and over which it is 1; greater than 0). Unset: "
+            "the scenario's `min_throughput_tokens_per_sec` (at least 1).",
             "failure_ratio_reference": "Failure ratio at which the reliability component "
             "is 0.5 (greater than 0, at most 1). Unset: `1 - min_success_rate`, so with "
             "0.95 one failure among ten requests in the window halves the component; "
             "0.25 lets a single failure in a small window weigh less than a real slowdown.",
         },
-        note="One pair applies to every scenario. The example config sets 1000 ms and "
-        "100 tokens/s, the figures of fast chat models (where the proxy spec's in-process "
-        "score saturates); for thinking or long-answer models set them near those models' "
-        "figures. Measured in "
+        note="One pair applies to every scenario. The example config sets the `capped` "
+        "form at 2000 ms and 100 tokens/s: above the p95 TTFT of healthy fast chat models, "
+        "under a queueing provider's, and the decode rate of fast ones (where the proxy "
+        "spec's in-process score saturates); for thinking or long-answer models set them "
+        "near those models' figures. Measured in "
         "[benchmarks.md](benchmarks.md#5-routing-quality-per-probe-token-benchrouting_qualitypy).",
     ),
     "performance.exporter": TableDoc(

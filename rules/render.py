@@ -28,6 +28,7 @@ import yaml
 
 from perfgen.atomic import atomic_write
 from perfgen.config import (
+    SCORE_CAPPED,
     Module,
     Performance,
     ScoreSettings,
@@ -188,6 +189,10 @@ class ScenarioParams:
     def throughput_score_reference(self) -> float:
         reference = self.score.throughput_reference_tokens_per_sec
         return self.throughput_reference if reference is None else reference
+
+    @property
+    def capped(self) -> bool:
+        return self.score.form == SCORE_CAPPED
 
     @property
     def failure_reference(self) -> float:
@@ -504,12 +509,20 @@ def score_components(
     latency_ref = params.latency_score_reference_seconds
     throughput_ref = params.throughput_score_reference
     failure_ref = params.failure_reference
-    latency = 0.0 if p95_ttft_seconds is None else latency_ref / (latency_ref + p95_ttft_seconds)
-    throughput = (
-        0.0
-        if decode_tokens_per_second is None
-        else decode_tokens_per_second / (decode_tokens_per_second + throughput_ref)
-    )
+    capped = params.capped
+    if p95_ttft_seconds is None:
+        latency = 0.0
+    elif capped:
+        # PromQL's L / 0 is +Inf, which the cap makes 1.
+        latency = 1.0 if p95_ttft_seconds <= latency_ref else latency_ref / p95_ttft_seconds
+    else:
+        latency = latency_ref / (latency_ref + p95_ttft_seconds)
+    if decode_tokens_per_second is None:
+        throughput = 0.0
+    elif capped:
+        throughput = min(1.0, decode_tokens_per_second / throughput_ref)
+    else:
+        throughput = decode_tokens_per_second / (decode_tokens_per_second + throughput_ref)
     reliability = failure_ref / (failure_ref + (1.0 - success_ratio))
     return {"latency": latency, "throughput": throughput, "reliability": reliability}
 

@@ -52,8 +52,9 @@ def test_example_config_loads_with_spec_values() -> None:
     assert perf.test_interval_minutes == 15
     # Tuned by bench/routing_quality.py (docs/benchmarks.md): a 30m window, ranked from 2.
     assert (perf.window, perf.min_test_count) == ("30m", 2)
-    assert perf.score.failure_ratio_reference == 0.25
-    assert perf.success_rate_confidence == 0.99
+    assert perf.score.failure_ratio_reference == 0.5
+    assert (perf.score.form, perf.score.latency_reference_ms) == ("capped", 2000)
+    assert perf.success_rate_confidence == 0.999
     assert perf.weights.latency == 0.4
     assert perf.thresholds.max_latency_ms == 5000
     assert Target("ollama", "qwen2.5-coder:latest") in perf.targets
@@ -142,6 +143,8 @@ models = ["gemini-2.0-flash"]
             "performance.score.throughput_reference_tokens_per_sec",
         ),
         ("[performance.score]\nlatency_reference = 1000\n", "performance.score.latency_reference"),
+        ('[performance.score]\nform = "clamped"\n', "performance.score.form"),
+        ("[performance.score]\nform = 1\n", "performance.score.form"),
         (
             "[performance.score]\nfailure_ratio_reference = 0\n",
             "performance.score.failure_ratio_reference",
@@ -374,3 +377,9 @@ def test_score_references_default_to_the_thresholds() -> None:
         PROVIDERS + "[performance.score]\nfailure_ratio_reference = 0.25\n", "proxy.toml"
     ).performance.score
     assert failures == ScoreSettings(failure_ratio_reference=0.25)
+    assert failures.form == "ratio"
+    capped = parse_config(
+        PROVIDERS + '[performance.score]\nform = "capped"\nlatency_reference_ms = 2000\n',
+        "proxy.toml",
+    ).performance.score
+    assert capped == ScoreSettings(latency_reference_ms=2000.0, form="capped")

@@ -121,6 +121,21 @@ failure_ratio_reference = 0.25
 )
 
 
+# Score references in the capped form: the cases past a reference (a p95 of 0.5 s against
+# 0.7 s; decode rates of 200 and 100 against 60 tokens/s) score 1 on it. (The scored
+# config's 750 ms put a capped score on a rounding edge, see round4.)
+CAPPED_CONFIG = (
+    SECOND_CONFIG
+    + """
+[performance.score]
+form = "capped"
+latency_reference_ms = 700
+throughput_reference_tokens_per_sec = 60
+failure_ratio_reference = 0.25
+"""
+)
+
+
 def example() -> Performance:
     return load_config(ROOT / "examples" / "config.example.toml").performance
 
@@ -137,7 +152,17 @@ def scored() -> Performance:
     return parse_config(SCORED_CONFIG, "scored.toml").performance
 
 
-CONFIGS = {"example": example, "second": second, "demo": demo, "scored": scored}
+def capped_config() -> Performance:
+    return parse_config(CAPPED_CONFIG, "capped.toml").performance
+
+
+CONFIGS = {
+    "example": example,
+    "second": second,
+    "demo": demo,
+    "scored": scored,
+    "capped": capped_config,
+}
 
 
 # --------------------------------------------------------------------------- generation
@@ -339,14 +364,23 @@ def recording_test(performance: Performance) -> dict[str, object]:
             "exp_samples": [],
         },
     ]
+
     # Monotonic: a worse figure never raises the score and strictly lowers its component:
     # a slower first token, a lower decode rate, a lower success ratio, each down to its
     # extreme; and a model whose every request failed scores no higher than any of them.
     # ("No higher" up to float noise: the inputs are counters whose ratios may differ in
     # the last bit where a weight of 0 leaves two scores equal.)
+    # In the capped form two figures both past the reference tie at 1: there a worse
+    # figure only must not raise its component.
+    def expected_component(model: str, name: str) -> float:
+        case = next(case for case in all_cases if case.model == model)
+        figures = (case.p95, case.decode, case.success)
+        return score_components(*figures, performance.thresholds, performance.score)[name]
+
     for family, name in (("lat", "latency"), ("thr", "throughput"), ("rel", "reliability")):
         for index in range(FAMILY_STEPS - 1):
             better, worse = f"{family}-{index}", f"{family}-{index + 1}"
+            tie = expected_component(better, name) == expected_component(worse, name) == 1.0
             checks.append(
                 {
                     "expr": f'{score}{{model="{worse}"}} > on (scenario) '
@@ -358,7 +392,8 @@ def recording_test(performance: Performance) -> dict[str, object]:
             checks.append(
                 {
                     "expr": f'{component}{{model="{worse}",component="{name}"}}'
-                    f' >= on () {component}{{model="{better}",component="{name}"}}',
+                    f" {'>' if tie else '>='} on () "
+                    f'{component}{{model="{better}",component="{name}"}}',
                     "eval_time": at,
                     "exp_samples": [],
                 }
@@ -842,6 +877,37 @@ def test_score_references_move_the_score_not_the_thresholds() -> None:
     assert score_components(0.75, 60.0, 0.9, second().thresholds)["reliability"] == pytest.approx(
         0.5
     )
+
+
+def test_capped_form_ties_models_past_the_reference() -> None:
+    ratio, capped = render_rules(scored())["recording.yml"], render_rules(capped_config())
+    recording = capped["recording.yml"]
+    assert "clamp_max(0.7 / provider_model:llm_ttft_seconds:p95_30m, 1)" in recording
+    assert "clamp_max(provider_model:llm_decode_tokens_per_second:mean_30m / 60, 1)" in recording
+    # Reliability keeps its ratio form, and the alerts do not depend on the form.
+    assert "0.25 / (0.25 + (1 - provider_model:llm_request_success:ratio_30m))" in recording
+    assert capped["alerts.yml"] == render_rules(scored())["alerts.yml"]
+    assert "clamp_max" not in ratio
+    thresholds, score = capped_config().thresholds, capped_config().score
+
+    def components(p95: float | None, decode: float | None) -> dict[str, float]:
+        return score_components(p95, decode, 1.0, thresholds, score)
+
+    # At and past the reference: 1, whatever the figure; beyond it, in proportion.
+    assert (
+        components(0.2, 200.0)
+        == components(0.7, 60.0)
+        == {
+            "latency": 1.0,
+            "throughput": 1.0,
+            "reliability": 1.0,
+        }
+    )
+    assert components(1.4, 30.0)["latency"] == pytest.approx(0.5)
+    assert components(1.4, 30.0)["throughput"] == pytest.approx(0.5)
+    # A p95 of 0 makes PromQL's L / 0 = +Inf, which the cap makes 1.
+    assert components(0.0, 0.0) == {"latency": 1.0, "throughput": 0.0, "reliability": 1.0}
+    assert components(None, None)["latency"] == 0.0
 
 
 def test_second_config_changes_the_expectations() -> None:
