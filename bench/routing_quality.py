@@ -602,7 +602,9 @@ def main() -> None:
         "--recording",
         type=Path,
         help="backfill these recording rules instead of rendering the config's: measures a "
-        "rules edit (render it with `perfgen rules render`) without changing the repository",
+        "rules edit (render it with `perfgen rules render`) without changing the repository. "
+        "Overrides that change the rules (--window, the references) do not reach them, and "
+        "adaptive probing still scores with the config's form",
     )
     parser.add_argument("--trace", help="print every decision of seed 0 of this world")
     args = parser.parse_args()
