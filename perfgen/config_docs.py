@@ -133,7 +133,8 @@ TABLES: dict[str, TableDoc] = {
             "failure_ratio_reference": "Failure ratio at which the reliability component "
             "is 0.5 (greater than 0, at most 1). Unset: `1 - min_success_rate`, so with "
             "0.95 one failure among ten requests in the window halves the component; "
-            "0.25 lets a single failure in a small window weigh less than a real slowdown.",
+            "0.25-0.5 lets a single failure in a small window weigh less than a real "
+            "slowdown (the example config: 0.5).",
         },
         note="One pair applies to every scenario. The example config sets the `capped` "
         "form at 2000 ms and 100 tokens/s: above the p95 TTFT of healthy fast chat models, "

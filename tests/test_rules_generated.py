@@ -894,15 +894,8 @@ def test_capped_form_ties_models_past_the_reference() -> None:
         return score_components(p95, decode, 1.0, thresholds, score)
 
     # At and past the reference: 1, whatever the figure; beyond it, in proportion.
-    assert (
-        components(0.2, 200.0)
-        == components(0.7, 60.0)
-        == {
-            "latency": 1.0,
-            "throughput": 1.0,
-            "reliability": 1.0,
-        }
-    )
+    perfect = {"latency": 1.0, "throughput": 1.0, "reliability": 1.0}
+    assert components(0.2, 200.0) == components(0.7, 60.0) == perfect
     assert components(1.4, 30.0)["latency"] == pytest.approx(0.5)
     assert components(1.4, 30.0)["throughput"] == pytest.approx(0.5)
     # A p95 of 0 makes PromQL's L / 0 = +Inf, which the cap makes 1.
