@@ -102,6 +102,8 @@ DURATION_P95 = rule("provider_model", "llm_request_duration_seconds", "p95")
 DECODE_MEAN = rule("provider_model", "llm_decode_tokens_per_second", "mean")
 SAMPLES = rule("provider_model", "llm_requests", "increase")
 SUCCESS = rule("provider_model", "llm_request_success", "ratio")
+# Recorded only when [performance] success_rate_confidence is set.
+SUCCESS_BOUND = rule("provider_model", "llm_request_success", "wilson_upper")
 
 SCENARIO = 'scenario="$scenario"'
 MODEL = ('provider="$provider"', 'model="$model"')
@@ -468,6 +470,21 @@ def model_drill_down() -> model.Dashboard:
             description="The same measurements scored with each scenario's weights.",
             unit="none",
             minimum=0,
+            maximum=1,
+            decimals=3,
+        ),
+        timeseries(
+            "Success ratio and its upper bound",
+            [
+                target(series(SUCCESS, *MODEL), "success ratio {{region}}"),
+                target(series(SUCCESS_BOUND, *MODEL), "upper bound {{region}}"),
+            ],
+            description="Share of successful requests over the window, and the upper "
+            "bound min_success_rate is judged by when success_rate_confidence is set (no "
+            "line without it): one failure among a window's few requests lowers the ratio "
+            "far more than the bound.",
+            unit="percentunit",
+            minimum=None,
             maximum=1,
             decimals=3,
         ),

@@ -64,7 +64,7 @@ def contract_names() -> tuple[set[str], set[str]]:
         name = token.split("{")[0].strip()
         if name.startswith(":") and last_rule:
             name = last_rule.rsplit(":", 1)[0] + name
-        if re.fullmatch(r"[a-z_]+:[a-z_]+:[a-z0-9]+_W", name):
+        if re.fullmatch(r"[a-z_]+:[a-z_]+:[a-z0-9_]+_W", name):
             last_rule = name
             rules.add(name[: -len("_W")] + "_$window")
         elif re.fullmatch(r"(llm|perfgen)_[a-z_]+", name):

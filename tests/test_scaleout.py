@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require_binaries
-from test_grafana_queries import Live, empty_for_one_region
+from test_grafana_queries import Live, empty_for_one_region, recorded_rules
 
 from perfgen.config import Route, duration_seconds
 from perfgen.generator.proxy_schema import validate_text
@@ -146,6 +146,7 @@ def test_dashboards_find_one_region_on_victoriametrics(
             "__rate_interval": f"{4 * scrape:g}s",
         },
         step=stack.scrape_interval,
+        recorded=recorded_rules(stack.config.performance),
     )
     region, empty = empty_for_one_region(live)
     assert region == "east"
