@@ -404,6 +404,12 @@ def render_rules(
     return files
 
 
+def recorded_names(recording_yaml: str) -> frozenset[str]:
+    """The series names a rendered recording-rules file records."""
+    groups = yaml.safe_load(recording_yaml)["groups"]
+    return frozenset(rule["record"] for g in groups for rule in g["rules"] if "record" in rule)
+
+
 def write_rules(files: Mapping[str, str], out_dir: str | Path) -> list[Path]:
     """Write rendered files atomically, so a Prometheus reload never reads half a file."""
     directory = Path(out_dir)

@@ -28,6 +28,7 @@ from perfgen.grafana.queries import (
     variable_query,
     variables_used,
 )
+from perfgen.rules.render import recorded_names
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACTS = ROOT / "docs" / "CONTRACTS.md"
@@ -360,13 +361,7 @@ def test_exporter_dashboard_covers_its_metrics() -> None:
 
 @pytest.mark.skipif(not RENDERED_RECORDING.exists(), reason="rules/rendered not rendered yet")
 def test_every_rule_used_is_recorded_by_the_rendered_rules() -> None:
-    document = yaml.safe_load(RENDERED_RECORDING.read_text(encoding="utf-8"))
-    recorded = {
-        rule["record"]
-        for group in document["groups"]
-        for rule in group["rules"]
-        if "record" in rule
-    }
+    recorded = recorded_names(RENDERED_RECORDING.read_text(encoding="utf-8"))
     for query in QUERIES:
         for name in names_in(substitute(query.expr, SAMPLE_VALUES)):
             if ":" in name:

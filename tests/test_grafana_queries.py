@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import yaml
+from test_grafana import names_in
 
 from perfgen.config import Performance, duration_seconds
 from perfgen.grafana.board import REGION_ALL
 from perfgen.grafana.queries import Query, extract_queries, regex_escape, substitute
-from perfgen.rules.render import render_rules
+from perfgen.rules.render import recorded_names, render_rules
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -49,8 +49,8 @@ class Live:
     recorded: frozenset[str]
 
     def unrecorded_rules(self, query: Query) -> set[str]:
-        names = set(re.findall(r"[a-z_]+:[a-z_]+:[a-z0-9_]+", substitute(query.expr, self.values)))
-        return names - self.recorded
+        names = names_in(substitute(query.expr, self.values))
+        return {name for name in names if ":" in name} - self.recorded
 
     def get(self, path: str, **params: str) -> dict[str, Any]:
         query = urllib.parse.urlencode(params)
@@ -76,10 +76,7 @@ class Live:
 
 
 def recorded_rules(performance: Performance) -> frozenset[str]:
-    rules = yaml.safe_load(render_rules(performance)["recording.yml"])
-    return frozenset(
-        rule["record"] for group in rules["groups"] for rule in group["rules"] if "record" in rule
-    )
+    return recorded_names(render_rules(performance)["recording.yml"])
 
 
 def _wait_for(live: Live, expr: str, timeout: float) -> list[dict[str, Any]]:
