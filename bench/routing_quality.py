@@ -138,6 +138,19 @@ def _series_lines(
     return out
 
 
+def start_offset(run: Run) -> int:
+    """When this run's exporter starts, in seconds into the day: a whole scrape within the
+    first hour, drawn per world and seed (the same for fixed and adaptive probing).
+
+    An exporter started at midnight probes at every quarter hour, and every event of the
+    worlds starts on a whole hour: each degradation would begin the moment a probe is
+    taken, the luckiest phase there is, which flatters fixed intervals' detection (rounds
+    1-7 had it). A real provider degrades at any time between two probes.
+    """
+    scrapes = 3600 // SCRAPE_SECONDS
+    return random.Random(f"{run.world.name}/{run.seed}/start").randrange(scrapes) * SCRAPE_SECONDS
+
+
 async def simulate(run: Run, performance: Performance, day_start: int, out: IO[str]) -> None:
     """Drive the exporter's scheduler through the day; write every scrape as OpenMetrics."""
     clock = SimClock()
@@ -154,7 +167,7 @@ async def simulate(run: Run, performance: Performance, day_start: int, out: IO[s
     stamps: dict[tuple[str, str, str], float] = {}
     for model in world.models:
         run.results[model] = []
-    for step in range(0, DAY_SECONDS, SCRAPE_SECONDS):
+    for step in range(start_offset(run), DAY_SECONDS, SCRAPE_SECONDS):
         at = float(day_start + step)
         clock.now = at
         for key in keys:
@@ -331,7 +344,10 @@ def decide_day(
             )
             if not decision.untouched:
                 chains[(*key_base, label)] = [r.model for r in decision.new_chain]
-            if trace == run.world.name and run.seed == 0:
+            names = {f"{run.world.name}/{run.seed}"} | (
+                {run.world.name} if run.seed == 0 else set()
+            )
+            if trace in names:
                 _trace_line(step, label, stats, chains[(*key_base, label)])
             timelines[(*key_base, label)].append((float(step), chains[(*key_base, label)]))
             if run.dataset != "fixed":
@@ -345,7 +361,7 @@ def decide_day(
 
 
 def _trace_line(step: int, label: str, stats: dict[Route, ModelStats], chain: list[str]) -> None:
-    """One decision of one policy on seed 0 (`--trace WORLD`): time, chain, each score."""
+    """One decision of one policy (`--trace WORLD[/SEED]`): time, chain, each score."""
     figures = []
     for route, stat in stats.items():
         score = "-" if stat.score is None else f"{stat.score:.3f}"
@@ -579,6 +595,13 @@ def main() -> None:
         help="override [performance.adaptive] min_interval_minutes",
     )
     parser.add_argument(
+        "--adaptive-interval-minutes",
+        type=float,
+        help="test_interval_minutes of the adaptive run only (its longest interval; default "
+        "the config's): compares adaptive probing with a longer maximum against fixed "
+        "intervals, at the spend each takes",
+    )
+    parser.add_argument(
         "--latency-reference-ms", type=float, help="override [performance.score] latency reference"
     )
     parser.add_argument(
@@ -606,7 +629,9 @@ def main() -> None:
         "Overrides that change the rules (--window, the references) do not reach them, and "
         "adaptive probing still scores with the config's form",
     )
-    parser.add_argument("--trace", help="print every decision of seed 0 of this world")
+    parser.add_argument(
+        "--trace", help="print every decision of this world's seed 0 (WORLD) or of WORLD/SEED"
+    )
     args = parser.parse_args()
     seeds = args.seeds or (2 if args.quick else 3)
     every = args.decide_every or (300 if args.quick else 120)
@@ -617,7 +642,8 @@ def main() -> None:
     g = performance.generator
     print(
         f"# config {args.config}: interval {performance.test_interval_minutes:g} min, "
-        f"adaptive minimum {performance.adaptive.min_interval_minutes:g} min, window "
+        f"adaptive {performance.adaptive.min_interval_minutes:g}-"
+        f"{args.adaptive_interval_minutes or performance.test_interval_minutes:g} min, window "
         f"{performance.window}, margin {g.hysteresis_margin:g}, hold {g.hysteresis_for}, "
         f"score references {performance.score.latency_reference_ms or 'threshold'} ms, "
         f"{performance.score.throughput_reference_tokens_per_sec or 'threshold'} tokens/s, "
@@ -641,8 +667,16 @@ def main() -> None:
         om = root / "probes.om"
         t0 = time.monotonic()
         with om.open("w") as out:
+            adaptive = (
+                performance
+                if args.adaptive_interval_minutes is None
+                else dataclasses.replace(
+                    performance, test_interval_minutes=args.adaptive_interval_minutes
+                )
+            )
             for run in runs:
-                asyncio.run(simulate(run, performance, day_start, out))
+                own = adaptive if run.dataset == "adaptive" else performance
+                asyncio.run(simulate(run, own, day_start, out))
             out.write("# EOF\n")
         t1 = time.monotonic()
         recording = (

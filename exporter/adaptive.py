@@ -11,27 +11,34 @@ Reasons, checked in this order (the first that applies wins):
 
 | reason | when | interval |
 |---|---|---|
-| `budget` | the hour's budget is more than BUDGET_SHARE committed | maximum |
+| `budget` | the hour's budget is more than BUDGET_SHARE committed (not the watch) | maximum |
 | `little_data` | fewer than `min_test_count` results of the target in the window | minimum |
 | `failing` | the key's last probe failed (backoff still applies) | minimum |
 | `degraded` | the target's last result is DEGRADED_FACTOR worse than its window median | minimum |
+| `watch` | the target's cheapest baseline module, costing at most half of another | minimum |
 | `contested` | a competitor in a scenario it serves scores within the hysteresis margin | minimum |
 | `cheaper_module` | contested; a module of the target costing at most half is probed | maximum |
 | `ahead` | it leads at least one scenario it can serve by more than the margin | maximum |
 | `behind` | in every such scenario a competitor leads it by more than the margin | maximum |
 | `clear` | no competitor has enough data to compare with | maximum |
 
-A steady leader waits the full interval: the rules' window is a time range, so more
-samples of an unchanged leader only dilute its first bad one (a 30m window probed every
-5 minutes turns a third as fast on one degraded probe as one probed every 15), and
-detection got slower, not faster (docs/benchmarks.md section 5: 2180 s against 800 s,
-regret 5.5 % against 3.6 %). A leader whose last result looks degraded or failed is
-probed at the minimum (`degraded`, `failing`), which confirms or clears it sooner.
-Models clearly behind wait the full interval, not longer, so they keep `min_test_count`
-results in the window and stay ranked as fallbacks. A contest is settled by more samples
-of the target's TTFT and decode rate, which its cheapest baseline module gives as well as
-a long one: the long module (`throughput`'s 256 tokens against `latency`'s 16) keeps its
-full interval while the cheap one is probed at the minimum (`cheaper_module`).
+What a change costs a user is the time until its first result is in: a degradation that
+starts between two probes waits on average half an interval before anything can see it.
+So every target is watched at the minimum by its cheapest baseline module (`latency`'s
+16 tokens beside `throughput`'s 256), which sees a slower first token, a slower decode and
+failures alike; the expensive module waits the full interval unless the target is short
+of data, its own last probe failed, or the target looks degraded. A watched target whose
+last result looks degraded has every module probed at the minimum (`degraded`), which
+confirms or clears it sooner.
+
+More samples do not by themselves react faster: the rules' window is a time range, so
+each sample of a steady target weighs less the more of them there are, and the share of
+bad samples after a change grows with time, not with the probe rate (with the leader's
+expensive module at the minimum too, detection got slower, docs/benchmarks.md section
+5). That is why the full interval can be long (an hour) while the watch keeps every
+target ranked and fresh: what it buys is spend, at about the same routing.
+A target probed by a single baseline module has no watch: contested it is probed at the
+minimum, a steady leader or a clear trailer at the full interval.
 
 The score is the recording rules' (`rules.render.score_components` with each scenario's
 weights and thresholds), from a nearest-rank p95 of the window's TTFTs; a scenario's
@@ -51,6 +58,7 @@ from perfgen.config import Performance, Thresholds, Weights, duration_seconds
 from perfgen.exporter.result import ProbeResult
 from perfgen.exporter.spend import probe_output_tokens
 from perfgen.rules.render import baseline_modules, performance_score, score_components
+from perfgen.timing import CHEAP_MODULE_SHARE
 
 ProbeKey = tuple[str, str, str]  # provider, model, module
 Target = tuple[str, str]  # provider, model
@@ -62,20 +70,18 @@ REASONS = (
     "little_data",
     "failing",
     "degraded",
+    "watch",
     "contested",
     "cheaper_module",
     "ahead",
     "behind",
     "clear",
 )
-# Above this share of the hourly budget, probes come at the full interval again, so that
-# the shortened ones can never starve the regular schedule of other targets.
+# Above this share of the hourly budget, probes other than the watch come at the full
+# interval again, so that the shortened ones can never starve the regular schedule.
 BUDGET_SHARE = 0.75
 # A last result this many times slower (TTFT) or slower-decoding than the target's median.
 DEGRADED_FACTOR = 2.0
-# A contested module leaves the extra samples to another module of its target that costs
-# at most this share of its tokens per probe.
-CHEAPER_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -180,7 +186,11 @@ class AdaptiveIntervals:
         """The interval of `key` now; `budget_share`: committed share of the hour's budget."""
         target = key[:2]
         short, long = self.minimum, self.maximum
-        if budget_share > BUDGET_SHARE:
+        pricier = self._pricier_module(key)
+        # The watch is the regular schedule that staleness and the alerts' timings are
+        # derived from (perfgen/timing.py), so budget pressure does not lengthen it; the
+        # budget itself still refuses any probe past it.
+        if budget_share > BUDGET_SHARE and not pricier:
             return Choice(long, "budget", f"{budget_share:.0%} of the hourly budget committed")
         recent = self._recent(target)
         if len(recent) < self.min_samples:
@@ -194,6 +204,13 @@ class AdaptiveIntervals:
         degraded = self._degraded(recent)
         if degraded:
             return Choice(short, "degraded", degraded)
+        if pricier:
+            return Choice(
+                short,
+                "watch",
+                f"the target's cheapest baseline module ({self._costs[key[2]]} tokens against "
+                f"{pricier}'s {self._costs[pricier]}) watches it for changes",
+            )
         mine = self._scores(target)
         leads: list[str] = []
         any_scenario = False
@@ -249,15 +266,27 @@ class AdaptiveIntervals:
             samples.popleft()
         return list(samples)
 
+    def _pricier_module(self, key: ProbeKey) -> str | None:
+        """The target's priciest other baseline module, if `key` is its cheapest and costs
+        at most CHEAP_MODULE_SHARE of that one."""
+        own = self._costs.get(key[2])
+        modules = self._modules.get(key[:2], set())
+        if own is None or key[2] not in modules:
+            return None
+        if min(modules, key=lambda m: (self._costs[m], m)) != key[2]:
+            return None
+        pricier = max(modules, key=lambda m: (self._costs[m], m))
+        return pricier if own <= CHEAP_MODULE_SHARE * self._costs[pricier] else None
+
     def _cheaper_module(self, key: ProbeKey) -> str | None:
-        """The target's cheapest other baseline module, if it costs at most CHEAPER_SHARE."""
+        """The target's cheapest other baseline module, if it costs at most CHEAP_MODULE_SHARE."""
         own = self._costs.get(key[2])
         if own is None:
             return None
         cheaper = [
             m
             for m in self._modules.get(key[:2], ())
-            if m != key[2] and self._costs[m] <= CHEAPER_SHARE * own
+            if m != key[2] and self._costs[m] <= CHEAP_MODULE_SHARE * own
         ]
         return min(cheaper, key=lambda m: (self._costs[m], m)) if cheaper else None
 

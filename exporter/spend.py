@@ -1,8 +1,9 @@
 """What probing costs: tokens per probe, and a configuration's spend per day.
 
 The estimate is what `perfgen query --cost` prints: every `/sd` target x module probed
-once per `test_interval_minutes` (with adaptive probing: at most once per
-`min_interval_minutes`), each probe paying its module's worst case (`max_tokens x runs x
+once per `test_interval_minutes` (with adaptive probing, the module that watches every
+target once per `min_interval_minutes`, and any module at most that often where a probe
+may change a route), each probe paying its module's worst case (`max_tokens x runs x
 concurrency` output tokens, about `probe_input_tokens` input tokens), priced by
 `[performance.prices]` and capped by the hourly budgets. The measured spend is the
 exporter's `perfgen_exporter_probe_cost_dollars_total` and `llm_output_tokens_total`.
@@ -13,13 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from perfgen.config import Module, Performance, Target
+from perfgen.timing import watch_module
 
 DAY_MINUTES = 24 * 60
 
 
 def probe_output_tokens(module: Module) -> int:
     """The most output tokens one probe of `module` can spend (its budget reservation)."""
-    return module.max_tokens * module.runs * module.concurrency
+    return module.output_tokens_per_probe
 
 
 def probe_input_tokens(module: Module) -> int:
@@ -33,7 +35,7 @@ def probe_input_tokens(module: Module) -> int:
 class DailyCost:
     target: Target
     module: str
-    probes: float  # per day, fixed intervals
+    probes: float  # per day: fixed intervals, or adaptive probing's steady state
     output_tokens: float
     input_tokens: float
     dollars: float | None  # None: no price configured for the model
@@ -48,11 +50,13 @@ def estimate_daily(performance: Performance) -> list[DailyCost]:
         if performance.adaptive.enabled
         else performance.test_interval_minutes
     )
+    watch = watch_module(performance)
     for target in performance.targets:
         price = performance.prices.get(target)
         for name in performance.sd_modules:
             module = performance.modules[name]
-            probes = DAY_MINUTES / performance.test_interval_minutes
+            steady = shortest if name == watch else performance.test_interval_minutes
+            probes = DAY_MINUTES / steady
             output = probes * probe_output_tokens(module)
             inputs = probes * probe_input_tokens(module)
             rows.append(
@@ -118,11 +122,10 @@ def render_estimate(performance: Performance, measured: dict[Target, float] | No
     out.append(
         f"total: {total_tokens:.0f} output tokens/day, "
         + (f"${total_dollars:.4f}/day" if priced else f"${total_dollars:.4f}/day for priced models")
-        + f" (each probe at its module's max_tokens; interval {performance.test_interval_minutes:g}"
-        " min)"
+        + f" (each probe at its module's max_tokens; {_cadence(performance)})"
     )
-    if performance.adaptive.enabled and rows:
-        most = max(r.max_probes for r in rows) / rows[0].probes
+    if performance.adaptive.enabled and total_tokens > 0:
+        most = sum(r.max_probes / r.probes * r.output_tokens for r in rows) / total_tokens
         out.append(
             f"adaptive probing: up to {most:.1f}x these figures where a probe may change a "
             "route, within the budgets below"
@@ -135,3 +138,14 @@ def render_estimate(performance: Performance, measured: dict[Target, float] | No
         caps.append(f"${dollars_cap:.2f}/day")
     out.append("budget ceiling: " + (", ".join(caps) if caps else "unlimited"))
     return "\n".join(out) + "\n"
+
+
+def _cadence(performance: Performance) -> str:
+    interval = f"{performance.test_interval_minutes:g} min"
+    watch = watch_module(performance)
+    if watch is None:
+        return f"interval {interval}"
+    return (
+        f"{watch} every {performance.adaptive.min_interval_minutes:g} min, "
+        f"the other modules every {interval}"
+    )

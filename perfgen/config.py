@@ -192,6 +192,17 @@ class Module:
     # Sent where the model family takes one ("lowest": the family's lowest effort).
     reasoning_effort: str | None = None
 
+    @property
+    def baseline(self) -> bool:
+        """Measures the model under no extra load: one stream at a time, the prompt as
+        written. Only these modules feed the score's latency and throughput figures."""
+        return self.input_tokens == 0 and self.concurrency == 1
+
+    @property
+    def output_tokens_per_probe(self) -> int:
+        """The most output tokens one probe can spend (its budget reservation)."""
+        return self.max_tokens * self.runs * self.concurrency
+
 
 _SHORT_PROMPTS = (
     "Explain in one sentence what a hash map is.",

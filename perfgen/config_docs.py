@@ -61,7 +61,8 @@ TABLES: dict[str, TableDoc] = {
         "[performance]",
         keys={
             "enabled": "`false`: `/probe` answers 503 and `/sd` is empty.",
-            "test_interval_minutes": "Least time between two paid probes of one target+module.",
+            "test_interval_minutes": "Least time between two paid probes of one target+module; "
+            "with adaptive probing, the longest.",
             "test_timeout_seconds": "Upper bound of every module's `timeout_seconds`.",
             "max_concurrent_tests": "Probes running at once, exporter-wide.",
             "min_test_count": "Samples a model needs before the generator ranks it "
@@ -103,7 +104,9 @@ TABLES: dict[str, TableDoc] = {
             "and `test_interval_minutes` from its own recent results "
             "([exporter.md](exporter.md#adaptive-probing)).",
             "min_interval_minutes": "The shortest interval (at most `test_interval_minutes`); "
-            "more than `test_interval_minutes` is an error.",
+            "more than `test_interval_minutes` is an error. The cheapest baseline module, if "
+            "it costs at most half of another probed one, watches every target at this "
+            "interval, and `stale_after` is then derived from it.",
         },
     ),
     "performance.score": TableDoc(

@@ -19,9 +19,37 @@ MIN_PROBE_CADENCE_SECONDS = 15.0
 STALE_INTERVALS = 3
 
 
+# A module costing at most this share of another one's tokens per probe measures the
+# same target for it: adaptive probing watches with it and settles contests with it.
+CHEAP_MODULE_SHARE = 0.5
+
+
+def watch_module(performance: Performance) -> str | None:
+    """The module that watches every target under adaptive probing, if there is one.
+
+    The cheapest baseline module probed (`test_models.modules`), if it costs at most
+    CHEAP_MODULE_SHARE of the priciest one: then each target is measured at least every
+    `min_interval_minutes`, whatever its other modules wait (exporter/adaptive.py).
+    """
+    if not performance.adaptive.enabled:
+        return None
+    probed = [
+        (module.output_tokens_per_probe, name)
+        for name in performance.sd_modules
+        if (module := performance.modules.get(name)) is not None and module.baseline
+    ]
+    if len(probed) < 2:
+        return None
+    (cheapest, name), (priciest, _) = min(probed), max(probed)
+    return name if cheapest <= CHEAP_MODULE_SHARE * priciest else None
+
+
 def probe_cadence_seconds(performance: Performance) -> float:
     """Seconds between two measurements of one target, as they really arrive."""
-    return max(performance.test_interval_minutes * 60.0, MIN_PROBE_CADENCE_SECONDS)
+    minutes = performance.test_interval_minutes
+    if watch_module(performance):
+        minutes = min(minutes, performance.adaptive.min_interval_minutes)
+    return max(minutes * 60.0, MIN_PROBE_CADENCE_SECONDS)
 
 
 def stale_after_seconds(performance: Performance) -> float:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist
@@ -41,6 +41,7 @@ from perfgen.timing import (
     STALE_INTERVALS,
     probe_cadence_seconds,
     stale_after_seconds,
+    watch_module,
 )
 
 RULES_DIR = Path(__file__).resolve().parent
@@ -131,7 +132,7 @@ class RuleError(ValueError):
 def is_baseline(module: Module) -> bool:
     """A module that measures the model under no extra load: one stream at a time, the
     prompt as written. Only these feed the score's latency and throughput figures."""
-    return module.input_tokens == 0 and module.concurrency == 1
+    return module.baseline
 
 
 def baseline_modules(performance: Performance) -> tuple[str, ...]:
@@ -438,19 +439,27 @@ def render_warnings(performance: Performance) -> list[str]:
         return warnings
     window_s = duration_seconds(performance.window)
     interval_s, shorter = performance.test_interval_minutes * 60.0, "test_interval_minutes"
+    watch = watch_module(performance)
     if performance.adaptive.enabled:
         # Adaptive probing takes a target short of min_test_count results in the window
         # to its minimum interval (reason `little_data`), so that is what has to fill it.
         interval_s = min(interval_s, performance.adaptive.min_interval_minutes * 60.0)
         shorter = "[performance.adaptive] min_interval_minutes"
 
-    def requests(probes: int) -> int:
-        # Samples one target gets from `probes` probes of each baseline /sd module: its
-        # requests (a baseline module runs one stream per round). Other modules' requests
-        # count towards the success ratio, not towards min_test_count.
-        return sum(probes * performance.modules[name].runs for name in probed)
+    def steady_s(name: str) -> float:
+        # Once a target has its results, adaptive probing keeps only the watch at the
+        # minimum; the other modules of a steady target wait test_interval_minutes.
+        if performance.adaptive.enabled and name != watch:
+            return performance.test_interval_minutes * 60.0
+        return interval_s
 
-    per_window = requests(math.floor(window_s / interval_s))
+    def requests(probes: Callable[[str], int]) -> int:
+        # Samples one target gets from `probes(module)` probes of each baseline /sd
+        # module: its requests (a baseline module runs one stream per round). Other
+        # modules' requests count towards the success ratio, not towards min_test_count.
+        return sum(probes(name) * performance.modules[name].runs for name in probed)
+
+    per_window = requests(lambda name: math.floor(window_s / interval_s))
     if per_window < performance.min_test_count:
         warnings.append(
             f"performance.window {performance.window} holds about {per_window} requests per "
@@ -462,15 +471,17 @@ def render_warnings(performance: Performance) -> list[str]:
     # A window exactly k intervals long holds k probes, except from the moment the oldest
     # leaves it until the next one's result is scraped: then k - 1 (the bench's traces
     # showed every model unranked at every probe, and the chain reordered around it).
-    fewest = requests(math.ceil(window_s / interval_s) - 1)
+    steady = requests(lambda name: math.floor(window_s / steady_s(name)))
+    fewest = requests(lambda name: math.ceil(window_s / steady_s(name)) - 1)
     if fewest < performance.min_test_count:
+        cadence = ", ".join(f"{name} every {prom_duration(steady_s(name))}" for name in probed)
         warnings.append(
-            f"performance.window {performance.window} holds {per_window} requests per target "
-            f"(one probe per {prom_duration(interval_s)} per baseline module) but only "
-            f"{fewest} from when the oldest probe leaves it until the next result is "
-            f"scraped, fewer than min_test_count {performance.min_test_count}: every model "
-            "goes unranked at every probe and the generator reorders the chain around it; "
-            f"set min_test_count to at most {fewest}, lengthen the window or shorten {shorter}"
+            f"performance.window {performance.window} holds {steady} requests per target "
+            f"({cadence}) but only {fewest} from when the oldest probe leaves it until the "
+            f"next result is scraped, fewer than min_test_count {performance.min_test_count}: "
+            "every model goes unranked at every probe and the generator reorders the chain "
+            f"around it; set min_test_count to at most {fewest}, lengthen the window or "
+            f"shorten {shorter}"
         )
     return warnings
 

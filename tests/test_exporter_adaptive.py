@@ -118,10 +118,10 @@ def test_contested_behind_and_ahead() -> None:
 
 
 def test_a_contest_is_sampled_by_the_cheaper_module() -> None:
-    """Contested a and b: their latency probes (16 tokens) come at the minimum, their
-    throughput probes (256 tokens) keep the full interval. A module with no cheaper one
-    beside it (c's throughput alone), or only one costing more than half of it, does not
-    hand the contest on."""
+    """Contested a and b: their latency probes (16 tokens) come at the minimum (they
+    watch every target anyway), their throughput probes (256 tokens) keep the full
+    interval. A module with no cheaper one beside it (c's throughput alone), or only one
+    costing more than half of it, does not hand the contest on."""
     clock = FakeClock()
     custom = dataclasses.replace(
         performance().modules["latency"], max_tokens=200
@@ -138,10 +138,12 @@ def test_a_contest_is_sampled_by_the_cheaper_module() -> None:
                 ("p", model, "throughput"),
                 result("p", model, clock.now, ttft=ttft, module="throughput", tokens=256),
             )
-    assert policy.choose(key("a")).reason == "contested"
+    watch = policy.choose(key("a"))
+    assert watch.reason == "watch" and watch.seconds == 5 * MINUTE
     throughput = policy.choose(("p", "a", "throughput"))
     assert throughput.reason == "cheaper_module" and throughput.seconds == 15 * MINUTE
     assert "latency (16 tokens against 256)" in throughput.detail
+    assert pricey.choose(key("a")).reason == "contested"
     assert pricey.choose(("p", "a", "throughput")).reason == "contested"
     # c probes only throughput: nothing cheaper samples it, so it is probed sooner itself.
     for _ in range(6):
@@ -151,6 +153,32 @@ def test_a_contest_is_sampled_by_the_cheaper_module() -> None:
             result("p", "c", clock.now, ttft=0.51, module="throughput", tokens=256),
         )
     assert policy.choose(("p", "c", "throughput")).reason == "contested"
+
+
+def test_the_cheapest_module_watches_leaders_and_trailers_alike() -> None:
+    """A clear leader and a clear trailer, each probed by latency (16 tokens) and
+    throughput (256): the latency probe comes at the minimum for both, since it is what
+    notices the leader slowing down or the trailer recovering; the throughput probe waits
+    the full interval. Without the pricier module beside it, latency is judged as before."""
+    clock = FakeClock()
+    policy = AdaptiveIntervals(performance(), clock)
+    for model, ttft, decode in (("a", 0.3, 200), ("b", 4.0, 12)):
+        feed(policy, clock, model, 6, ttft=ttft, decode=decode)
+    assert policy.choose(key("a")).reason == "ahead"  # no throughput result seen yet
+    for model, ttft, decode in (("a", 0.3, 200), ("b", 4.0, 12)):
+        clock.now += MINUTE
+        policy.observe(
+            ("p", model, "throughput"),
+            result(
+                "p", model, clock.now, ttft=ttft, decode=decode, module="throughput", tokens=256
+            ),
+        )
+    for model, long in (("a", "ahead"), ("b", "behind")):
+        watch = policy.choose(key(model))
+        assert (watch.reason, watch.seconds) == ("watch", 5 * MINUTE)
+        assert "16 tokens against throughput's 256" in watch.detail
+        pricier = policy.choose(("p", model, "throughput"))
+        assert (pricier.reason, pricier.seconds) == (long, 15 * MINUTE)
 
 
 def test_steady_leader_and_trailer_wait_a_degraded_leader_does_not() -> None:
@@ -262,7 +290,9 @@ async def test_due_times_follow_the_policy() -> None:
 
 @pytest.mark.asyncio
 async def test_the_hourly_budget_still_holds() -> None:
-    """Every target contested or short of data wants the minimum; the budget caps it."""
+    """Every target contested or short of data wants the minimum; the budget caps it.
+    Under its pressure the throughput probes fall back to the full interval, while the
+    latency probes keep watching at the minimum (the budget still refuses past it)."""
     clock = FakeClock()
     perf = performance(max_output_tokens_per_hour=2000)
     scheduler = Scheduler(
@@ -271,6 +301,7 @@ async def test_the_hourly_budget_still_holds() -> None:
     spent: deque[tuple[float, int]] = deque()
     models = ["a", "b", "c", "d"]
     reasons: set[str] = set()
+    watch: set[str] = set()
     for _ in range(4 * 60):  # four hours of one-minute scrapes
         for model in models:
             for module, tokens in (("latency", 16), ("throughput", 256)):
@@ -285,10 +316,12 @@ async def test_the_hourly_budget_still_holds() -> None:
                     spent.append((clock.now, tokens))
                     hour = sum(t for at, t in spent if at > clock.now - 3600)
                     assert hour <= 2000
-        reasons.add(scheduler.interval(("p", "a", "latency")).reason)
+        reasons.add(scheduler.interval(("p", "a", "throughput")).reason)
+        watch.add(scheduler.interval(("p", "a", "latency")).reason)
         clock.now += MINUTE
     assert spent, "nothing was probed"
     assert "budget" in reasons
+    assert "budget" not in watch and "watch" in watch
 
 
 def test_config_validates_the_adaptive_table() -> None:

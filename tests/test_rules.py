@@ -329,6 +329,16 @@ def test_warns_when_the_window_cannot_hold_min_test_count_samples() -> None:
     slow = AdaptiveSettings(enabled=True, min_interval_minutes=30)
     warnings = render_warnings(Performance(test_interval_minutes=30, window="30m", adaptive=slow))
     assert "holds about 2 requests" in warnings[0] and "min_interval_minutes" in warnings[0]
+    # Once its results are in, only the watch (latency) stays at the minimum: watching
+    # every 15 min with throughput hourly, a 30m window dips to 1 request (the bench's
+    # 15/60 run lost every model's rank at each probe), every 10 min it keeps 2.
+    hourly_watch = Performance(test_interval_minutes=60, window="30m", min_test_count=2)
+    (dip,) = render_warnings(
+        replace(hourly_watch, adaptive=AdaptiveSettings(enabled=True, min_interval_minutes=15))
+    )
+    assert "latency every 15m, throughput every 1h" in dip and "only 1 from" in dip
+    tens = AdaptiveSettings(enabled=True, min_interval_minutes=10)
+    assert render_warnings(replace(hourly_watch, adaptive=tens)) == []
 
 
 # --------------------------------------------------------------------------- promtool

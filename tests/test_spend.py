@@ -129,6 +129,25 @@ def test_daily_estimate() -> None:
     assert "groq:llama" in text_out and "0.0100" in text_out
 
 
+def test_daily_estimate_with_adaptive_probing() -> None:
+    """The latency probes watch every 10 minutes, throughput waits its hour: the steady
+    spend; where a probe may change a route, throughput too comes every 10 minutes."""
+    text = HEAD.replace("test_interval_minutes = 15", "test_interval_minutes = 60")
+    text += '[performance.test_models]\nmodels = ["groq:llama"]\n'
+    text += "[performance.adaptive]\nenabled = true\nmin_interval_minutes = 10\n"
+    performance = parse_config(text).performance
+    rows = estimate_daily(performance)
+    assert [(r.module, r.probes, r.max_probes) for r in rows] == [
+        ("latency", 144, 144),
+        ("throughput", 24, 144),
+    ]
+    out = render_estimate(performance, None)
+    assert "latency every 10 min, the other modules every 60 min" in out
+    steady = 144 * 16 + 24 * 256
+    assert f"total: {steady} output tokens/day" in out
+    assert f"up to {144 * (16 + 256) / steady:.1f}x these figures" in out
+
+
 def test_query_cost_command(tmp_path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(HEAD + PRICES)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from perfgen.config import GeneratorSettings, Performance, duration_seconds
+from perfgen.config import AdaptiveSettings, GeneratorSettings, Performance, duration_seconds
 from perfgen.generator.query_cli import stale_after
 from perfgen.rules.render import timings
-from perfgen.timing import stale_after_seconds
+from perfgen.timing import stale_after_seconds, watch_module
+
+ADAPTIVE = Performance(
+    test_interval_minutes=60,
+    adaptive=AdaptiveSettings(enabled=True, min_interval_minutes=10),
+    sd_modules=("latency", "throughput"),
+)
 
 
 @pytest.mark.parametrize(
@@ -20,6 +28,10 @@ from perfgen.timing import stale_after_seconds
         (Performance(test_interval_minutes=0.5), 90),
         (Performance(generator=GeneratorSettings(stale_after="10m")), 600),
         (Performance(generator=GeneratorSettings(stale_after="90s")), 90),
+        # Adaptive probing with latency (16 tokens) beside throughput (256): latency
+        # watches every target at the 10-minute minimum, so 3 x 10 min, not 3 x 60.
+        (ADAPTIVE, 3 * 600),
+        (dataclasses.replace(ADAPTIVE, sd_modules=("throughput",)), 3 * 3600),
     ],
 )
 def test_rules_and_generator_share_one_stale_after(performance, seconds):
@@ -28,3 +40,17 @@ def test_rules_and_generator_share_one_stale_after(performance, seconds):
     assert rules.stale_after_seconds == seconds
     assert duration_seconds(rules.stale_after) == seconds
     assert duration_seconds(stale_after(performance)) == seconds
+
+
+def test_the_watch_is_the_cheapest_probed_baseline_module_at_half_the_cost() -> None:
+    def watch(**changes: object) -> str | None:
+        return watch_module(dataclasses.replace(ADAPTIVE, **changes))  # type: ignore[arg-type]
+
+    assert watch() == "latency"
+    # Off, one module, or a cheap module that is not a baseline one (concurrent streams).
+    assert watch(adaptive=AdaptiveSettings()) is None
+    assert watch(sd_modules=("latency",)) is None
+    assert watch(sd_modules=("concurrent", "throughput")) is None
+    # Costing more than half of the other one, latency (16 tokens) does not watch.
+    pricey = dataclasses.replace(ADAPTIVE.modules["latency"], max_tokens=200)
+    assert watch(modules={**ADAPTIVE.modules, "latency": pricey}) is None
