@@ -33,9 +33,9 @@ confirms or clears it sooner.
 
 More samples do not by themselves react faster: the rules' window is a time range, so
 each sample of a steady target weighs less the more of them there are, and the share of
-bad samples after a change grows with time, not with the probe rate (with the leader's
-expensive module at the minimum too, detection got slower, docs/benchmarks.md section
-5). That is why the full interval can be long (an hour) while the watch keeps every
+bad samples after a change grows with time, not with the probe rate (with every module
+of the leader at the minimum, detection got slower: docs/benchmarks.md section 5, round
+2). That is why the full interval can be long (an hour) while the watch keeps every
 target ranked and fresh: what it buys is spend, at about the same routing.
 A target probed by a single baseline module has no watch: contested it is probed at the
 minimum, a steady leader or a clear trailer at the full interval.

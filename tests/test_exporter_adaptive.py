@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import deque
+from typing import Any
 
 import pytest
 
@@ -286,6 +287,53 @@ async def test_due_times_follow_the_policy() -> None:
         clock.now += MINUTE
     assert [c - calls[0] for c in calls] == [0, 300, 600]
     assert scheduler.interval(key("a")).reason == "little_data"
+
+
+@pytest.mark.asyncio
+async def test_the_watch_is_paid_at_the_minimum_and_throughput_hourly() -> None:
+    """A leader a and a trailer b, both steady, probed by latency and throughput every
+    one-minute scrape for two hours, adaptive between 10 and 60 minutes (min_test_count
+    2): each pays a latency probe every 10 minutes and a throughput probe every hour."""
+    clock = FakeClock()
+    perf = performance(
+        test_interval_minutes=60,
+        min_test_count=2,
+        adaptive=AdaptiveSettings(enabled=True, min_interval_minutes=10),
+    )
+    scheduler = Scheduler(
+        CostSettings.from_performance(perf), clock=clock, intervals=AdaptiveIntervals(perf, clock)
+    )
+    paid: dict[tuple[str, str], list[float]] = {}
+    for _ in range(2 * 60):
+        for model, ttft, decode in (("a", 0.3, 200.0), ("b", 4.0, 12.0)):
+            for module, tokens in (("latency", 16), ("throughput", 256)):
+
+                async def start(
+                    timeout: float,
+                    key: tuple[str, str] = (model, module),
+                    figures: Any = (ttft, decode, tokens),
+                ) -> ProbeResult:
+                    paid.setdefault(key, []).append(clock.now)
+                    return result(
+                        "p",
+                        key[0],
+                        clock.now,
+                        ttft=figures[0],
+                        decode=figures[1],
+                        module=key[1],
+                        tokens=figures[2],
+                    )
+
+                await scheduler.probe(("p", model, module), start, timeout=30, cost=tokens)
+        clock.now += MINUTE
+    for model, long in (("a", "ahead"), ("b", "behind")):
+        latency = paid[(model, "latency")]
+        assert {b - a for a, b in zip(latency, latency[1:], strict=False)} == {600.0}
+        throughput = paid[(model, "throughput")]
+        # Its first result and the first watch result fill min_test_count at once.
+        assert [b - a for a, b in zip(throughput, throughput[1:], strict=False)] == [3600]
+        assert scheduler.interval(("p", model, "throughput")).reason == long
+        assert scheduler.interval(("p", model, "latency")).reason == "watch"
 
 
 @pytest.mark.asyncio
