@@ -7,7 +7,9 @@ decode rate and error rate over a day. For each world and seed:
    Prometheus scraping every 60 s) decides when a probe is paid for; each paid probe's
    result is drawn from the world's truth at that moment and fed to the exporter's own
    `CumulativeStore`; every scrape's series are written as OpenMetrics. Once with fixed
-   intervals (`fixed`) and once with adaptive probing (`adaptive`, exporter/adaptive.py);
+   intervals (`fixed`) and once with adaptive probing (`adaptive`, exporter/adaptive.py),
+   both starting at the same minute of the first hour, drawn per world and seed, so that
+   events begin at any phase between two probes (`start_offset`);
 2. `promtool tsdb create-blocks-from openmetrics` backfills them into a temporary TSDB, and
    `promtool tsdb create-blocks-from rules` evaluates the recording rules that `perfgen
    rules render` makes of the configuration (one pass per dependency level, as promtool

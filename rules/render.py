@@ -221,7 +221,8 @@ class Timings:
     probe_for: str = field(
         metadata={
             "derivation": f"{PROBE_CONFIRM_INTERVALS:g} × probe cadence "
-            f"(`test_interval_minutes`, at least {MIN_PROBE_CADENCE_SECONDS:g} s)"
+            f"(`test_interval_minutes`, or `min_interval_minutes` when adaptive probing "
+            f"watches, at least {MIN_PROBE_CADENCE_SECONDS:g} s)"
         }
     )
     infra_for: str = field(
