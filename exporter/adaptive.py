@@ -58,7 +58,7 @@ from perfgen.config import Performance, Thresholds, Weights, duration_seconds
 from perfgen.exporter.result import ProbeResult
 from perfgen.exporter.spend import probe_output_tokens
 from perfgen.rules.render import baseline_modules, performance_score, score_components
-from perfgen.timing import CHEAP_MODULE_SHARE
+from perfgen.timing import CHEAP_MODULE_SHARE, watching_module
 
 ProbeKey = tuple[str, str, str]  # provider, model, module
 Target = tuple[str, str]  # provider, model
@@ -267,16 +267,12 @@ class AdaptiveIntervals:
         return list(samples)
 
     def _pricier_module(self, key: ProbeKey) -> str | None:
-        """The target's priciest other baseline module, if `key` is its cheapest and costs
-        at most CHEAP_MODULE_SHARE of that one."""
-        own = self._costs.get(key[2])
-        modules = self._modules.get(key[:2], set())
-        if own is None or key[2] not in modules:
+        """The target's priciest baseline module seen, if `key` is the one watching it
+        (`timing.watching_module` of the modules the target has been probed with)."""
+        costs = {m: self._costs[m] for m in self._modules.get(key[:2], ())}
+        if watching_module(costs) != key[2]:
             return None
-        if min(modules, key=lambda m: (self._costs[m], m)) != key[2]:
-            return None
-        pricier = max(modules, key=lambda m: (self._costs[m], m))
-        return pricier if own <= CHEAP_MODULE_SHARE * self._costs[pricier] else None
+        return max(costs, key=lambda m: (costs[m], m))
 
     def _cheaper_module(self, key: ProbeKey) -> str | None:
         """The target's cheapest other baseline module, if it costs at most CHEAP_MODULE_SHARE."""

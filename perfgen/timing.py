@@ -8,6 +8,7 @@ in the rules and 9 s in the generator for the same config.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from perfgen.config import Performance, duration_seconds
 
@@ -24,24 +25,32 @@ STALE_INTERVALS = 3
 CHEAP_MODULE_SHARE = 0.5
 
 
-def watch_module(performance: Performance) -> str | None:
-    """The module that watches every target under adaptive probing, if there is one.
+def watching_module(costs: Mapping[str, int]) -> str | None:
+    """Of baseline modules with these output tokens per probe, the one that watches a
+    target under adaptive probing: the cheapest, if it costs at most CHEAP_MODULE_SHARE of
+    the priciest (ties by name)."""
+    if len(costs) < 2:
+        return None
+    cheapest = min(costs, key=lambda name: (costs[name], name))
+    priciest = max(costs, key=lambda name: (costs[name], name))
+    return cheapest if costs[cheapest] <= CHEAP_MODULE_SHARE * costs[priciest] else None
 
-    The cheapest baseline module probed (`test_models.modules`), if it costs at most
-    CHEAP_MODULE_SHARE of the priciest one: then each target is measured at least every
-    `min_interval_minutes`, whatever its other modules wait (exporter/adaptive.py).
+
+def watch_module(performance: Performance) -> str | None:
+    """The module that watches every target under adaptive probing, if there is one: the
+    watching one of the baseline modules probed (`test_models.modules`). Then each target
+    is measured at least every `min_interval_minutes`, whatever its other modules wait
+    (exporter/adaptive.py).
     """
     if not performance.adaptive.enabled:
         return None
-    probed = [
-        (module.output_tokens_per_probe, name)
-        for name in performance.sd_modules
-        if (module := performance.modules.get(name)) is not None and module.baseline
-    ]
-    if len(probed) < 2:
-        return None
-    (cheapest, name), (priciest, _) = min(probed), max(probed)
-    return name if cheapest <= CHEAP_MODULE_SHARE * priciest else None
+    return watching_module(
+        {
+            name: module.output_tokens_per_probe
+            for name in performance.sd_modules
+            if (module := performance.modules.get(name)) is not None and module.baseline
+        }
+    )
 
 
 def probe_cadence_seconds(performance: Performance) -> float:
