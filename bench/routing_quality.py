@@ -7,9 +7,11 @@ decode rate and error rate over a day. For each world and seed:
    Prometheus scraping every 60 s) decides when a probe is paid for; each paid probe's
    result is drawn from the world's truth at that moment and fed to the exporter's own
    `CumulativeStore`; every scrape's series are written as OpenMetrics. Once with fixed
-   intervals (`fixed`) and once with adaptive probing (`adaptive`, exporter/adaptive.py),
-   both starting at the same minute of the first hour, drawn per world and seed, so that
-   events begin at any phase between two probes (`start_offset`);
+   intervals (`fixed`: the config's test_interval_minutes, or 15 min when the config
+   probes adaptively, as the example does) and once with adaptive probing (`adaptive`,
+   exporter/adaptive.py, up to the config's test_interval_minutes), both starting at the
+   same minute of the first hour, drawn per world and seed, so that events begin at any
+   phase between two probes (`start_offset`);
 2. `promtool tsdb create-blocks-from openmetrics` backfills them into a temporary TSDB, and
    `promtool tsdb create-blocks-from rules` evaluates the recording rules that `perfgen
    rules render` makes of the configuration (one pass per dependency level, as promtool
@@ -93,6 +95,9 @@ WANTED = re.compile(
     r"|llm_request_failures_total)$"
 )
 PERFGEN, ADAPTIVE = "perfgen", "perfgen-adaptive"
+# The fixed-interval baseline when the configuration probes adaptively: the example's
+# test_interval_minutes through round 8, what its adaptive default is measured against.
+FIXED_BASELINE_MINUTES = 15.0
 PEERS = ("proxy-score", "litellm-mean10", "p50-window")
 
 
@@ -297,14 +302,20 @@ Timeline = list[tuple[float, list[str]]]  # (seconds into the day, chain from th
 def decide_day(
     url: str,
     runs: Sequence[Run],
-    performance: Performance,
+    schedules: dict[str, Performance],
     day_start: int,
     every: int,
     trace: str | None = None,
 ) -> dict[tuple[str, int, str], Timeline]:
-    """Every policy's chain at every decision time, per (world, seed, policy)."""
+    """Every policy's chain at every decision time, per (world, seed, policy).
+
+    `schedules` holds each dataset's configuration ("fixed", "adaptive"): they differ only
+    in how often they probe, and so in the generator's stale_after, which is why each
+    distinct stale_after gets its own snapshot.
+    """
     client = PromClient(url, timeout=60)
-    stale = stale_after(performance)
+    performance = schedules["fixed"]
+    stale = {dataset: stale_after(own) for dataset, own in schedules.items()}
     hold = duration_seconds(performance.generator.hysteresis_for)
     window = duration_seconds(performance.window)
     policy = policy_for(performance, SCENARIO)  # what `perfgen generate` builds
@@ -322,15 +333,19 @@ def decide_day(
             chains[(run.world.name, run.seed, label)] = list(run.world.models)
             timelines[(run.world.name, run.seed, label)] = []
     for step in range(every, DAY_SECONDS, every):
-        snap = fetch_snapshot(
-            client,
-            performance.window,
-            hold_seconds=hold,
-            stale_after=stale,
-            stale_after_seconds=duration_seconds(stale),
-            at=float(day_start + step),
-        )
+        snaps = {
+            after: fetch_snapshot(
+                client,
+                performance.window,
+                hold_seconds=hold,
+                stale_after=after,
+                stale_after_seconds=duration_seconds(after),
+                at=float(day_start + step),
+            )
+            for after in set(stale.values())
+        }
         for run in runs:
+            snap = snaps[stale[run.dataset]]
             key_base = (run.world.name, run.seed)
             label = ADAPTIVE if run.dataset == "adaptive" else PERFGEN
             old = chains[(*key_base, label)]
@@ -570,6 +585,29 @@ def configured(args: argparse.Namespace) -> Performance:
     return dataclasses.replace(performance, score=score)
 
 
+def schedules_of(performance: Performance, args: argparse.Namespace) -> dict[str, Performance]:
+    """The configuration each dataset probes with: fixed intervals (adaptive probing off,
+    at --fixed-interval-minutes) and adaptive probing (on, up to the config's interval or
+    --adaptive-interval-minutes). Both decide with the same rules, window and hysteresis;
+    only the cadence, and the stale_after derived from it, differ."""
+    fixed_minutes = args.fixed_interval_minutes or performance.test_interval_minutes
+    if performance.adaptive.enabled and not args.fixed_interval_minutes:
+        fixed_minutes = FIXED_BASELINE_MINUTES
+    adaptive_minutes = args.adaptive_interval_minutes or performance.test_interval_minutes
+    return {
+        "fixed": dataclasses.replace(
+            performance,
+            test_interval_minutes=fixed_minutes,
+            adaptive=dataclasses.replace(performance.adaptive, enabled=False),
+        ),
+        "adaptive": dataclasses.replace(
+            performance,
+            test_interval_minutes=adaptive_minutes,
+            adaptive=dataclasses.replace(performance.adaptive, enabled=True),
+        ),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -584,7 +622,12 @@ def main() -> None:
     parser.add_argument("--margin", type=float, help="override hysteresis_margin")
     parser.add_argument("--hold", help="override hysteresis_for")
     parser.add_argument("--window", help="override window")
-    parser.add_argument("--interval-minutes", type=float, help="override test_interval_minutes")
+    parser.add_argument(
+        "--interval-minutes",
+        type=float,
+        help="override test_interval_minutes: the adaptive run's maximum, and the fixed run's "
+        "interval unless the config probes adaptively",
+    )
     parser.add_argument("--min-test-count", type=int, help="override min_test_count")
     parser.add_argument(
         "--success-rate-confidence",
@@ -602,6 +645,13 @@ def main() -> None:
         help="test_interval_minutes of the adaptive run only (its longest interval; default "
         "the config's): compares adaptive probing with a longer maximum against fixed "
         "intervals, at the spend each takes",
+    )
+    parser.add_argument(
+        "--fixed-interval-minutes",
+        type=float,
+        help="test_interval_minutes of the fixed run, which the peers decide from too "
+        f"(default: the config's, or {FIXED_BASELINE_MINUTES:g} when the config probes "
+        "adaptively)",
     )
     parser.add_argument(
         "--latency-reference-ms", type=float, help="override [performance.score] latency reference"
@@ -639,13 +689,15 @@ def main() -> None:
     every = args.decide_every or (300 if args.quick else 120)
     worlds = args.worlds.split(",") if args.worlds else list(QUICK_WORLDS if args.quick else WORLDS)
     performance = configured(args)
+    schedules = schedules_of(performance, args)
     wall = time.monotonic()
     print_machine()
     g = performance.generator
     print(
-        f"# config {args.config}: interval {performance.test_interval_minutes:g} min, "
+        f"# config {args.config}: fixed {schedules['fixed'].test_interval_minutes:g} min, "
         f"adaptive {performance.adaptive.min_interval_minutes:g}-"
-        f"{args.adaptive_interval_minutes or performance.test_interval_minutes:g} min, window "
+        f"{schedules['adaptive'].test_interval_minutes:g} min"
+        f"{' (the config probes adaptively)' if performance.adaptive.enabled else ''}, window "
         f"{performance.window}, margin {g.hysteresis_margin:g}, hold {g.hysteresis_for}, "
         f"score references {performance.score.latency_reference_ms or 'threshold'} ms, "
         f"{performance.score.throughput_reference_tokens_per_sec or 'threshold'} tokens/s, "
@@ -669,16 +721,8 @@ def main() -> None:
         om = root / "probes.om"
         t0 = time.monotonic()
         with om.open("w") as out:
-            adaptive = (
-                performance
-                if args.adaptive_interval_minutes is None
-                else dataclasses.replace(
-                    performance, test_interval_minutes=args.adaptive_interval_minutes
-                )
-            )
             for run in runs:
-                own = adaptive if run.dataset == "adaptive" else performance
-                asyncio.run(simulate(run, own, day_start, out))
+                asyncio.run(simulate(run, schedules[run.dataset], day_start, out))
             out.write("# EOF\n")
         t1 = time.monotonic()
         recording = (
@@ -690,7 +734,7 @@ def main() -> None:
         t2 = time.monotonic()
         try:
             assert prometheus.url
-            timelines = decide_day(prometheus.url, runs, performance, day_start, every, args.trace)
+            timelines = decide_day(prometheus.url, runs, schedules, day_start, every, args.trace)
         finally:
             prometheus.stop()
         t3 = time.monotonic()

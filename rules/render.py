@@ -218,6 +218,7 @@ class Timings:
     window: str = field(metadata={"derivation": "`window`; also every recording rule's suffix"})
     window_seconds: float
     interval_seconds: float  # test_interval_minutes in seconds
+    cadence_seconds: float  # how often a target is measured (perfgen/timing.py)
     probe_for: str = field(
         metadata={
             "derivation": f"{PROBE_CONFIRM_INTERVALS:g} × probe cadence "
@@ -239,6 +240,15 @@ class Timings:
         }
     )
     stale_after_seconds: float
+    # Under adaptive probing with a watch, the other modules may wait test_interval_minutes:
+    # a module is stale only after STALE_INTERVALS of those (never sooner than stale_after).
+    module_stale_after: str = field(
+        metadata={
+            "derivation": "`stale_after`; for modules other than the watch under adaptive "
+            f"probing, {STALE_INTERVALS} × `test_interval_minutes` if longer"
+        }
+    )
+    module_stale_after_seconds: float
     flap_range: str = field(
         metadata={
             "derivation": f"max({prom_duration(FLAP_RANGE_MIN_SECONDS)}, "
@@ -254,6 +264,9 @@ def timings(performance: Performance) -> Timings:
     probe_for_s = PROBE_CONFIRM_INTERVALS * cadence_s
     # The generator calls a target stale after the same time (perfgen/timing.py).
     stale_s = stale_after_seconds(performance)
+    module_stale_s = stale_s
+    if watch_module(performance):
+        module_stale_s = max(stale_s, STALE_INTERVALS * interval_s)
     flap_s = max(
         FLAP_RANGE_MIN_SECONDS,
         FLAP_RANGE_HYSTERESIS_MULTIPLE * duration_seconds(performance.generator.hysteresis_for),
@@ -262,12 +275,15 @@ def timings(performance: Performance) -> Timings:
         window=performance.window,
         window_seconds=window_s,
         interval_seconds=interval_s,
+        cadence_seconds=cadence_s,
         probe_for=prom_duration(probe_for_s),
         infra_for=prom_duration(min(probe_for_s, INFRA_FOR_CAP_SECONDS)),
         score_for=performance.window,
         baseline=prom_duration(BASELINE_WINDOWS * window_s),
         stale_after=prom_duration(stale_s),
         stale_after_seconds=stale_s,
+        module_stale_after=prom_duration(module_stale_s),
+        module_stale_after_seconds=module_stale_s,
         flap_range=prom_duration(flap_s),
     )
 
@@ -306,6 +322,7 @@ class RuleParams:
     runbook_base_url: str
     score_drop: float
     baseline_modules: tuple[str, ...]  # modules whose requests the score's figures use
+    watch_module: str | None  # the module probed at min_interval_minutes (perfgen/timing.py)
 
     @property
     def default(self) -> ScenarioParams:
@@ -352,6 +369,7 @@ def rule_params(
         runbook_base_url=runbook_base_url,
         score_drop=score_drop,
         baseline_modules=baseline_modules(performance),
+        watch_module=watch_module(performance),
     )
 
 

@@ -49,8 +49,11 @@ def error_of(performance: str, providers: str = PROVIDERS) -> ConfigError:
 def test_example_config_loads_with_spec_values() -> None:
     config = load_config(EXAMPLE)
     perf = config.performance
-    assert perf.test_interval_minutes == 15
-    # Tuned by bench/routing_quality.py (docs/benchmarks.md): a 30m window, ranked from 2.
+    # Tuned by bench/routing_quality.py (docs/benchmarks.md): adaptive probing with the
+    # latency module watching every 5 min and the throughput module up to hourly, a 30m
+    # window, ranked from 2.
+    assert perf.test_interval_minutes == 60
+    assert (perf.adaptive.enabled, perf.adaptive.min_interval_minutes) == (True, 5)
     assert (perf.window, perf.min_test_count) == ("30m", 2)
     assert perf.score.failure_ratio_reference == 0.5
     assert (perf.score.form, perf.score.latency_reference_ms) == ("capped", 2000)

@@ -247,9 +247,14 @@ def test_warns_when_no_baseline_module_is_probed() -> None:
     assert len(warnings) == 1
     assert "no baseline module" in warnings[0] and "no model will get a score" in warnings[0]
     # Only baseline modules count towards min_test_count: 4 probes of latency per 1h
-    # window, below 5.
+    # window at fixed 15-minute intervals, below 5.
     performance = replace(
-        example_performance(), sd_modules=("latency", "concurrent"), window="1h", min_test_count=5
+        example_performance(),
+        sd_modules=("latency", "concurrent"),
+        window="1h",
+        min_test_count=5,
+        test_interval_minutes=15,
+        adaptive=AdaptiveSettings(enabled=False),
     )
     assert "holds about 4 requests" in render_warnings(performance)[0]
 
@@ -286,9 +291,14 @@ def test_durations_are_prometheus_durations() -> None:
 
 
 def test_for_durations_derive_from_the_config() -> None:
+    # The example probes adaptively: latency watches every target every 5 min, throughput
+    # waits up to 1h, so only it is stale after 3 of those hours.
     default = timings(example_performance())
-    assert (default.probe_for, default.infra_for, default.score_for) == ("22m30s", "2m", "30m")
-    assert (default.baseline, default.stale_after, default.flap_range) == ("3h", "45m", "1h")
+    assert (default.probe_for, default.infra_for, default.score_for) == ("7m30s", "2m", "30m")
+    assert (default.baseline, default.stale_after, default.flap_range) == ("3h", "15m", "1h")
+    assert default.module_stale_after == "3h"
+    fixed = timings(replace(example_performance(), adaptive=AdaptiveSettings(enabled=False)))
+    assert (fixed.probe_for, fixed.stale_after, fixed.module_stale_after) == ("1h30m", "3h", "3h")
 
     # The demo: probes every 15 s over a 2 m window must be able to fire within a minute.
     demo = timings(Performance(window="2m", test_interval_minutes=0.25))
@@ -308,7 +318,7 @@ def test_warns_when_the_window_cannot_hold_min_test_count_samples() -> None:
     warnings = render_warnings(hourly)
     assert len(warnings) == 1
     assert "holds about 2 requests" in warnings[0] and "min_test_count 5" in warnings[0]
-    # The example probes every 15m: 4 probes x 2 modules = 8 requests >= 5.
+    # The example watches every 5 min with throughput hourly: 6 or 7 requests in 30m.
     assert render_warnings(example_performance()) == []
     assert render_warnings(Performance(window="2m", test_interval_minutes=0.25)) == []
     # 30m probed every 15 min holds 4 requests, but 2 while the oldest pair has left and

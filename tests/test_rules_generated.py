@@ -34,6 +34,7 @@ from perfgen.rules.render import (
     timings,
     write_rules,
 )
+from perfgen.timing import watch_module
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMTOOL = shutil.which("promtool")
@@ -617,16 +618,18 @@ def alerts_test(performance: Performance) -> dict[str, object]:
     # When the latest probe turns bad, the score halves and the exporter goes down. One
     # window of history keeps the score's baseline above 0.5 until the alert has fired.
     onset = int(t.window_seconds)
-    step = reduce(
-        math.gcd, [60, onset, int(t.window_seconds), int(t.stale_after_seconds), *seconds.values()]
-    )
-    # The stale target was measured once, at 0: its age first exceeds stale_after at the
-    # first evaluation after it.
-    stale_active = (int(t.stale_after_seconds) // step + 1) * step
+    stale_seconds = [int(t.stale_after_seconds), int(t.module_stale_after_seconds)]
+    step = reduce(math.gcd, [60, onset, int(t.window_seconds), *stale_seconds, *seconds.values()])
+    # The stale targets were measured once, at 0: the age first exceeds the threshold at
+    # the first evaluation after it. `waiting` is a module that, under adaptive probing with
+    # a watch, may wait test_interval_minutes: it is stale only after module_stale_after.
+    stale_active, waiting_active = ((after // step + 1) * step for after in stale_seconds)
+    watch = watch_module(performance)
+    waiting_module = "throughput" if watch != "throughput" else "latency"
     end = (
         max(
             onset + max(int(t.window_seconds), *seconds.values()),
-            stale_active + seconds["infra_for"],
+            waiting_active + seconds["infra_for"],
         )
         + 2 * step
     )
@@ -695,6 +698,10 @@ def alerts_test(performance: Performance) -> dict[str, object]:
         ('up{job="perfgen_exporter",instance="127.0.0.1:9101"}', flip(1, 0)),
         # stale: measured once, at 0.
         (f'llm_probe_timestamp_seconds{{{labels},model="stale",module="latency"}}', steady(0)),
+        (
+            f'llm_probe_timestamp_seconds{{{labels},model="waiting",module="{waiting_module}"}}',
+            steady(0),
+        ),
         # The provider's probe key disappears at the onset.
         (
             f'llm_probe_failed{{{labels},model="nokey",module="latency",reason="no_api_key"}}',
@@ -748,6 +755,8 @@ def alerts_test(performance: Performance) -> dict[str, object]:
         ("PerfgenExporterDown", 'job="perfgen_exporter"'): onset + seconds["infra_for"],
         ("PerfgenProbeMisconfigured", 'provider="gen"'): onset + seconds["infra_for"],
         ("PerfgenProbeDataStale", 'model="stale",cause="old"'): stale_active + seconds["infra_for"],
+        ("PerfgenProbeDataStale", 'model="waiting",cause="old"'): waiting_active
+        + seconds["infra_for"],
     }
     if minimum <= 0:
         del firing[("PerfgenThroughputLow", 'model="crawl"')]
@@ -774,6 +783,14 @@ def alerts_test(performance: Performance) -> dict[str, object]:
             {
                 "expr": 'ALERTS{model=~"padded|crowded"}',
                 "eval_time": prom_duration(when),
+                "exp_samples": [],
+            }
+        )
+    if waiting_active > stale_active:  # a module that waits is not stale at stale_after
+        checks.append(
+            {
+                "expr": 'ALERTS{model="waiting"}',
+                "eval_time": prom_duration(waiting_active - step),
                 "exp_samples": [],
             }
         )
