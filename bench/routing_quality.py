@@ -20,7 +20,9 @@ decode rate and error rate over a day. For each world and seed:
    that past time, `snapshot.model_stats`, `ranking.decide` with the configured
    hysteresis) decides the chain, starting from the chain it decided last;
 4. the peers' rules (bench/routing_peers.py) decide at the same times from the same
-   `fixed` probe results.
+   probe results: the `fixed` ones (columns named after the rule) and the `adaptive`
+   ones (`RULE@adaptive`), so that each of perfgen's datasets has the peers on its own
+   probes beside it.
 
 Per world x policy: regret (time-averaged % by which the chain in use is truly slower
 than the best chain), detection delay (the incumbent degraded -> primary moved) and
@@ -69,7 +71,13 @@ from routing_worlds import (  # noqa: E402
     regret,
 )
 
-from perfgen.config import Performance, Route, duration_seconds, load_config  # noqa: E402
+from perfgen.config import (  # noqa: E402
+    LATENCY_STATISTICS,
+    Performance,
+    Route,
+    duration_seconds,
+    load_config,
+)
 from perfgen.exporter.adaptive import AdaptiveIntervals  # noqa: E402
 from perfgen.exporter.metrics import CumulativeStore  # noqa: E402
 from perfgen.exporter.result import ProbeResult  # noqa: E402
@@ -91,7 +99,7 @@ ANSWER_SIZES = (20, REFERENCE_TOKENS, 500)
 SCENARIO = "default"
 # The series the rules and the generator read; the rest of a /probe answer is not needed.
 WANTED = re.compile(
-    r"^(llm_ttft_seconds_bucket|llm_decode_tokens_per_second_(sum|count)|llm_requests_total"
+    r"^(llm_ttft_seconds_(bucket|sum|count)|llm_decode_tokens_per_second_(sum|count)|llm_requests_total"
     r"|llm_request_failures_total)$"
 )
 PERFGEN, ADAPTIVE = "perfgen", "perfgen-adaptive"
@@ -99,6 +107,7 @@ PERFGEN, ADAPTIVE = "perfgen", "perfgen-adaptive"
 # test_interval_minutes through round 8, what its adaptive default is measured against.
 FIXED_BASELINE_MINUTES = 15.0
 PEERS = ("proxy-score", "litellm-mean10", "p50-window")
+ON_ADAPTIVE = "@adaptive"  # a peer's label suffix when it decides from the adaptive probes
 
 
 @dataclass
@@ -306,18 +315,20 @@ def decide_day(
     day_start: int,
     every: int,
     trace: str | None = None,
+    peer_window: float | None = None,
 ) -> dict[tuple[str, int, str], Timeline]:
     """Every policy's chain at every decision time, per (world, seed, policy).
 
     `schedules` holds each dataset's configuration ("fixed", "adaptive"): they differ only
     in how often they probe, and so in the generator's stale_after, which is why each
-    distinct stale_after gets its own snapshot.
+    distinct stale_after gets its own snapshot. The peers read the results of the last
+    `peer_window` seconds (default: the config's window).
     """
     client = PromClient(url, timeout=60)
     performance = schedules["fixed"]
     stale = {dataset: stale_after(own) for dataset, own in schedules.items()}
     hold = duration_seconds(performance.generator.hysteresis_for)
-    window = duration_seconds(performance.window)
+    window = peer_window or duration_seconds(performance.window)
     policy = policy_for(performance, SCENARIO)  # what `perfgen generate` builds
     peers: dict[str, PeerRule] = {
         "proxy-score": proxy_score(performance, window),
@@ -327,9 +338,7 @@ def decide_day(
     chains: dict[tuple[str, int, str], list[str]] = {}
     timelines: dict[tuple[str, int, str], Timeline] = {}
     for run in runs:
-        names = [PERFGEN] if run.dataset == "adaptive" else [PERFGEN, *PEERS]
-        for name in names:
-            label = ADAPTIVE if run.dataset == "adaptive" else name
+        for label in (PERFGEN if run.dataset == "fixed" else ADAPTIVE, *labels(run.dataset)):
             chains[(run.world.name, run.seed, label)] = list(run.world.models)
             timelines[(run.world.name, run.seed, label)] = []
     for step in range(every, DAY_SECONDS, every):
@@ -367,14 +376,17 @@ def decide_day(
             if trace in names:
                 _trace_line(step, label, stats, chains[(*key_base, label)])
             timelines[(*key_base, label)].append((float(step), chains[(*key_base, label)]))
-            if run.dataset != "fixed":
-                continue
             at = float(day_start + step)
-            for name in PEERS:
-                chain = peers[name](run.results, at, chains[(*key_base, name)])
-                chains[(*key_base, name)] = chain
-                timelines[(*key_base, name)].append((float(step), chain))
+            for name, peer_label in zip(PEERS, labels(run.dataset), strict=True):
+                chain = peers[name](run.results, at, chains[(*key_base, peer_label)])
+                chains[(*key_base, peer_label)] = chain
+                timelines[(*key_base, peer_label)].append((float(step), chain))
     return timelines
+
+
+def labels(dataset: str) -> list[str]:
+    """The peers' policy labels on one dataset's probe results."""
+    return [name if dataset == "fixed" else name + ON_ADAPTIVE for name in PEERS]
 
 
 def _trace_line(step: int, label: str, stats: dict[Route, ModelStats], chain: list[str]) -> None:
@@ -582,6 +594,8 @@ def configured(args: argparse.Namespace) -> Performance:
         )
     if args.failure_reference is not None:
         score = dataclasses.replace(score, failure_ratio_reference=args.failure_reference)
+    if args.latency_statistic is not None:
+        score = dataclasses.replace(score, latency_statistic=args.latency_statistic)
     return dataclasses.replace(performance, score=score)
 
 
@@ -623,6 +637,11 @@ def main() -> None:
     parser.add_argument("--hold", help="override hysteresis_for")
     parser.add_argument("--window", help="override window")
     parser.add_argument(
+        "--peer-window",
+        help="the window the peers' rules read (default: the config's, or --window): "
+        "holds a peer at the window it measured best at while perfgen's changes",
+    )
+    parser.add_argument(
         "--interval-minutes",
         type=float,
         help="override test_interval_minutes: the adaptive run's maximum, and the fixed run's "
@@ -662,6 +681,11 @@ def main() -> None:
         help="override [performance.score] throughput_reference_tokens_per_sec",
     )
     parser.add_argument(
+        "--latency-statistic",
+        choices=LATENCY_STATISTICS,
+        help="override [performance.score] latency_statistic",
+    )
+    parser.add_argument(
         "--failure-reference",
         type=float,
         help="override [performance.score] failure_ratio_reference",
@@ -698,8 +722,11 @@ def main() -> None:
         f"adaptive {performance.adaptive.min_interval_minutes:g}-"
         f"{schedules['adaptive'].test_interval_minutes:g} min"
         f"{' (the config probes adaptively)' if performance.adaptive.enabled else ''}, window "
-        f"{performance.window}, margin {g.hysteresis_margin:g}, hold {g.hysteresis_for}, "
-        f"score references {performance.score.latency_reference_ms or 'threshold'} ms, "
+        f"{performance.window}"
+        + (f" (peers {args.peer_window})" if args.peer_window else "")
+        + f", margin {g.hysteresis_margin:g}, hold {g.hysteresis_for}, "
+        f"score {performance.score.form} on the {performance.score.latency_statistic} TTFT, "
+        f"references {performance.score.latency_reference_ms or 'threshold'} ms, "
         f"{performance.score.throughput_reference_tokens_per_sec or 'threshold'} tokens/s, "
         f"failure ratio {performance.score.failure_ratio_reference or 'threshold'}, "
         f"min_test_count {performance.min_test_count}, "
@@ -734,7 +761,15 @@ def main() -> None:
         t2 = time.monotonic()
         try:
             assert prometheus.url
-            timelines = decide_day(prometheus.url, runs, schedules, day_start, every, args.trace)
+            timelines = decide_day(
+                prometheus.url,
+                runs,
+                schedules,
+                day_start,
+                every,
+                args.trace,
+                duration_seconds(args.peer_window) if args.peer_window else None,
+            )
         finally:
             prometheus.stop()
         t3 = time.monotonic()
@@ -742,11 +777,12 @@ def main() -> None:
         f"# simulate {t1 - t0:.0f} s ({om.name} {len(runs)} runs), backfill {t2 - t1:.0f} s, "
         f"decide {t3 - t2:.0f} s"
     )
-    policies = [PERFGEN, ADAPTIVE, *PEERS]
+    policies = [PERFGEN, ADAPTIVE, *labels("fixed"), *labels("adaptive")]
     by_run = {(r.world.name, r.seed, r.dataset): r for r in runs}
     figures: dict[tuple[str, str], list[Figures]] = {}
     for (world, seed, policy), timeline in timelines.items():
-        run = by_run[(world, seed, "adaptive" if policy == ADAPTIVE else "fixed")]
+        on_adaptive = policy == ADAPTIVE or policy.endswith(ON_ADAPTIVE)
+        run = by_run[(world, seed, "adaptive" if on_adaptive else "fixed")]
         figures.setdefault((world, policy), []).append(
             measure(
                 WORLDS[world], timeline, run, performance.generator.max_chain, args.answer_tokens

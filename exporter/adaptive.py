@@ -41,7 +41,8 @@ A target probed by a single baseline module has no watch: contested it is probed
 minimum, a steady leader or a clear trailer at the full interval.
 
 The score is the recording rules' (`rules.render.score_components` with each scenario's
-weights and thresholds), from a nearest-rank p95 of the window's TTFTs; a scenario's
+weights and thresholds), from the mean or a nearest-rank p95 of the window's TTFTs
+(`[performance.score] latency_statistic`); a scenario's
 competitors are its `candidates`, or every target this exporter probes.
 The hourly token budget still caps everything: a probe the budget refuses is refused.
 """
@@ -54,7 +55,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from perfgen.config import Performance, Thresholds, Weights, duration_seconds
+from perfgen.config import LATENCY_MEAN, Performance, Thresholds, Weights, duration_seconds
 from perfgen.exporter.result import ProbeResult
 from perfgen.exporter.spend import probe_output_tokens
 from perfgen.rules.render import baseline_modules, performance_score, score_components
@@ -314,12 +315,12 @@ class AdaptiveIntervals:
             return {}
         ttfts = sorted(s.ttft for s in recent if s.ttft is not None)
         decodes = [s.decode for s in recent if s.decode is not None]
-        p95 = ttfts[max(0, math.ceil(0.95 * len(ttfts)) - 1)] if ttfts else None
+        ttft = _latency_figure(ttfts, self._score.latency_statistic)
         decode = statistics.fmean(decodes) if decodes else None
         success = sum(s.success for s in recent) / len(recent)
         return {
             scenario.name: performance_score(
-                score_components(p95, decode, success, scenario.thresholds, self._score),
+                score_components(ttft, decode, success, scenario.thresholds, self._score),
                 scenario.weights,
             )
             for scenario in self._scenarios
@@ -328,6 +329,15 @@ class AdaptiveIntervals:
 
     def targets(self) -> Iterable[Target]:
         return list(self._samples)
+
+
+def _latency_figure(ttfts: list[float], statistic: str) -> float | None:
+    """The score's latency figure of sorted TTFTs: their mean, or a nearest-rank p95."""
+    if not ttfts:
+        return None
+    if statistic == LATENCY_MEAN:
+        return statistics.fmean(ttfts)
+    return ttfts[max(0, math.ceil(0.95 * len(ttfts)) - 1)]
 
 
 def _figure(sample: _Sample, name: str) -> float | None:

@@ -96,6 +96,7 @@ SCORE = rule("provider_model", "llm_performance_score", "ratio")
 MEETS = rule("provider_model", "llm_meets_thresholds", "bool")
 COMPONENT = rule("provider_model", "llm_score_component", "ratio")
 TTFT = {q: rule("provider_model", "llm_ttft_seconds", q) for q in ("p50", "p95", "p99")}
+TTFT_MEAN = rule("provider_model", "llm_ttft_seconds", "mean")
 TTFT_P95_MODULE = rule("provider_model_module", "llm_ttft_seconds", "p95")
 FIRST_CONTENT_P95 = rule("provider_model", "llm_first_content_seconds", "p95")
 DURATION_P95 = rule("provider_model", "llm_request_duration_seconds", "p95")
@@ -492,11 +493,14 @@ def model_drill_down() -> model.Dashboard:
             "Latency percentiles",
             [
                 *(target(series(TTFT[q], *MODEL), f"TTFT {q} {{{{region}}}}") for q in TTFT),
+                target(series(TTFT_MEAN, *MODEL), "TTFT mean {{region}}"),
                 target(series(FIRST_CONTENT_P95, *MODEL), "first content p95 {{region}}"),
                 target(series(DURATION_P95, *MODEL), "request duration p95 {{region}}"),
             ],
             description="TTFT ends at the first token of any kind (reasoning included); "
-            "first content at the first visible answer token.",
+            "first content at the first visible answer token. The score's latency "
+            "component reads the p95 TTFT, or the mean where [performance.score] "
+            "latency_statistic is `mean`.",
             unit="s",
         ),
         timeseries(

@@ -311,6 +311,11 @@ class AdaptiveSettings:
 SCORE_RATIO = "ratio"  # R / (R + p95), decode / (decode + R): 0.5 at the reference
 SCORE_CAPPED = "capped"  # min(1, R / p95), min(1, decode / R): 1 at or past the reference
 SCORE_FORMS = (SCORE_RATIO, SCORE_CAPPED)
+# `[performance.score] latency_statistic`: which figure of the window's TTFTs the latency
+# component reads (the thresholds and alerts keep the p95).
+LATENCY_P95 = "p95"  # the tail: one slow first token moves it at once, and for a window
+LATENCY_MEAN = "mean"  # what users wait on average: moves by each sample's share
+LATENCY_STATISTICS = (LATENCY_P95, LATENCY_MEAN)
 
 
 @dataclass(frozen=True)
@@ -324,6 +329,8 @@ class ScoreSettings:
     a large score change. `capped` (the proxy spec's in-process form): `min(1, R / p95)`
     and `min(1, decode / R)`; every model at or past a reference scores 1 on it, so the
     other component ranks them, and no sampling noise moves a component that is capped.
+    `latency_statistic` picks the latency figure (`p95` above, or `mean`): the window's
+    p95 TTFT or its mean TTFT.
     """
 
     latency_reference_ms: float | None = None
@@ -331,6 +338,7 @@ class ScoreSettings:
     # `F / (F + failure ratio)`: the failure ratio scoring 0.5 (None: 1 - min_success_rate).
     failure_ratio_reference: float | None = None
     form: str = SCORE_RATIO  # one of SCORE_FORMS
+    latency_statistic: str = LATENCY_P95  # one of LATENCY_STATISTICS
 
 
 @dataclass(frozen=True)
@@ -947,6 +955,12 @@ def _parse_score(perf: _Reader) -> ScoreSettings:
     form = reader.get("form", str, SCORE_RATIO)
     if form not in SCORE_FORMS:
         raise reader.error("form", f"must be one of {', '.join(SCORE_FORMS)}, got {form!r}")
+    statistic = reader.get("latency_statistic", str, LATENCY_P95)
+    if statistic not in LATENCY_STATISTICS:
+        raise reader.error(
+            "latency_statistic",
+            f"must be one of {', '.join(LATENCY_STATISTICS)}, got {statistic!r}",
+        )
     # name -> upper bound: every reference is greater than 0; a ratio is at most 1.
     for name, maximum in (
         ("latency_reference_ms", None),
@@ -960,6 +974,7 @@ def _parse_score(perf: _Reader) -> ScoreSettings:
         throughput_reference_tokens_per_sec=values.get("throughput_reference_tokens_per_sec"),
         failure_ratio_reference=values.get("failure_ratio_reference"),
         form=form,
+        latency_statistic=statistic,
     )
     reader.reject_unknown()
     return settings

@@ -127,9 +127,15 @@ TABLES: dict[str, TableDoc] = {
             "`min(1, decode / R)`, 1 at or past the reference, so models past a reference "
             "tie on it and the other component ranks them, and sampling noise does not move "
             "a component that is capped. Reliability keeps its ratio in both.",
-            "latency_reference_ms": "p95 TTFT at which the latency component is 0.5 "
-            "(`capped`: at and under which it is 1; greater than 0). Unset: the scenario's "
-            "`max_latency_ms`.",
+            "latency_statistic": "The TTFT figure of the window the latency component "
+            "reads: `p95` (default) or `mean`. The p95 of a small window is about its "
+            "slowest sample, so one slow first token lowers the component at once and keeps "
+            "it low until that sample leaves the window; the mean moves by each sample's "
+            "share, so a model recovers as its slow samples age out, and it is what users "
+            "wait on average. The thresholds (`max_latency_ms`) and the alerts keep the p95.",
+            "latency_reference_ms": "TTFT (the `latency_statistic` figure) at which the "
+            "latency component is 0.5 (`capped`: at and under which it is 1; greater than "
+            "0). Unset: the scenario's `max_latency_ms`.",
             "throughput_reference_tokens_per_sec": "Mean decode rate at which the throughput "
             "component is 0.5 (`capped`: at and over which it is 1; greater than 0). Unset: "
             "the scenario's `min_throughput_tokens_per_sec` (at least 1).",
@@ -140,10 +146,10 @@ TABLES: dict[str, TableDoc] = {
             "slowdown (the example config: 0.5).",
         },
         note="One pair applies to every scenario. The example config sets the `capped` "
-        "form at 2000 ms and 100 tokens/s: above the p95 TTFT of healthy fast chat models, "
-        "under a queueing provider's, and the decode rate of fast ones (where the proxy "
-        "spec's in-process score saturates); for thinking or long-answer models set them "
-        "near those models' figures. Measured in "
+        "form on the mean TTFT at 1000 ms and 100 tokens/s: above the mean TTFT of healthy "
+        "fast chat models, under a queueing provider's, and the decode rate of fast ones "
+        "(where the proxy spec's in-process score saturates); for thinking or long-answer "
+        "models set them near those models' figures. Measured in "
         "[benchmarks.md](benchmarks.md#5-routing-quality-per-probe-token-benchrouting_qualitypy).",
     ),
     "performance.exporter": TableDoc(

@@ -529,7 +529,7 @@ def success_upper_bound(ratio: float, requests: float, confidence: float) -> flo
 
 
 def score_components(
-    p95_ttft_seconds: float | None,
+    ttft_seconds: float | None,
     decode_tokens_per_second: float | None,
     success_ratio: float,
     thresholds: Thresholds,
@@ -537,6 +537,8 @@ def score_components(
 ) -> dict[str, float]:
     """The score components, as the recording rules compute them (docs/rules-and-alerts.md).
 
+    `ttft_seconds` is the window's latency figure: its p95 TTFT, or its mean TTFT where
+    `[performance.score] latency_statistic` is "mean".
     None for a figure means the window has no sample of it (every request failed), which
     scores as the worst value: an infinitely slow first token, 0 tokens/s. `score`: the
     config's `[performance.score]` references (default: the thresholds).
@@ -546,13 +548,13 @@ def score_components(
     throughput_ref = params.throughput_score_reference
     failure_ref = params.failure_reference
     capped = params.capped
-    if p95_ttft_seconds is None:
+    if ttft_seconds is None:
         latency = 0.0
     elif capped:
         # PromQL's L / 0 is +Inf, which the cap makes 1.
-        latency = 1.0 if p95_ttft_seconds <= latency_ref else latency_ref / p95_ttft_seconds
+        latency = 1.0 if ttft_seconds <= latency_ref else latency_ref / ttft_seconds
     else:
-        latency = latency_ref / (latency_ref + p95_ttft_seconds)
+        latency = latency_ref / (latency_ref + ttft_seconds)
     if decode_tokens_per_second is None:
         throughput = 0.0
     elif capped:

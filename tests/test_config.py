@@ -56,7 +56,8 @@ def test_example_config_loads_with_spec_values() -> None:
     assert (perf.adaptive.enabled, perf.adaptive.min_interval_minutes) == (True, 5)
     assert (perf.window, perf.min_test_count) == ("30m", 2)
     assert perf.score.failure_ratio_reference == 0.5
-    assert (perf.score.form, perf.score.latency_reference_ms) == ("capped", 2000)
+    assert (perf.score.form, perf.score.latency_statistic) == ("capped", "mean")
+    assert perf.score.latency_reference_ms == 1000
     assert perf.success_rate_confidence == 0.999
     assert perf.weights.latency == 0.4
     assert perf.thresholds.max_latency_ms == 5000
@@ -148,6 +149,10 @@ models = ["gemini-2.0-flash"]
         ("[performance.score]\nlatency_reference = 1000\n", "performance.score.latency_reference"),
         ('[performance.score]\nform = "clamped"\n', "performance.score.form"),
         ("[performance.score]\nform = 1\n", "performance.score.form"),
+        (
+            '[performance.score]\nlatency_statistic = "p50"\n',
+            "performance.score.latency_statistic",
+        ),
         (
             "[performance.score]\nfailure_ratio_reference = 0\n",
             "performance.score.failure_ratio_reference",
@@ -386,3 +391,8 @@ def test_score_references_default_to_the_thresholds() -> None:
         "proxy.toml",
     ).performance.score
     assert capped == ScoreSettings(latency_reference_ms=2000.0, form="capped")
+    assert capped.latency_statistic == "p95"
+    mean = parse_config(
+        PROVIDERS + '[performance.score]\nlatency_statistic = "mean"\n', "proxy.toml"
+    ).performance.score
+    assert mean == ScoreSettings(latency_statistic="mean")

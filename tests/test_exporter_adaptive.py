@@ -235,6 +235,29 @@ def test_score_references_set_a_clearly_slower_model_apart() -> None:
     assert reasons == {"loose": "contested", "steep": "behind"}
 
 
+def test_the_latency_statistic_is_the_rules_one() -> None:
+    """a: five first tokens in 0.3 s and one in 3 s, decoding at 90 tokens/s; b: steady
+    0.9 s at 60. On the p95 (3 s, the tail) b leads a by more than the margin; on the mean
+    (0.75 s, under the 1 s reference like b's 0.9 s) a leads b on its decode rate."""
+    reasons: dict[str, str] = {}
+    for statistic in ("p95", "mean"):
+        perf = performance(
+            score=ScoreSettings(
+                form="capped",
+                latency_reference_ms=1000,
+                throughput_reference_tokens_per_sec=100,
+                latency_statistic=statistic,
+            )
+        )
+        clock = FakeClock()
+        policy = AdaptiveIntervals(perf, clock)
+        feed(policy, clock, "a", 1, ttft=3.0, decode=90)
+        feed(policy, clock, "a", 5, ttft=0.3, decode=90)
+        feed(policy, clock, "b", 6, ttft=0.9, decode=60)
+        reasons[statistic] = policy.choose(key("a")).reason
+    assert reasons == {"p95": "behind", "mean": "ahead"}
+
+
 def test_failed_and_degraded_are_probed_sooner() -> None:
     clock = FakeClock()
     policy = AdaptiveIntervals(performance(), clock)

@@ -56,6 +56,7 @@ CONTRACT_RECORDS = {
     "provider_model:llm_ttft_seconds:p50_{w}",
     "provider_model:llm_ttft_seconds:p95_{w}",
     "provider_model:llm_ttft_seconds:p99_{w}",
+    "provider_model:llm_ttft_seconds:mean_{w}",
     "provider_model_module:llm_ttft_seconds:p95_{w}",
     "provider_model:llm_first_content_seconds:p95_{w}",
     "provider_model:llm_request_duration_seconds:p95_{w}",

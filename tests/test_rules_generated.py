@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perfgen.config import Performance, duration_seconds, load_config, parse_config
+from perfgen.config import LATENCY_MEAN, Performance, duration_seconds, load_config, parse_config
 from perfgen.rules.render import (
     TEMPLATES,
     is_baseline,
@@ -137,6 +137,19 @@ failure_ratio_reference = 0.25
 )
 
 
+# The latency component on the mean TTFT, in the ratio form (the example config has it in
+# the capped form).
+MEAN_CONFIG = (
+    SECOND_CONFIG
+    + """
+[performance.score]
+latency_statistic = "mean"
+latency_reference_ms = 700
+throughput_reference_tokens_per_sec = 60
+"""
+)
+
+
 def example() -> Performance:
     return load_config(ROOT / "examples" / "config.example.toml").performance
 
@@ -157,12 +170,17 @@ def capped_config() -> Performance:
     return parse_config(CAPPED_CONFIG, "capped.toml").performance
 
 
+def mean_config() -> Performance:
+    return parse_config(MEAN_CONFIG, "mean.toml").performance
+
+
 CONFIGS = {
     "example": example,
     "second": second,
     "demo": demo,
     "scored": scored,
     "capped": capped_config,
+    "mean": mean_config,
 }
 
 
@@ -275,6 +293,9 @@ def input_series(
     series = {
         **buckets,
         f'llm_ttft_seconds_bucket{{{base},le="+Inf"}}': observed,
+        # Every observation at the case's p95: its mean TTFT is its p95.
+        f"llm_ttft_seconds_sum{{{base}}}": (case.p95 or 0.0) * observed,
+        f"llm_ttft_seconds_count{{{base}}}": observed,
         f"llm_decode_tokens_per_second_sum{{{base}}}": (case.decode or 0.0) * decode_count,
         f"llm_decode_tokens_per_second_count{{{base}}}": decode_count,
         f"llm_requests_total{{{base}}}": case.requests,
@@ -517,25 +538,33 @@ def baseline_modules_test(performance: Performance) -> dict[str, object]:
     )
     n = good["requests"]
     slowed_p95 = quantile_of_two(Case("", **good), Case("", **slow), 0.95)
-    figures = {  # p95, decode, success, samples
-        "plain": (good["p95"], good["decode"], 1.0, n),
-        "padded": (good["p95"], good["decode"], 1.0, n),
-        "crowded": (good["p95"], good["decode"], 1.0, n),
-        "slowed": (slowed_p95, (good["decode"] + slow["decode"]) / 2, 1.0, 2 * n),
-        "strained": (good["p95"], good["decode"], 0.5, n),
+    slowed_mean = (good["p95"] + slow["p95"]) / 2  # equal counts at each case's figure
+    figures = {  # p95, decode, success, samples, mean TTFT
+        "plain": (good["p95"], good["decode"], 1.0, n, good["p95"]),
+        "padded": (good["p95"], good["decode"], 1.0, n, good["p95"]),
+        "crowded": (good["p95"], good["decode"], 1.0, n, good["p95"]),
+        "slowed": (slowed_p95, (good["decode"] + slow["decode"]) / 2, 1.0, 2 * n, slowed_mean),
+        "strained": (good["p95"], good["decode"], 0.5, n, good["p95"]),
     }
+    by_mean = performance.score.latency_statistic == LATENCY_MEAN
     score = f"provider_model:llm_performance_score:ratio_{w}"
     scores = [
         sample(
             f'{{provider="gen",model="{model}",scenario="{scenario.name}"}}',
             round4(
                 performance_score(
-                    score_components(p95, decode, success, scenario.thresholds, performance.score),
+                    score_components(
+                        mean if by_mean else p95,
+                        decode,
+                        success,
+                        scenario.thresholds,
+                        performance.score,
+                    ),
                     scenario.weights,
                 )
             ),
         )
-        for model, (p95, decode, success, _) in figures.items()
+        for model, (p95, decode, success, _, mean) in figures.items()
         for scenario in scenario_params(performance)
     ]
 
@@ -556,6 +585,7 @@ def baseline_modules_test(performance: Performance) -> dict[str, object]:
             f"provider_model:llm_ttft_seconds:p50_{w}",
             f"provider_model:llm_ttft_seconds:p95_{w}",
             f"provider_model:llm_ttft_seconds:p99_{w}",
+            f"provider_model:llm_ttft_seconds:mean_{w}",
             f"provider_model:llm_decode_tokens_per_second:mean_{w}",
             f"provider_model:llm_requests:increase_{w}",
             f"provider_model:llm_request_success:ratio_{w}",
@@ -585,6 +615,7 @@ def baseline_modules_test(performance: Performance) -> dict[str, object]:
             per_model(f"provider_model:llm_decode_tokens_per_second:mean_{w}", 1),
             per_model(f"provider_model:llm_request_success:ratio_{w}", 2),
             per_model(f"provider_model:llm_requests:increase_{w}", 3),
+            per_model(f"provider_model:llm_ttft_seconds:mean_{w}", 4),
             {"expr": same, "eval_time": at, "exp_samples": []},
             {
                 "expr": f"count({lower})",
