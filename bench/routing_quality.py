@@ -22,7 +22,8 @@ decode rate and error rate over a day. For each world and seed:
 4. the peers' rules (bench/routing_peers.py) decide at the same times from the same
    probe results: the `fixed` ones (columns named after the rule) and the `adaptive`
    ones (`RULE@adaptive`), so that each of perfgen's datasets has the peers on its own
-   probes beside it.
+   probes beside it; they read the last PEER_WINDOW of results (`--peer-window`),
+   whatever perfgen's window.
 
 Per world x policy: regret (time-averaged % by which the chain in use is truly slower
 than the best chain), detection delay (the incumbent degraded -> primary moved) and
@@ -107,6 +108,10 @@ PERFGEN, ADAPTIVE = "perfgen", "perfgen-adaptive"
 # test_interval_minutes through round 8, what its adaptive default is measured against.
 FIXED_BASELINE_MINUTES = 15.0
 PEERS = ("proxy-score", "litellm-mean10", "p50-window")
+# The window the peers' rules read unless --peer-window says otherwise: 30m, where the
+# proxy spec's score measured best (at 20m it averages 2.2-2.3 %, round 10), and the
+# example config's window through round 10, so every round's peer figures compare.
+PEER_WINDOW = "30m"
 ON_ADAPTIVE = "@adaptive"  # a peer's label suffix when it decides from the adaptive probes
 
 
@@ -315,20 +320,20 @@ def decide_day(
     day_start: int,
     every: int,
     trace: str | None = None,
-    peer_window: float | None = None,
+    peer_window: float = duration_seconds(PEER_WINDOW),
 ) -> dict[tuple[str, int, str], Timeline]:
     """Every policy's chain at every decision time, per (world, seed, policy).
 
     `schedules` holds each dataset's configuration ("fixed", "adaptive"): they differ only
     in how often they probe, and so in the generator's stale_after, which is why each
     distinct stale_after gets its own snapshot. The peers read the results of the last
-    `peer_window` seconds (default: the config's window).
+    `peer_window` seconds, whatever perfgen's window.
     """
     client = PromClient(url, timeout=60)
     performance = schedules["fixed"]
     stale = {dataset: stale_after(own) for dataset, own in schedules.items()}
     hold = duration_seconds(performance.generator.hysteresis_for)
-    window = peer_window or duration_seconds(performance.window)
+    window = peer_window
     policy = policy_for(performance, SCENARIO)  # what `perfgen generate` builds
     peers: dict[str, PeerRule] = {
         "proxy-score": proxy_score(performance, window),
@@ -638,8 +643,9 @@ def main() -> None:
     parser.add_argument("--window", help="override window")
     parser.add_argument(
         "--peer-window",
-        help="the window the peers' rules read (default: the config's, or --window): "
-        "holds a peer at the window it measured best at while perfgen's changes",
+        default=PEER_WINDOW,
+        help=f"the window the peers' rules read (default {PEER_WINDOW}, where they measured "
+        "best), whatever perfgen's window (--window or the config's)",
     )
     parser.add_argument(
         "--interval-minutes",
@@ -722,9 +728,8 @@ def main() -> None:
         f"adaptive {performance.adaptive.min_interval_minutes:g}-"
         f"{schedules['adaptive'].test_interval_minutes:g} min"
         f"{' (the config probes adaptively)' if performance.adaptive.enabled else ''}, window "
-        f"{performance.window}"
-        + (f" (peers {args.peer_window})" if args.peer_window else "")
-        + f", margin {g.hysteresis_margin:g}, hold {g.hysteresis_for}, "
+        f"{performance.window} (peers {args.peer_window}), "
+        f"margin {g.hysteresis_margin:g}, hold {g.hysteresis_for}, "
         f"score {performance.score.form} on the {performance.score.latency_statistic} TTFT, "
         f"references {performance.score.latency_reference_ms or 'threshold'} ms, "
         f"{performance.score.throughput_reference_tokens_per_sec or 'threshold'} tokens/s, "
@@ -768,7 +773,7 @@ def main() -> None:
                 day_start,
                 every,
                 args.trace,
-                duration_seconds(args.peer_window) if args.peer_window else None,
+                duration_seconds(args.peer_window),
             )
         finally:
             prometheus.stop()

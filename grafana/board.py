@@ -22,10 +22,10 @@ from .panels import DATASOURCE, PanelBuilder
 # (grafana-foundation-sdk `...!10.4.0`); schema 39 is what Grafana 10.4 saves.
 SCHEMA_VERSION = 39
 TAG = "perfgen"
-# The windows recording rules are rendered for: the example config's 30m (rules/rendered)
+# The windows recording rules are rendered for: the example config's 20m (rules/rendered)
 # first, then the code default 1h. Render rules for more windows and list them here to
 # offer them in the `window` picker.
-WINDOWS: tuple[str, ...] = ("30m", "1h")
+WINDOWS: tuple[str, ...] = ("20m", "1h")
 # `region` is a target label set where the exporter is scraped (docs/scale-out.md), so a
 # single-region deployment has none. The All value `.*` matches an absent label too
 # (PromQL: a missing label is the empty string), so every query filtered by

@@ -50,11 +50,11 @@ def test_example_config_loads_with_spec_values() -> None:
     config = load_config(EXAMPLE)
     perf = config.performance
     # Tuned by bench/routing_quality.py (docs/benchmarks.md): adaptive probing with the
-    # latency module watching every 5 min and the throughput module up to hourly, a 30m
+    # latency module watching every 5 min and the throughput module up to hourly, a 20m
     # window, ranked from 2.
     assert perf.test_interval_minutes == 60
     assert (perf.adaptive.enabled, perf.adaptive.min_interval_minutes) == (True, 5)
-    assert (perf.window, perf.min_test_count) == ("30m", 2)
+    assert (perf.window, perf.min_test_count) == ("20m", 2)
     assert perf.score.failure_ratio_reference == 0.5
     assert (perf.score.form, perf.score.latency_statistic) == ("capped", "mean")
     assert perf.score.latency_reference_ms == 1000

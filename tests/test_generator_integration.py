@@ -57,11 +57,11 @@ pytestmark = pytest.mark.integration
 
 ROOT = project_root()
 # The backend below records every series for window 1h, as this file's other configs
-# read; the example config (window 30m) is read with that window.
+# read; the example config (window 20m) is read with that window.
 EXAMPLE = (
     (ROOT / "examples" / "config.example.toml")
     .read_text()
-    .replace('window = "30m"', 'window = "1h"', 1)
+    .replace('window = "20m"', 'window = "1h"', 1)
 )
 assert 'window = "1h"' in EXAMPLE
 # The data's "now": set again when a fixture loads the series, so that however late in a

@@ -41,7 +41,7 @@ PROMETHEUS_BUILTINS = {"up", "ALERTS", "scrape_duration_seconds"}
 SAMPLE_VALUES = {
     "datasource": "prometheus",
     "region": REGION_ALL,
-    "window": "30m",
+    "window": "20m",
     "scenario": "default",
     "provider": "fastai",
     "model": "fast-chat",
@@ -165,8 +165,8 @@ def test_window_variable_is_custom_with_the_committed_rules_window() -> None:
             continue  # no recording rules there
         window = variables["window"]
         assert window["type"] == "custom"
-        assert window["current"]["value"] == "30m"
-        assert window["query"].split(",") == ["30m", "1h"]
+        assert window["current"]["value"] == "20m"
+        assert window["query"].split(",") == ["20m", "1h"]
 
 
 def test_model_drill_down_variables_chain_provider_model_module() -> None:

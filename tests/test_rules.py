@@ -295,8 +295,8 @@ def test_for_durations_derive_from_the_config() -> None:
     # The example probes adaptively: latency watches every target every 5 min, throughput
     # waits up to 1h, so only it is stale after 3 of those hours.
     default = timings(example_performance())
-    assert (default.probe_for, default.infra_for, default.score_for) == ("7m30s", "2m", "30m")
-    assert (default.baseline, default.stale_after, default.flap_range) == ("3h", "15m", "1h")
+    assert (default.probe_for, default.infra_for, default.score_for) == ("7m30s", "2m", "20m")
+    assert (default.baseline, default.stale_after, default.flap_range) == ("2h", "15m", "1h")
     assert default.module_stale_after == "3h"
     fixed = timings(replace(example_performance(), adaptive=AdaptiveSettings(enabled=False)))
     assert (fixed.probe_for, fixed.stale_after, fixed.module_stale_after) == ("1h30m", "3h", "3h")
@@ -319,7 +319,7 @@ def test_warns_when_the_window_cannot_hold_min_test_count_samples() -> None:
     warnings = render_warnings(hourly)
     assert len(warnings) == 1
     assert "holds about 2 requests" in warnings[0] and "min_test_count 5" in warnings[0]
-    # The example watches every 5 min with throughput hourly: 6 or 7 requests in 30m.
+    # The example watches every 5 min with throughput hourly: 4 or 5 requests in 20m.
     assert render_warnings(example_performance()) == []
     assert render_warnings(Performance(window="2m", test_interval_minutes=0.25)) == []
     # 30m probed every 15 min holds 4 requests, but 2 while the oldest pair has left and
