@@ -333,17 +333,16 @@ def decide_day(
     performance = schedules["fixed"]
     stale = {dataset: stale_after(own) for dataset, own in schedules.items()}
     hold = duration_seconds(performance.generator.hysteresis_for)
-    window = peer_window
     policy = policy_for(performance, SCENARIO)  # what `perfgen generate` builds
     peers: dict[str, PeerRule] = {
-        "proxy-score": proxy_score(performance, window),
+        "proxy-score": proxy_score(performance, peer_window),
         "litellm-mean10": litellm_mean10,
-        "p50-window": p50_window(performance, window),
+        "p50-window": p50_window(performance, peer_window),
     }
     chains: dict[tuple[str, int, str], list[str]] = {}
     timelines: dict[tuple[str, int, str], Timeline] = {}
     for run in runs:
-        for label in (PERFGEN if run.dataset == "fixed" else ADAPTIVE, *labels(run.dataset)):
+        for label in (PERFGEN if run.dataset == "fixed" else ADAPTIVE, *peer_labels(run.dataset)):
             chains[(run.world.name, run.seed, label)] = list(run.world.models)
             timelines[(run.world.name, run.seed, label)] = []
     for step in range(every, DAY_SECONDS, every):
@@ -382,14 +381,14 @@ def decide_day(
                 _trace_line(step, label, stats, chains[(*key_base, label)])
             timelines[(*key_base, label)].append((float(step), chains[(*key_base, label)]))
             at = float(day_start + step)
-            for name, peer_label in zip(PEERS, labels(run.dataset), strict=True):
+            for name, peer_label in zip(PEERS, peer_labels(run.dataset), strict=True):
                 chain = peers[name](run.results, at, chains[(*key_base, peer_label)])
                 chains[(*key_base, peer_label)] = chain
                 timelines[(*key_base, peer_label)].append((float(step), chain))
     return timelines
 
 
-def labels(dataset: str) -> list[str]:
+def peer_labels(dataset: str) -> list[str]:
     """The peers' policy labels on one dataset's probe results."""
     return [name if dataset == "fixed" else name + ON_ADAPTIVE for name in PEERS]
 
@@ -782,7 +781,7 @@ def main() -> None:
         f"# simulate {t1 - t0:.0f} s ({om.name} {len(runs)} runs), backfill {t2 - t1:.0f} s, "
         f"decide {t3 - t2:.0f} s"
     )
-    policies = [PERFGEN, ADAPTIVE, *labels("fixed"), *labels("adaptive")]
+    policies = [PERFGEN, ADAPTIVE, *peer_labels("fixed"), *peer_labels("adaptive")]
     by_run = {(r.world.name, r.seed, r.dataset): r for r in runs}
     figures: dict[tuple[str, str], list[Figures]] = {}
     for (world, seed, policy), timeline in timelines.items():

@@ -46,6 +46,8 @@ class ModelStats:
     fresh: bool = True  # False: the last probe is older than stale_after
     stale_reason: str = ""
     ttft_p95_seconds: float | None = None
+    # The score's latency figure where [performance.score] latency_statistic is "mean".
+    ttft_mean_seconds: float | None = None
     decode_tokens_per_second: float | None = None
     success_ratio: float | None = None
     # The ratio's upper confidence bound, which the success threshold is judged by when

@@ -35,6 +35,7 @@ def rule_names(window: str) -> dict[str, str]:
         "meets": f"provider_model:llm_meets_thresholds:bool_{window}",
         "samples": f"provider_model:llm_requests:increase_{window}",
         "ttft_p95": f"provider_model:llm_ttft_seconds:p95_{window}",
+        "ttft_mean": f"provider_model:llm_ttft_seconds:mean_{window}",
         "decode": f"provider_model:llm_decode_tokens_per_second:mean_{window}",
         "success": f"provider_model:llm_request_success:ratio_{window}",
         # Recorded only with [performance] success_rate_confidence; absent otherwise.
@@ -44,7 +45,7 @@ def rule_names(window: str) -> dict[str, str]:
 
 # Across regions (series with different `region` labels) each figure is folded to the
 # worst region's: the lowest score, meets-thresholds flag, sample count, decode rate,
-# success ratio and its upper bound, the highest p95 TTFT. A route chosen for every
+# success ratio and its upper bound, the highest p95 and mean TTFT. A route chosen for every
 # region must be good in each of them. With one series per provider and model (one
 # region, no region label) the fold changes nothing; duplicates of HA replicas that are
 # not deduplicated fold the same way. The newest probe is the newest of any region.
@@ -53,6 +54,7 @@ FOLD = {
     "meets": "min",
     "samples": "min",
     "ttft_p95": "max",
+    "ttft_mean": "max",
     "decode": "min",
     "success": "min",
     "success_upper": "min",
@@ -348,6 +350,7 @@ def model_stats(snap: Snapshot, scenario: str, route: Route) -> ModelStats:
         fresh=fresh,
         stale_reason=stale_reason,
         ttft_p95_seconds=_finite(snap.plain.get("ttft_p95", {}).get(key)),
+        ttft_mean_seconds=_finite(snap.plain.get("ttft_mean", {}).get(key)),
         decode_tokens_per_second=_finite(snap.plain.get("decode", {}).get(key)),
         success_ratio=_finite(snap.plain.get("success", {}).get(key)),
         success_upper_bound=_finite(snap.plain.get("success_upper", {}).get(key)),

@@ -79,6 +79,7 @@ def model(
     meets: int = 1,
     samples: float = 20,
     ttft: float = 0.4,
+    ttft_mean: float = 0.3,
     decode: float = 60.0,
     success: float = 1.0,
     success_upper: float | None = None,
@@ -92,6 +93,7 @@ def model(
         meets=meets,
         samples=samples,
         ttft=ttft,
+        ttft_mean=ttft_mean,
         decode=decode,
         success=success,
         success_upper=success_upper,
@@ -187,6 +189,7 @@ def openmetrics() -> str:
                 for rule, key in (
                     ("llm_requests:increase_1h", "samples"),
                     ("llm_ttft_seconds:p95_1h", "ttft"),
+                    ("llm_ttft_seconds:mean_1h", "ttft_mean"),
                     ("llm_decode_tokens_per_second:mean_1h", "decode"),
                     ("llm_request_success:ratio_1h", "success"),
                 ):
@@ -782,6 +785,7 @@ def test_query_json_ranks_like_the_generator(prometheus, tmp_path):
         "model",
         "score",
         "ttft_p95_seconds",
+        "ttft_mean_seconds",
         "decode_tokens_per_second",
         "success_ratio",
         "success_upper_bound",
@@ -819,12 +823,12 @@ def test_query_table_and_csv_without_config(prometheus):
     assert code == 0
     header, *rows = out.splitlines()
     assert header == (
-        "rank,provider,model,score,ttft_p95_seconds,decode_tokens_per_second,"
+        "rank,provider,model,score,ttft_p95_seconds,ttft_mean_seconds,decode_tokens_per_second,"
         "success_ratio,success_upper_bound,samples,meets_thresholds,reason"
     )
     # background has its own series only for ollama; the rest fall back to "default".
     assert rows[0].startswith("1,hyst,d,0.99,")
-    assert rows[1].startswith("2,deepseek,deepseek-chat,0.91,0.4,60.0,1.0,,20.0,true,")
+    assert rows[1].startswith("2,deepseek,deepseek-chat,0.91,0.4,0.3,60.0,1.0,,20.0,true,")
 
 
 def test_query_prometheus_down_is_an_error():
