@@ -319,8 +319,8 @@ def decide_day(
     schedules: dict[str, Performance],
     day_start: int,
     every: int,
-    trace: str | None = None,
-    peer_window: float = duration_seconds(PEER_WINDOW),
+    trace: str | None,
+    peer_window: float,
 ) -> dict[tuple[str, int, str], Timeline]:
     """Every policy's chain at every decision time, per (world, seed, policy).
 
@@ -785,7 +785,7 @@ def main() -> None:
     by_run = {(r.world.name, r.seed, r.dataset): r for r in runs}
     figures: dict[tuple[str, str], list[Figures]] = {}
     for (world, seed, policy), timeline in timelines.items():
-        on_adaptive = policy == ADAPTIVE or policy.endswith(ON_ADAPTIVE)
+        on_adaptive = policy in (ADAPTIVE, *peer_labels("adaptive"))
         run = by_run[(world, seed, "adaptive" if on_adaptive else "fixed")]
         figures.setdefault((world, policy), []).append(
             measure(

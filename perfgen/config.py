@@ -312,7 +312,8 @@ SCORE_RATIO = "ratio"  # R / (R + p95), decode / (decode + R): 0.5 at the refere
 SCORE_CAPPED = "capped"  # min(1, R / p95), min(1, decode / R): 1 at or past the reference
 SCORE_FORMS = (SCORE_RATIO, SCORE_CAPPED)
 # `[performance.score] latency_statistic`: which figure of the window's TTFTs the latency
-# component reads (the thresholds and alerts keep the p95).
+# component reads (the thresholds and alerts keep the p95). Each value is the suffix of
+# the recording rule it reads, provider_model:llm_ttft_seconds:<value>_<window>.
 LATENCY_P95 = "p95"  # the tail: one slow first token moves it at once, and for a window
 LATENCY_MEAN = "mean"  # what users wait on average: moves by each sample's share
 LATENCY_STATISTICS = (LATENCY_P95, LATENCY_MEAN)
