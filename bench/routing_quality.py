@@ -172,6 +172,19 @@ def start_offset(run: Run) -> int:
     return random.Random(f"{run.world.name}/{run.seed}/start").randrange(scrapes) * SCRAPE_SECONDS
 
 
+def probe_draws(run: Run, key: tuple[str, str, str], step: int) -> random.Random:
+    """The random draws of the probe of `key` at `step` of the day: the same for every
+    dataset and policy that pays for that probe (common random numbers).
+
+    One stream per run shifted every later draw whenever a schedule changed, so two
+    variants of the exporter differed by the luck of their whole day, not only by what
+    they did: a difference in regret smaller than the spread over seeds could not be
+    told from noise. Now a probe of a target at a given minute answers the same whoever
+    asks, and a paired comparison sees only what its variants changed.
+    """
+    return random.Random(f"{run.world.name}/{run.seed}/{key[1]}/{key[2]}/{step}")
+
+
 async def simulate(run: Run, performance: Performance, day_start: int, out: IO[str]) -> None:
     """Drive the exporter's scheduler through the day; write every scrape as OpenMetrics."""
     clock = SimClock()
@@ -180,7 +193,6 @@ async def simulate(run: Run, performance: Performance, day_start: int, out: IO[s
         CostSettings.from_performance(performance), clock=clock, intervals=intervals
     )
     store = CumulativeStore()
-    rng = random.Random(f"{run.world.name}/{run.seed}/{run.dataset}")
     world = run.world
     keys = [(run.provider, m, mod) for m in world.models for mod in performance.sd_modules]
     reasons = set(world.fail_reasons)
@@ -196,11 +208,15 @@ async def simulate(run: Run, performance: Performance, day_start: int, out: IO[s
             truth = world.truth(key[1], float(step))
 
             async def start(
-                timeout: float, key: Any = key, truth: Any = truth, module: Any = module
+                timeout: float,
+                key: Any = key,
+                truth: Any = truth,
+                module: Any = module,
+                step: int = step,
             ) -> ProbeResult:
                 return draw_probe(
                     truth,
-                    rng,
+                    probe_draws(run, key, step),
                     provider=key[0],
                     model=key[1],
                     module=key[2],
@@ -505,6 +521,48 @@ def answer_regret(
     )
 
 
+def print_overall_regret(
+    figures: dict[tuple[str, str], list[Figures]], worlds: Sequence[str], policies: Sequence[str]
+) -> None:
+    """The regret averaged over the worlds, to two decimals, with its spread over seeds
+    (seed i of every world), and in how many worlds each policy is below each other one:
+    what the summary lines' one decimal cannot tell apart."""
+    print("\n### regret % averaged over the worlds (per seed: median [min..max])\n")
+    seeds = min(len(figures[(w, p)]) for w in worlds for p in policies)
+    per_world = {
+        (w, p): statistics.fmean(f.regret for f in figures[(w, p)])
+        for w in worlds
+        for p in policies
+    }
+    rows = []
+    for policy in policies:
+        per_seed = [
+            statistics.fmean(figures[(w, policy)][i].regret for w in worlds) for i in range(seeds)
+        ]
+        mean = statistics.fmean(per_world[(w, policy)] for w in worlds)
+        rows.append([policy, f"{100 * mean:.2f}", _fmt(per_seed, 100.0, 2)])
+    print_table(["policy", "mean", "per seed"], rows)
+    print(
+        f"\n### worlds (of {len(worlds)}) in which the row's regret is below the column's "
+        "(mean over seeds)\n"
+    )
+    print_table(
+        ["policy", *policies],
+        [
+            [
+                row,
+                *(
+                    "-"
+                    if row == col
+                    else str(sum(per_world[(w, row)] < per_world[(w, col)] for w in worlds))
+                    for col in policies
+                ),
+            ]
+            for row in policies
+        ],
+    )
+
+
 def report(
     figures: dict[tuple[str, str], list[Figures]], worlds: Sequence[str], policies: Sequence[str]
 ) -> None:
@@ -540,6 +598,7 @@ def report(
             for size in ANSWER_SIZES
         ],
     )
+    print_overall_regret(figures, worlds, policies)
     print()
     for policy in policies:
         per_world = [figures[(w, policy)] for w in worlds]
@@ -587,6 +646,11 @@ def configured(args: argparse.Namespace) -> Performance:
     if args.min_interval_minutes is not None:
         adaptive = dataclasses.replace(
             performance.adaptive, min_interval_minutes=args.min_interval_minutes
+        )
+        performance = dataclasses.replace(performance, adaptive=adaptive)
+    if args.confirm_after_seconds is not None:
+        adaptive = dataclasses.replace(
+            performance.adaptive, confirm_after_seconds=args.confirm_after_seconds
         )
         performance = dataclasses.replace(performance, adaptive=adaptive)
     score = performance.score
@@ -664,6 +728,11 @@ def main() -> None:
         help="override [performance.adaptive] min_interval_minutes",
     )
     parser.add_argument(
+        "--confirm-after-seconds",
+        type=float,
+        help="override [performance.adaptive] confirm_after_seconds (0: off)",
+    )
+    parser.add_argument(
         "--adaptive-interval-minutes",
         type=float,
         help="test_interval_minutes of the adaptive run only (its longest interval; default "
@@ -726,6 +795,7 @@ def main() -> None:
         f"# config {args.config}: fixed {schedules['fixed'].test_interval_minutes:g} min, "
         f"adaptive {performance.adaptive.min_interval_minutes:g}-"
         f"{schedules['adaptive'].test_interval_minutes:g} min"
+        f" (confirm after {performance.adaptive.confirm_after_seconds:g} s)"
         f"{' (the config probes adaptively)' if performance.adaptive.enabled else ''}, window "
         f"{performance.window} (peers {args.peer_window}), "
         f"margin {g.hysteresis_margin:g}, hold {g.hysteresis_for}, "

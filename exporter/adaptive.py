@@ -14,6 +14,7 @@ Reasons, checked in this order (the first that applies wins):
 | `budget` | the hour's budget is more than BUDGET_SHARE committed (not the watch) | maximum |
 | `little_data` | fewer than `min_test_count` results of the target in the window | minimum |
 | `failing` | the key's last probe failed (backoff still applies) | minimum |
+| `confirm` | a leader's watch has just started to look degraded | confirm_after_seconds |
 | `degraded` | the target's last result is DEGRADED_FACTOR worse than its window median | minimum |
 | `watch` | the target's cheapest baseline module, costing at most half of another | minimum |
 | `contested` | a competitor in a scenario it serves scores within the hysteresis margin | minimum |
@@ -29,7 +30,15 @@ So every target is watched at the minimum by its cheapest baseline module (`late
 failures alike; the expensive module waits the full interval unless the target is short
 of data, its own last probe failed, or the target looks degraded. A watched target whose
 last result looks degraded has every module probed at the minimum (`degraded`), which
-confirms or clears it sooner.
+confirms or clears it sooner. With `confirm_after_seconds`, the watch's result that
+first looks degraded is followed by one more cheap probe that soon: a real change has
+its second bad sample in the window one minimum interval sooner (a route moves once the
+bad samples are about half of the window's), and a fluke (a lognormal TTFT's tail) is
+diluted by a fresh draw. It is once per streak, and only for a target
+that led a scenario before that result: a trailer's slowdown changes no route, and a
+confirmation adds a sample beside each bad one, which biases a model's window towards
+looking faster than it is (a heavy-tailed trailer's mean TTFT) and, in a time-range
+window, slows its recovery (docs/benchmarks.md section 5, round 12).
 
 More samples do not by themselves react faster: the rules' window is a time range, so
 each sample of a steady target weighs less the more of them there are, and the share of
@@ -70,6 +79,7 @@ REASONS = (
     "budget",
     "little_data",
     "failing",
+    "confirm",
     "degraded",
     "watch",
     "contested",
@@ -120,6 +130,7 @@ class AdaptiveIntervals:
         self.window = duration_seconds(performance.window)
         self.margin = performance.generator.hysteresis_margin
         self.min_samples = performance.min_test_count
+        self.confirm = min(performance.adaptive.confirm_after_seconds, self.minimum)
         self._score = performance.score
         self._baseline = frozenset(baseline_modules(performance))
         self._costs = {
@@ -142,6 +153,8 @@ class AdaptiveIntervals:
         self._samples: dict[Target, deque[_Sample]] = {}
         self._last_failed: dict[ProbeKey, bool] = {}
         self._modules: dict[Target, set[str]] = {}  # baseline modules seen per target
+        self._looked_degraded: dict[ProbeKey, bool] = {}  # by the key's previous result
+        self._confirm: dict[ProbeKey, str] = {}  # a confirmation due, and what it confirms
 
     @classmethod
     def from_performance(
@@ -159,6 +172,7 @@ class AdaptiveIntervals:
             policy._samples = previous._samples
             policy._last_failed = previous._last_failed
             policy._modules = previous._modules
+            policy._looked_degraded = previous._looked_degraded
         return policy
 
     # ----------------------------------------------------------------- feeding
@@ -168,6 +182,7 @@ class AdaptiveIntervals:
         if key[2] not in self._baseline:
             return
         self._modules.setdefault(key[:2], set()).add(key[2])
+        led = self.confirm > 0 and self._leads(key[:2])
         samples = self._samples.setdefault(key[:2], deque())
         # The scheduler's clock (monotonic in the exporter), not the result's unix time.
         now = self._clock()
@@ -180,6 +195,18 @@ class AdaptiveIntervals:
                     request.tokens_per_second if request.success else None,
                 )
             )
+        self._note_confirmation(key, led)
+
+    def _note_confirmation(self, key: ProbeKey, led: bool) -> None:
+        """After `key`'s result is in: is one confirming probe of it due? `led`: the target
+        led a scenario before this result."""
+        degraded = self._degraded(self._recent(key[:2]))
+        started = bool(degraded) and not self._looked_degraded.get(key, False)
+        self._looked_degraded[key] = bool(degraded)
+        if led and started and self._is_watch(key):
+            self._confirm[key] = degraded
+        else:
+            self._confirm.pop(key, None)
 
     # ----------------------------------------------------------------- deciding
 
@@ -202,6 +229,11 @@ class AdaptiveIntervals:
             )
         if self._last_failed.get(key):
             return Choice(short, "failing", "the last probe failed")
+        confirming = self._confirm.get(key)
+        if confirming and budget_share <= BUDGET_SHARE:
+            return Choice(
+                self.confirm, "confirm", f"{confirming}: probed once more to confirm or clear it"
+            )
         degraded = self._degraded(recent)
         if degraded:
             return Choice(short, "degraded", degraded)
@@ -212,29 +244,14 @@ class AdaptiveIntervals:
                 f"the target's cheapest baseline module ({self._costs[key[2]]} tokens against "
                 f"{pricier}'s {self._costs[pricier]}) watches it for changes",
             )
-        mine = self._scores(target)
         leads: list[str] = []
         any_scenario = False
-        for scenario in self._scenarios:
-            if scenario.name not in mine:
-                continue
-            rivals = [
-                (scores[scenario.name], other)
-                for other in self._samples
-                if other != target
-                and self._serves(scenario, other)
-                and (scores := self._scores(other))
-                and scenario.name in scores
-            ]
-            if not rivals:
-                continue
+        for scenario, own, best, rival in self._standings(target):
             any_scenario = True
-            own = mine[scenario.name]
-            best, rival = max(rivals)
             lo, hi = sorted((own, best))
             if hi <= (1 + self.margin) * lo:
                 contest = (
-                    f"{scenario.name}: score {own:.3f} within {self.margin:.0%} of "
+                    f"{scenario}: score {own:.3f} within {self.margin:.0%} of "
                     f"{rival[0]}:{rival[1]} {best:.3f}"
                 )
                 cheaper = self._cheaper_module(key)
@@ -247,7 +264,7 @@ class AdaptiveIntervals:
                     )
                 return Choice(short, "contested", contest)
             if own > best:
-                leads.append(scenario.name)
+                leads.append(scenario)
         if not any_scenario:
             return Choice(long, "clear", "no competitor with enough data")
         if leads:
@@ -257,6 +274,31 @@ class AdaptiveIntervals:
         # Not longer than the interval: a model must keep min_test_count results in the
         # window to stay ranked (and in the fallback chain) and fresh for stale_after.
         return Choice(long, "behind", f"trails by more than {self.margin:.0%} everywhere")
+
+    def _standings(self, target: Target) -> list[tuple[str, float, float, Target]]:
+        """Per scenario the target serves with a scored rival: (scenario, its score, the
+        best rival's score, that rival)."""
+        mine = self._scores(target)
+        out = []
+        for scenario in self._scenarios:
+            if scenario.name not in mine:
+                continue
+            rivals = [
+                (scores[scenario.name], other)
+                for other in self._samples
+                if other != target
+                and self._serves(scenario, other)
+                and (scores := self._scores(other))
+                and scenario.name in scores
+            ]
+            if rivals:
+                best, rival = max(rivals)
+                out.append((scenario.name, mine[scenario.name], best, rival))
+        return out
+
+    def _leads(self, target: Target) -> bool:
+        """The target scores best in a scenario it serves: where its slowdown moves a route."""
+        return any(own >= best for _, own, best, _ in self._standings(target))
 
     def _recent(self, target: Target) -> list[_Sample]:
         samples = self._samples.get(target)
@@ -274,6 +316,11 @@ class AdaptiveIntervals:
         if watching_module(costs) != key[2]:
             return None
         return max(costs, key=lambda m: (costs[m], m))
+
+    def _is_watch(self, key: ProbeKey) -> bool:
+        """`key` is its target's cheapest baseline module (the watch, or the only one)."""
+        modules = self._modules.get(key[:2], set())
+        return modules == {key[2]} or self._pricier_module(key) is not None
 
     def _cheaper_module(self, key: ProbeKey) -> str | None:
         """The target's cheapest other baseline module, if it costs at most CHEAP_MODULE_SHARE."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from perfgen.config import Module, Performance, Target
+from perfgen.rules.render import baseline_modules
 from perfgen.timing import watch_module
 
 DAY_MINUTES = 24 * 60
@@ -51,6 +52,7 @@ def estimate_daily(performance: Performance) -> list[DailyCost]:
         else performance.test_interval_minutes
     )
     watch = watch_module(performance)
+    confirming = _confirming_module(performance, watch)
     for target in performance.targets:
         price = performance.prices.get(target)
         for name in performance.sd_modules:
@@ -67,10 +69,30 @@ def estimate_daily(performance: Performance) -> list[DailyCost]:
                     output,
                     inputs,
                     price.dollars(round(inputs), round(output)) if price else None,
-                    DAY_MINUTES / shortest,
+                    _most_probes(performance, shortest, name == confirming),
                 )
             )
     return rows
+
+
+def _confirming_module(performance: Performance, watch: str | None) -> str | None:
+    """The module adaptive probing confirms a degraded-looking leader with, if it does:
+    the watch, or a target's only baseline module (exporter/adaptive.py)."""
+    if not performance.adaptive.enabled or performance.adaptive.confirm_after_seconds <= 0:
+        return None
+    if watch is not None:
+        return watch
+    probed = [m for m in baseline_modules(performance) if m in performance.sd_modules]
+    return probed[0] if len(probed) == 1 else None
+
+
+def _most_probes(performance: Performance, shortest: float, confirms: bool) -> float:
+    """Probes per day at the minimum interval everywhere; a confirming module may add a
+    confirmation after every other probe (a streak starts only after a result that did
+    not look degraded)."""
+    if not confirms:
+        return DAY_MINUTES / shortest
+    return 2 * DAY_MINUTES / (shortest + performance.adaptive.confirm_after_seconds / 60)
 
 
 def budget_cap(performance: Performance) -> tuple[float | None, float | None]:

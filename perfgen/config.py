@@ -304,6 +304,10 @@ class AdaptiveSettings:
 
     enabled: bool = False
     min_interval_minutes: float = 5.0  # never sooner than this; at most test_interval_minutes
+    # The watch probes a target whose result just started to look degraded again this
+    # soon, once, so that a change is confirmed (or a fluke diluted) before the next
+    # minimum interval. 0: off.
+    confirm_after_seconds: float = 0.0
 
 
 # `[performance.score] form`: how the latency and throughput components follow their
@@ -941,8 +945,17 @@ def _parse_adaptive(perf: _Reader, interval_minutes: float) -> AdaptiveSettings:
             "min_interval_minutes",
             f"must be at most test_interval_minutes ({interval_minutes:g}), got {minimum:g}",
         )
+    confirm = reader.number("confirm_after_seconds", base.confirm_after_seconds, minimum=0)
+    if confirm > minimum * 60:
+        raise reader.error(
+            "confirm_after_seconds",
+            f"must be at most min_interval_minutes ({minimum:g} min = {minimum * 60:g} s), "
+            f"got {confirm:g}",
+        )
     settings = AdaptiveSettings(
-        enabled=reader.get("enabled", bool, base.enabled), min_interval_minutes=minimum
+        enabled=reader.get("enabled", bool, base.enabled),
+        min_interval_minutes=minimum,
+        confirm_after_seconds=confirm,
     )
     reader.reject_unknown()
     return settings

@@ -107,6 +107,10 @@ TABLES: dict[str, TableDoc] = {
             "more than `test_interval_minutes` is an error. The cheapest baseline module, if "
             "it costs at most half of another probed one, watches every target at this "
             "interval, and `stale_after` is then derived from it.",
+            "confirm_after_seconds": "When the watch's result first looks degraded (TTFT 2x "
+            "its window median, or decode rate half), probe it again this soon, once, and "
+            "take that probe from the next interval (which waits twice the minimum less "
+            "this); at most `min_interval_minutes`. 0: off.",
         },
     ),
     "performance.score": TableDoc(

@@ -54,6 +54,7 @@ def test_example_config_loads_with_spec_values() -> None:
     # window, ranked from 2.
     assert perf.test_interval_minutes == 60
     assert (perf.adaptive.enabled, perf.adaptive.min_interval_minutes) == (True, 5)
+    assert perf.adaptive.confirm_after_seconds == 30
     assert (perf.window, perf.min_test_count) == ("20m", 2)
     assert perf.score.failure_ratio_reference == 0.5
     assert (perf.score.form, perf.score.latency_statistic) == ("capped", "mean")

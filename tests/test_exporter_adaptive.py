@@ -408,3 +408,72 @@ def test_config_validates_the_adaptive_table() -> None:
         parse_config(head + "[performance.adaptive]\nmin_interval_minutes = 20\n", "c.toml")
     with pytest.raises(ConfigError, match=r"performance\.adaptive\.often"):
         parse_config(head + "[performance.adaptive]\noften = true\n", "c.toml")
+
+
+def test_the_watch_confirms_a_leader_that_starts_to_look_degraded_once() -> None:
+    """With confirm_after_seconds, the leader's watch (latency beside throughput) probes
+    again that soon after its first result that looks degraded, then waits the minimum
+    while the target stays degraded; the pricier module never confirms. Off (0):
+    degraded, as before."""
+    reasons: dict[float, list[tuple[str, float]]] = {}
+    for confirm in (30.0, 0.0):
+        clock = FakeClock()
+        adaptive = AdaptiveSettings(
+            enabled=True, min_interval_minutes=5, confirm_after_seconds=confirm
+        )
+        policy = AdaptiveIntervals(performance(adaptive=adaptive), clock)
+        feed(policy, clock, "a", 6, ttft=0.3, decode=200)
+        feed(policy, clock, "b", 6, ttft=4.0, decode=12)
+        clock.now += MINUTE
+        throughput = ("p", "a", "throughput")
+        policy.observe(throughput, result("p", "a", clock.now, module="throughput", tokens=256))
+        seen = []
+        for ttft in (0.3, 1.2, 1.2, 0.3):  # steady, degraded (a change), degraded, steady
+            clock.now += MINUTE
+            policy.observe(key("a"), result("p", "a", clock.now, ttft=ttft, decode=200))
+            choice = policy.choose(key("a"))
+            seen.append((choice.reason, choice.seconds))
+            if ttft > 1:
+                pricier = policy.choose(throughput)
+                assert (pricier.reason, pricier.seconds) == ("degraded", 5 * MINUTE)
+        reasons[confirm] = seen
+    assert reasons[30.0] == [
+        ("watch", 5 * MINUTE),
+        ("confirm", 30.0),
+        ("degraded", 5 * MINUTE),
+        ("watch", 5 * MINUTE),
+    ]
+    assert reasons[0.0] == [
+        ("watch", 5 * MINUTE),
+        ("degraded", 5 * MINUTE),
+        ("degraded", 5 * MINUTE),
+        ("watch", 5 * MINUTE),
+    ]
+
+
+def test_only_a_leader_confirms_and_not_past_the_budget_share() -> None:
+    """A target's only baseline module confirms too, past BUDGET_SHARE it does not; a
+    trailer's slowdown moves no route, so it does not confirm (a sample added beside each
+    bad one would bias its window towards looking fast)."""
+    clock = FakeClock()
+    adaptive = AdaptiveSettings(enabled=True, min_interval_minutes=5, confirm_after_seconds=30)
+    policy = AdaptiveIntervals(performance(adaptive=adaptive), clock)
+    feed(policy, clock, "a", 6, ttft=0.3, decode=200)
+    feed(policy, clock, "b", 6, ttft=0.9, decode=100)
+    for model, ttft in (("a", 1.2), ("b", 3.6)):
+        clock.now += MINUTE
+        policy.observe(key(model), result("p", model, clock.now, ttft=ttft, decode=200))
+    assert policy.choose(key("a")).reason == "confirm"
+    assert "last TTFT 1.2 vs window median 0.3" in policy.choose(key("a")).detail
+    assert policy.choose(key("a"), budget_share=0.9).reason == "budget"
+    assert policy.choose(key("b")).reason == "degraded"
+    head = (
+        '[[providers]]\nname = "p"\napi_base_url = "http://127.0.0.1:9/v1"\napi_key = "k"\n'
+        'models = ["a"]\n[performance]\ntest_interval_minutes = 15\n[performance.adaptive]\n'
+    )
+    ok = parse_config(head + "confirm_after_seconds = 30\n", "c.toml").performance
+    assert ok.adaptive.confirm_after_seconds == 30
+    with pytest.raises(ConfigError, match=r"c\.toml.*adaptive\.confirm_after_seconds.*at most"):
+        parse_config(head + "confirm_after_seconds = 301\n", "c.toml")
+    with pytest.raises(ConfigError, match=r"c\.toml.*adaptive\.confirm_after_seconds"):
+        parse_config(head + "confirm_after_seconds = -1\n", "c.toml")

@@ -148,6 +148,20 @@ def test_daily_estimate_with_adaptive_probing() -> None:
     assert f"up to {144 * (16 + 256) / steady:.1f}x these figures" in out
 
 
+def test_confirmations_raise_the_watchs_ceiling_not_the_steady_spend() -> None:
+    """A leader's watch may confirm a degraded-looking result 30 s later, at most after
+    every other probe: up to 2 probes per 10.5 minutes, 274 a day instead of 144."""
+    text = HEAD.replace("test_interval_minutes = 15", "test_interval_minutes = 60")
+    text += '[performance.test_models]\nmodels = ["groq:llama"]\n'
+    text += "[performance.adaptive]\nenabled = true\nmin_interval_minutes = 10\n"
+    performance = parse_config(text + "confirm_after_seconds = 30\n").performance
+    rows = estimate_daily(performance)
+    assert [(r.module, r.probes, round(r.max_probes)) for r in rows] == [
+        ("latency", 144, 274),
+        ("throughput", 24, 144),
+    ]
+
+
 def test_query_cost_command(tmp_path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(HEAD + PRICES)
