@@ -56,7 +56,7 @@ def test_example_config_loads_with_spec_values() -> None:
     assert (perf.adaptive.enabled, perf.adaptive.min_interval_minutes) == (True, 5)
     assert perf.adaptive.confirm_after_seconds == 30
     assert (perf.window, perf.min_test_count) == ("20m", 2)
-    assert perf.score.failure_ratio_reference == 0.5
+    assert perf.score.failure_ratio_reference == 1.0
     assert (perf.score.form, perf.score.latency_statistic) == ("capped", "mean")
     assert perf.score.latency_reference_ms == 1000
     assert perf.success_rate_confidence == 0.999
