@@ -661,6 +661,13 @@ def configured(args: argparse.Namespace) -> Performance:
             score, throughput_reference_tokens_per_sec=args.throughput_reference
         )
     if args.failure_reference is not None:
+        # The config refuses a reference past 1; an override must not measure what no
+        # config can run.
+        if not 0 < args.failure_reference <= 1:
+            raise SystemExit(
+                f"--failure-reference: must be greater than 0 and at most 1 "
+                f"([performance.score] failure_ratio_reference), got {args.failure_reference:g}"
+            )
         score = dataclasses.replace(score, failure_ratio_reference=args.failure_reference)
     if args.latency_statistic is not None:
         score = dataclasses.replace(score, latency_statistic=args.latency_statistic)

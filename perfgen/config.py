@@ -304,9 +304,9 @@ class AdaptiveSettings:
 
     enabled: bool = False
     min_interval_minutes: float = 5.0  # never sooner than this; at most test_interval_minutes
-    # The watch probes a target whose result just started to look degraded again this
+    # The watch probes a leader whose result just started to look degraded again this
     # soon, once, so that a change is confirmed (or a fluke diluted) before the next
-    # minimum interval. 0: off.
+    # minimum interval (exporter/adaptive.py). 0: off.
     confirm_after_seconds: float = 0.0
 
 
