@@ -182,7 +182,14 @@ class AdaptiveIntervals:
         if key[2] not in self._baseline:
             return
         self._modules.setdefault(key[:2], set()).add(key[2])
-        led = self.confirm > 0 and self._leads(key[:2])
+        # Ranking every target is the costly part, so only for a probe that could start
+        # a confirmation: the watch's, after a result that did not look degraded.
+        led = (
+            self.confirm > 0
+            and not self._looked_degraded.get(key, False)
+            and self._is_watch(key)
+            and self._leads(key[:2])
+        )
         samples = self._samples.setdefault(key[:2], deque())
         # The scheduler's clock (monotonic in the exporter), not the result's unix time.
         now = self._clock()
