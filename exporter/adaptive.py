@@ -58,6 +58,7 @@ The hourly token budget still caps everything: a probe the budget refuses is ref
 
 from __future__ import annotations
 
+import heapq
 import math
 import statistics
 from collections import deque
@@ -155,6 +156,16 @@ class AdaptiveIntervals:
         self._modules: dict[Target, set[str]] = {}  # baseline modules seen per target
         self._looked_degraded: dict[ProbeKey, bool] = {}  # by the key's previous result
         self._confirm: dict[ProbeKey, str] = {}  # a confirmation due, and what it confirms
+        # Every probe compares its target with every other (a leader? a contest?): at 1000
+        # targets recomputing each rival's score per probe held the event loop ~17 ms
+        # (bench/adaptive_scale.py). A target's scores change only with a new result or
+        # when its oldest sample leaves the window, so they are kept until then; each
+        # scenario's two best (enough for any target's best rival) are kept too, and
+        # rebuilt only when one of those two changes.
+        self._kept_scores: dict[Target, tuple[float, dict[str, float]]] = {}  # until, scores
+        self._expiries: list[tuple[float, Target]] = []  # heap of kept scores' `until`
+        self._changed: set[Target] = set()  # scores that may differ from `_top`'s view
+        self._top: dict[str, list[tuple[float, Target]]] | None = None
 
     @classmethod
     def from_performance(
@@ -162,8 +173,9 @@ class AdaptiveIntervals:
     ) -> AdaptiveIntervals | None:
         """The policy when `[performance.adaptive] enabled`, else None (fixed intervals).
 
-        `previous` (a config reload): its recent results carry over, so a reload does not
-        make every target look short of data and probe it at the minimum.
+        `previous` (a config reload): its recent results and any confirmation due carry
+        over, so a reload does not make every target look short of data and probe it at
+        the minimum, nor drop a leader's pending confirmation.
         """
         if not performance.adaptive.enabled:
             return None
@@ -173,6 +185,11 @@ class AdaptiveIntervals:
             policy._last_failed = previous._last_failed
             policy._modules = previous._modules
             policy._looked_degraded = previous._looked_degraded
+            # A confirmation due stays due (a reload mid-degradation would otherwise leave
+            # the leader unconfirmed until its next watch), unless the new config stopped
+            # confirming.
+            if policy.confirm > 0:
+                policy._confirm = previous._confirm
         return policy
 
     # ----------------------------------------------------------------- feeding
@@ -182,6 +199,7 @@ class AdaptiveIntervals:
         if key[2] not in self._baseline:
             return
         self._modules.setdefault(key[:2], set()).add(key[2])
+        self._forget_scores(key[:2])
         # Ranking every target is the costly part, so only for a probe that could start
         # a confirmation: the watch's, after a result that did not look degraded.
         led = (
@@ -202,7 +220,12 @@ class AdaptiveIntervals:
                     request.tokens_per_second if request.success else None,
                 )
             )
+        self._forget_scores(key[:2])  # `led` above kept the scores before this result
         self._note_confirmation(key, led)
+
+    def _forget_scores(self, target: Target) -> None:
+        self._kept_scores.pop(target, None)
+        self._changed.add(target)
 
     def _note_confirmation(self, key: ProbeKey, led: bool) -> None:
         """After `key`'s result is in: is one confirming probe of it due? `led`: the target
@@ -286,22 +309,39 @@ class AdaptiveIntervals:
         """Per scenario the target serves with a scored rival: (scenario, its score, the
         best rival's score, that rival)."""
         mine = self._scores(target)
+        top = self._scenario_top()
         out = []
         for scenario in self._scenarios:
             if scenario.name not in mine:
                 continue
-            rivals = [
-                (scores[scenario.name], other)
-                for other in self._samples
-                if other != target
-                and self._serves(scenario, other)
-                and (scores := self._scores(other))
-                and scenario.name in scores
-            ]
-            if rivals:
-                best, rival = max(rivals)
-                out.append((scenario.name, mine[scenario.name], best, rival))
+            # The best scored target other than this one, ties to the greater key (max()).
+            rival = next((e for e in top.get(scenario.name, ()) if e[1] != target), None)
+            if rival is not None:
+                out.append((scenario.name, mine[scenario.name], rival[0], rival[1]))
         return out
+
+    def _scenario_top(self) -> dict[str, list[tuple[float, Target]]]:
+        """Each scenario's two best (score, target): any target's best rival is one of them."""
+        now = self._clock()
+        while self._expiries and self._expiries[0][0] <= now:
+            self._changed.add(heapq.heappop(self._expiries)[1])
+        top = self._top
+        if top is not None and not any(
+            target in self._changed for members in top.values() for _, target in members
+        ):
+            # Only targets outside the two best changed: each may enter, none can leave.
+            for target in self._changed:
+                for name, score in self._scores(target).items():
+                    top[name] = heapq.nlargest(2, [*top.get(name, ()), (score, target)])
+            self._changed.clear()
+            return top
+        entries: dict[str, list[tuple[float, Target]]] = {}
+        for other in list(self._samples):
+            for name, score in self._scores(other).items():
+                entries.setdefault(name, []).append((score, other))
+        self._top = {name: heapq.nlargest(2, scored) for name, scored in entries.items()}
+        self._changed.clear()
+        return self._top
 
     def _leads(self, target: Target) -> bool:
         """The target scores best in a scenario it serves: where its slowdown moves a route."""
@@ -364,6 +404,19 @@ class AdaptiveIntervals:
 
     def _scores(self, target: Target) -> dict[str, float]:
         """The target's score per scenario it serves, from its window; {} without enough."""
+        kept = self._kept_scores.get(target)
+        if kept is not None and self._clock() < kept[0]:
+            return kept[1]
+        scores = self._window_scores(target)
+        samples = self._samples.get(target)
+        # Its oldest sample leaves the window (`_recent`'s horizon) at `at + window`.
+        until = samples[0].at + self.window if samples else math.inf
+        self._kept_scores[target] = (until, scores)
+        if until < math.inf:
+            heapq.heappush(self._expiries, (until, target))
+        return scores
+
+    def _window_scores(self, target: Target) -> dict[str, float]:
         recent = self._recent(target)
         if len(recent) < self.min_samples:
             return {}

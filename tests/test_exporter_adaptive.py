@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 from collections import deque
 from typing import Any
 
@@ -477,3 +478,93 @@ def test_only_a_leader_confirms_and_not_past_the_budget_share() -> None:
         parse_config(head + "confirm_after_seconds = 301\n", "c.toml")
     with pytest.raises(ConfigError, match=r"c\.toml.*adaptive\.confirm_after_seconds"):
         parse_config(head + "confirm_after_seconds = -1\n", "c.toml")
+
+
+def test_a_reload_keeps_a_pending_confirmation_unless_it_stops_confirming() -> None:
+    """A config reload between a leader's first degraded-looking result and its
+    confirmation keeps the confirmation due; a reload that sets confirm_after_seconds to
+    0 drops it (the target is then probed as degraded, never at a 0 s interval)."""
+    clock = FakeClock()
+    confirming = performance(
+        adaptive=AdaptiveSettings(enabled=True, min_interval_minutes=5, confirm_after_seconds=30)
+    )
+    policy = AdaptiveIntervals(confirming, clock)
+    feed(policy, clock, "a", 6, ttft=0.3, decode=200)
+    feed(policy, clock, "b", 6, ttft=0.9, decode=100)
+    clock.now += MINUTE
+    policy.observe(key("a"), result("p", "a", clock.now, ttft=1.2, decode=200))
+    assert policy.choose(key("a")).reason == "confirm"
+    reloaded = AdaptiveIntervals.from_performance(confirming, clock, previous=policy)
+    assert reloaded is not None
+    assert (reloaded.choose(key("a")).reason, reloaded.choose(key("a")).seconds) == (
+        "confirm",
+        30.0,
+    )
+    stopped = performance(
+        adaptive=AdaptiveSettings(enabled=True, min_interval_minutes=5, confirm_after_seconds=0)
+    )
+    off = AdaptiveIntervals.from_performance(stopped, clock, previous=policy)
+    assert off is not None
+    assert (off.choose(key("a")).reason, off.choose(key("a")).seconds) == ("degraded", 5 * MINUTE)
+
+
+class _Recomputing(AdaptiveIntervals):
+    """The policy by its definition: every rival's score recomputed from its window at
+    every decision, nothing kept."""
+
+    def _standings(self, target: tuple[str, str]) -> list[tuple[str, float, float, Any]]:
+        mine = self._window_scores(target)
+        out = []
+        for scenario in self._scenarios:
+            if scenario.name not in mine:
+                continue
+            rivals = [
+                (scores[scenario.name], other)
+                for other in list(self._samples)
+                if other != target and scenario.name in (scores := self._window_scores(other))
+            ]
+            if rivals:
+                best, rival = max(rivals)
+                out.append((scenario.name, mine[scenario.name], best, rival))
+        return out
+
+
+def test_kept_scores_decide_as_recomputing_every_rival_does() -> None:
+    """The scores and each scenario's two best that the policy keeps between results (so
+    that a decision at 1000 targets does not rescore all of them) give every decision the
+    recomputing policy gives: random results, failures and gaps on 8 targets, two
+    scenarios of which one has candidates, samples leaving the window in between."""
+    models = [f"m{i}" for i in range(8)]
+    scenarios = (
+        '[performance.scenarios.think]\ncandidates = ["p,m0", "p,m1", "p,m2", "p,m5"]\n'
+        "weights = { latency = 0.7, throughput = 0.2, reliability = 0.1 }\n"
+    )
+    perf = dataclasses.replace(
+        configured(models, scenarios), window="20m", min_test_count=2, test_interval_minutes=60
+    )
+    rng = random.Random(7)
+    clock = FakeClock()
+    kept, recomputing = AdaptiveIntervals(perf, clock), _Recomputing(perf, clock)
+    reasons = set()
+    for _ in range(600):
+        clock.now += rng.choice((5.0, 30.0, 120.0, 400.0))
+        model = rng.choice(models)
+        module = rng.choice(("latency", "latency", "throughput"))
+        probe = result(
+            "p",
+            model,
+            clock.now,
+            ttft=rng.lognormvariate(-0.5, 0.6) * (1 + models.index(model) / 8),
+            decode=rng.uniform(40, 120),
+            success=rng.random() > 0.1,
+            module=module,
+        )
+        for policy in (kept, recomputing):
+            policy.observe(("p", model, module), probe)
+        for other in rng.sample(models, 3):
+            for mod in ("latency", "throughput"):
+                expected = recomputing.choose(("p", other, mod))
+                assert kept.choose(("p", other, mod)) == expected
+                reasons.add(expected.reason)
+    # The comparison reached the decisions that read the rivals.
+    assert {"ahead", "behind", "cheaper_module", "watch"} <= reasons
