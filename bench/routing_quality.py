@@ -29,7 +29,9 @@ Per world x policy: regret (time-averaged % by which the chain in use is truly s
 than the best chain), detection delay (the incumbent degraded -> primary moved) and
 recovery delay (it is best again -> primary back), primary changes per hour, and spend
 (paid probes and output tokens per model per hour). Figures are the median [min..max]
-over seeds; the summary lines average the per-world means over worlds.
+over seeds; the summary lines average the per-world means over worlds. Because every
+policy on one probe set sees the same draws, perfgen minus each peer is also shown seed
+by seed (seeds lower / equal / higher): what a gap smaller than the spread over seeds is.
 
     python bench/routing_quality.py --quick     # 4 worlds, 2 seeds, decisions every 5 min
     python bench/routing_quality.py             # 8 worlds, 3 seeds, decisions every 2 min
@@ -563,6 +565,41 @@ def print_overall_regret(
     )
 
 
+def print_paired_regret(
+    figures: dict[tuple[str, str], list[Figures]], worlds: Sequence[str], policies: Sequence[str]
+) -> None:
+    """perfgen against each peer on the same probes, seed by seed. Seed i of both decided
+    from one set of probe results (common random numbers), so the difference of the pair
+    is what the rule changes; how many seeds it is lower in says whether a gap of a tenth
+    of a point is the rule or the draw (with 6 seeds, lower in all 6 happens by chance
+    once in 32 when the rules route alike)."""
+    pairs = [
+        (mine, peer)
+        for mine, dataset in ((PERFGEN, "fixed"), (ADAPTIVE, "adaptive"))
+        for peer in peer_labels(dataset)
+        if mine in policies and peer in policies
+    ]
+    if not pairs:
+        return
+    print(
+        "\n### regret, perfgen minus each peer on the same probes, seed by seed: seeds "
+        "lower / equal / higher, and the difference in points (median [min..max])\n"
+    )
+    rows = []
+    for world in worlds:
+        row = [world]
+        for mine, peer in pairs:
+            diffs = [
+                a.regret - b.regret
+                for a, b in zip(figures[(world, mine)], figures[(world, peer)], strict=False)
+            ]
+            lower = sum(d < 0 for d in diffs)
+            equal = sum(d == 0 for d in diffs)
+            row.append(f"{lower}/{equal}/{len(diffs) - lower - equal}, {_fmt(diffs, 100.0, 2)}")
+        rows.append(row)
+    print_table(["world", *(f"{mine} - {peer}" for mine, peer in pairs)], rows)
+
+
 def report(
     figures: dict[tuple[str, str], list[Figures]], worlds: Sequence[str], policies: Sequence[str]
 ) -> None:
@@ -599,6 +636,7 @@ def report(
         ],
     )
     print_overall_regret(figures, worlds, policies)
+    print_paired_regret(figures, worlds, policies)
     print()
     for policy in policies:
         per_world = [figures[(w, policy)] for w in worlds]
@@ -861,7 +899,8 @@ def main() -> None:
     policies = [PERFGEN, ADAPTIVE, *peer_labels("fixed"), *peer_labels("adaptive")]
     by_run = {(r.world.name, r.seed, r.dataset): r for r in runs}
     figures: dict[tuple[str, str], list[Figures]] = {}
-    for (world, seed, policy), timeline in timelines.items():
+    # In seed order: seed i of every policy is a pair (print_paired_regret).
+    for (world, seed, policy), timeline in sorted(timelines.items()):
         on_adaptive = policy in (ADAPTIVE, *peer_labels("adaptive"))
         run = by_run[(world, seed, "adaptive" if on_adaptive else "fixed")]
         figures.setdefault((world, policy), []).append(
