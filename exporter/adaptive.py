@@ -69,7 +69,7 @@ from perfgen.config import LATENCY_MEAN, Performance, Thresholds, Weights, durat
 from perfgen.exporter.result import ProbeResult
 from perfgen.exporter.spend import probe_output_tokens
 from perfgen.rules.render import baseline_modules, performance_score, score_components
-from perfgen.timing import CHEAP_MODULE_SHARE, watching_module
+from perfgen.timing import CHEAP_MODULE_SHARE, confirming_module, watching_module
 
 ProbeKey = tuple[str, str, str]  # provider, model, module
 Target = tuple[str, str]  # provider, model
@@ -359,27 +359,29 @@ class AdaptiveIntervals:
     def _pricier_module(self, key: ProbeKey) -> str | None:
         """The target's priciest baseline module seen, if `key` is the one watching it
         (`timing.watching_module` of the modules the target has been probed with)."""
-        costs = {m: self._costs[m] for m in self._modules.get(key[:2], ())}
+        costs = self._seen_costs(key[:2])
         if watching_module(costs) != key[2]:
             return None
         return max(costs, key=lambda m: (costs[m], m))
 
     def _is_watch(self, key: ProbeKey) -> bool:
-        """`key` is its target's cheapest baseline module (the watch, or the only one)."""
-        modules = self._modules.get(key[:2], set())
-        return modules == {key[2]} or self._pricier_module(key) is not None
+        """`key` confirms for its target: the watch, or its only baseline module (of those
+        it has been probed with; `perfgen query --cost` reads the config's)."""
+        return confirming_module(self._seen_costs(key[:2])) == key[2]
+
+    def _seen_costs(self, target: Target) -> dict[str, int]:
+        """The baseline modules the target has been probed with, and their tokens per probe;
+        one a reload removed or made non-baseline no longer counts."""
+        return {m: self._costs[m] for m in self._modules.get(target, ()) if m in self._costs}
 
     def _cheaper_module(self, key: ProbeKey) -> str | None:
         """The target's cheapest other baseline module, if it costs at most CHEAP_MODULE_SHARE."""
         own = self._costs.get(key[2])
         if own is None:
             return None
-        cheaper = [
-            m
-            for m in self._modules.get(key[:2], ())
-            if m != key[2] and self._costs[m] <= CHEAP_MODULE_SHARE * own
-        ]
-        return min(cheaper, key=lambda m: (self._costs[m], m)) if cheaper else None
+        costs = self._seen_costs(key[:2])
+        cheaper = [m for m in costs if m != key[2] and costs[m] <= CHEAP_MODULE_SHARE * own]
+        return min(cheaper, key=lambda m: (costs[m], m)) if cheaper else None
 
     def _serves(self, scenario: _Scenario, target: Target) -> bool:
         return scenario.candidates is None or target in scenario.candidates

@@ -14,8 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from perfgen.config import Module, Performance, Target
-from perfgen.rules.render import baseline_modules
-from perfgen.timing import watch_module
+from perfgen.timing import confirming_module, probed_baseline_costs, watch_module
 
 DAY_MINUTES = 24 * 60
 
@@ -52,7 +51,7 @@ def estimate_daily(performance: Performance) -> list[DailyCost]:
         else performance.test_interval_minutes
     )
     watch = watch_module(performance)
-    confirming = _confirming_module(performance, watch)
+    confirming = _confirming_module(performance)
     for target in performance.targets:
         price = performance.prices.get(target)
         for name in performance.sd_modules:
@@ -75,15 +74,11 @@ def estimate_daily(performance: Performance) -> list[DailyCost]:
     return rows
 
 
-def _confirming_module(performance: Performance, watch: str | None) -> str | None:
-    """The module adaptive probing confirms a degraded-looking leader with, if it does:
-    the watch, or a target's only baseline module (exporter/adaptive.py)."""
+def _confirming_module(performance: Performance) -> str | None:
+    """The module adaptive probing confirms a degraded-looking leader with, if it does."""
     if not performance.adaptive.enabled or performance.adaptive.confirm_after_seconds <= 0:
         return None
-    if watch is not None:
-        return watch
-    probed = [m for m in baseline_modules(performance) if m in performance.sd_modules]
-    return probed[0] if len(probed) == 1 else None
+    return confirming_module(probed_baseline_costs(performance))
 
 
 def _most_probes(performance: Performance, shortest: float, confirms: bool) -> float:

@@ -36,6 +36,25 @@ def watching_module(costs: Mapping[str, int]) -> str | None:
     return cheapest if costs[cheapest] <= CHEAP_MODULE_SHARE * costs[priciest] else None
 
 
+def confirming_module(costs: Mapping[str, int]) -> str | None:
+    """Of a target's baseline modules (output tokens per probe), the one adaptive probing
+    confirms a degraded-looking leader with (`confirm_after_seconds`): the watching one,
+    or the only one."""
+    if len(costs) == 1:
+        return next(iter(costs))
+    return watching_module(costs)
+
+
+def probed_baseline_costs(performance: Performance) -> dict[str, int]:
+    """The baseline modules every target is probed with (`test_models.modules`), with
+    their output tokens per probe."""
+    return {
+        name: module.output_tokens_per_probe
+        for name in performance.sd_modules
+        if (module := performance.modules.get(name)) is not None and module.baseline
+    }
+
+
 def watch_module(performance: Performance) -> str | None:
     """The module that watches every target under adaptive probing, if there is one: the
     watching one of the baseline modules probed (`test_models.modules`). Then each target
@@ -44,13 +63,7 @@ def watch_module(performance: Performance) -> str | None:
     """
     if not performance.adaptive.enabled:
         return None
-    return watching_module(
-        {
-            name: module.output_tokens_per_probe
-            for name in performance.sd_modules
-            if (module := performance.modules.get(name)) is not None and module.baseline
-        }
-    )
+    return watching_module(probed_baseline_costs(performance))
 
 
 def probe_cadence_seconds(performance: Performance) -> float:

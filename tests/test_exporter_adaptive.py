@@ -568,3 +568,24 @@ def test_kept_scores_decide_as_recomputing_every_rival_does() -> None:
                 reasons.add(expected.reason)
     # The comparison reached the decisions that read the rivals.
     assert {"ahead", "behind", "cheaper_module", "watch"} <= reasons
+
+
+def test_a_reload_that_drops_a_module_keeps_deciding() -> None:
+    """Results of a module that a reload removed (or made non-baseline) carry over in the
+    target's window, but the module no longer counts as one the target is probed with:
+    the one left decides alone (no watch beside it), and nothing fails on the gone one."""
+    clock = FakeClock()
+    quick = dataclasses.replace(performance().modules["latency"], max_tokens=8)
+    before = performance(modules={**performance().modules, "quick": quick})
+    policy = AdaptiveIntervals(before, clock)
+    for model, ttft in (("a", 0.3), ("b", 3.0)):
+        for module in ("quick", "latency"):
+            for _ in range(3):
+                clock.now += MINUTE
+                policy.observe(("p", model, module), result("p", model, clock.now, ttft=ttft))
+    assert policy.choose(("p", "a", "quick")).reason == "watch"
+    assert policy.choose(key("a")).reason == "ahead"
+    reloaded = AdaptiveIntervals.from_performance(performance(), clock, previous=policy)
+    assert reloaded is not None
+    assert reloaded.choose(key("a")).reason == "ahead"
+    assert reloaded.choose(key("b")).reason == "behind"
