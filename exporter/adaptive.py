@@ -199,7 +199,6 @@ class AdaptiveIntervals:
         if key[2] not in self._baseline:
             return
         self._modules.setdefault(key[:2], set()).add(key[2])
-        self._forget_scores(key[:2])
         # Ranking every target is the costly part, so only for a probe that could start
         # a confirmation: the watch's, after a result that did not look degraded.
         led = (
@@ -220,7 +219,7 @@ class AdaptiveIntervals:
                     request.tokens_per_second if request.success else None,
                 )
             )
-        self._forget_scores(key[:2])  # `led` above kept the scores before this result
+        self._forget_scores(key[:2])  # `led` above read the scores before this result
         self._note_confirmation(key, led)
 
     def _forget_scores(self, target: Target) -> None:
