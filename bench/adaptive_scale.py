@@ -29,13 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import Summary, print_machine, print_table  # noqa: E402
+from routing_worlds import Truth, draw_probe  # noqa: E402
 
 from perfgen.config import load_config  # noqa: E402
 from perfgen.exporter.adaptive import AdaptiveIntervals  # noqa: E402
-from perfgen.exporter.result import ProbeResult, RequestResult  # noqa: E402
+from perfgen.exporter.result import ProbeResult  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parent.parent / "examples" / "config.example.toml"
 WATCH_SECONDS = 300.0  # the example's min_interval_minutes
+STEADY = Truth(ttft_median=0.55, ttft_sigma=0.4, decode=80.0, error=0.01)
 
 
 class Clock:
@@ -47,20 +49,11 @@ class Clock:
 
 
 def probe_result(model: str, module: str, at: float, rng: random.Random) -> ProbeResult:
+    """A probe of a steady model drawn as the routing benchmark draws them (1 % errors)."""
     tokens = 256 if module == "throughput" else 16
-    decode = rng.lognormvariate(4.4, 0.1)
-    ttft = rng.lognormvariate(-0.6, 0.4)
-    request = RequestResult(
-        success=rng.random() > 0.01,
-        ttft_seconds=ttft,
-        duration_seconds=ttft + (tokens - 1) / decode,
-        output_tokens=tokens,
-        tokens_per_second=decode,
-        token_count_source="usage",
+    return draw_probe(
+        STEADY, rng, provider="p", model=model, module=module, max_tokens=tokens, started_at=at
     )
-    if not request.success:
-        request = RequestResult(success=False, failure_reason="http_5xx", output_tokens=0)
-    return ProbeResult("p", model, module, at, 1.0, (request,))
 
 
 def watch_round(

@@ -591,7 +591,7 @@ def print_paired_regret(
         for mine, peer in pairs:
             diffs = [
                 a.regret - b.regret
-                for a, b in zip(figures[(world, mine)], figures[(world, peer)], strict=False)
+                for a, b in zip(figures[(world, mine)], figures[(world, peer)], strict=True)
             ]
             lower = sum(d < 0 for d in diffs)
             equal = sum(d == 0 for d in diffs)

@@ -157,7 +157,7 @@ class AdaptiveIntervals:
         self._looked_degraded: dict[ProbeKey, bool] = {}  # by the key's previous result
         self._confirm: dict[ProbeKey, str] = {}  # a confirmation due, and what it confirms
         # Every probe compares its target with every other (a leader? a contest?): at 1000
-        # targets recomputing each rival's score per probe held the event loop ~17 ms
+        # targets recomputing each rival's score per probe held the event loop ~15 ms
         # (bench/adaptive_scale.py). A target's scores change only with a new result or
         # when its oldest sample leaves the window, so they are kept until then; each
         # scenario's two best (enough for any target's best rival) are kept too, and
