@@ -102,7 +102,8 @@ ANSWER_SIZES = (20, REFERENCE_TOKENS, 500)
 SCENARIO = "default"
 # The series the rules and the generator read; the rest of a /probe answer is not needed.
 WANTED = re.compile(
-    r"^(llm_ttft_seconds_(bucket|sum|count)|llm_decode_tokens_per_second_(sum|count)|llm_requests_total"
+    r"^(llm_ttft_seconds_(bucket|sum|count|squared_total)"
+    r"|llm_decode_tokens_per_second_(sum|count|squared_total)|llm_requests_total"
     r"|llm_request_failures_total)$"
 )
 PERFGEN, ADAPTIVE = "perfgen", "perfgen-adaptive"
@@ -372,6 +373,7 @@ def decide_day(
                 stale_after=after,
                 stale_after_seconds=duration_seconds(after),
                 at=float(day_start + step),
+                noise=performance.generator.switch_confidence > 0,
             )
             for after in set(stale.values())
         }
@@ -418,10 +420,15 @@ def _trace_line(step: int, label: str, stats: dict[Route, ModelStats], chain: li
         score = "-" if stat.score is None else f"{stat.score:.3f}"
         low = "-" if stat.hold_min is None else f"{stat.hold_min:.3f}"
         high = "-" if stat.hold_max is None else f"{stat.hold_max:.3f}"
+        noise = ""
+        if stat.ttft_mean_stderr is not None or stat.decode_stderr is not None:
+            noise = f" ±{stat.ttft_mean_stderr or 0:.2f} s ±{stat.decode_stderr or 0:.1f} tok/s"
         figures.append(
             f"{route.model}={score}[{low}..{high}] p95={stat.ttft_p95_seconds or 0:.2f}"
+            f" mean={stat.ttft_mean_seconds or 0:.2f}"
             f" dec={stat.decode_tokens_per_second or 0:.0f} ok={stat.success_ratio or 0:.3f}"
-            f" n={stat.samples or 0:g}{'' if stat.fresh else ' STALE ' + stat.stale_reason}"
+            f" n={stat.samples or 0:g}{noise}"
+            f"{'' if stat.fresh else ' STALE ' + stat.stale_reason}"
         )
     hours, rest = divmod(step, 3600)
     print(f"# trace {label} {hours:02d}:{rest // 60:02d} {','.join(chain)}  {'  '.join(figures)}")
@@ -670,6 +677,8 @@ def configured(args: argparse.Namespace) -> Performance:
         generator = dataclasses.replace(generator, hysteresis_margin=args.margin)
     if args.hold is not None:
         generator = dataclasses.replace(generator, hysteresis_for=args.hold)
+    if args.switch_confidence is not None:
+        generator = dataclasses.replace(generator, switch_confidence=args.switch_confidence)
     performance = dataclasses.replace(performance, generator=generator)
     if args.window is not None:
         performance = dataclasses.replace(performance, window=args.window)
@@ -709,6 +718,11 @@ def configured(args: argparse.Namespace) -> Performance:
         score = dataclasses.replace(score, failure_ratio_reference=args.failure_reference)
     if args.latency_statistic is not None:
         score = dataclasses.replace(score, latency_statistic=args.latency_statistic)
+    if performance.generator.switch_confidence and score.latency_statistic != "mean":
+        raise SystemExit(
+            '--switch-confidence: needs latency_statistic = "mean" (what the config refuses '
+            "otherwise)"
+        )
     return dataclasses.replace(performance, score=score)
 
 
@@ -748,6 +762,11 @@ def main() -> None:
     )
     parser.add_argument("--margin", type=float, help="override hysteresis_margin")
     parser.add_argument("--hold", help="override hysteresis_for")
+    parser.add_argument(
+        "--switch-confidence",
+        type=float,
+        help="override [performance.generator] switch_confidence (0: the margin alone)",
+    )
     parser.add_argument("--window", help="override window")
     parser.add_argument(
         "--peer-window",
@@ -844,6 +863,7 @@ def main() -> None:
         f"{' (the config probes adaptively)' if performance.adaptive.enabled else ''}, window "
         f"{performance.window} (peers {args.peer_window}), "
         f"margin {g.hysteresis_margin:g}, hold {g.hysteresis_for}, "
+        f"switch_confidence {g.switch_confidence:g}, "
         f"score {performance.score.form} on the {performance.score.latency_statistic} TTFT, "
         f"references {performance.score.latency_reference_ms or 'threshold'} ms, "
         f"{performance.score.throughput_reference_tokens_per_sec or 'threshold'} tokens/s, "

@@ -132,23 +132,29 @@ HISTOGRAMS: dict[str, tuple[str, Sequence[float], str]] = {
         "connect_seconds",
     ),
 }
+# Histograms whose sum of squared observations is exposed too (`<name>_squared_total`):
+# with `_sum` and `_count` it gives a window's standard deviation, and so the standard
+# error of the score's two figures, which `switch_confidence` weighs a lead against.
+SQUARED = ("llm_ttft_seconds", "llm_decode_tokens_per_second")
 
 Key = tuple[str, str, str]  # provider, model, module
 
 
 class _Histogram:
-    __slots__ = ("bounds", "counts", "total", "count")
+    __slots__ = ("bounds", "counts", "total", "squares", "count")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = tuple(bounds)
         self.counts = [0] * (len(self.bounds) + 1)  # last slot: above every bound
         self.total = 0.0
+        self.squares = 0.0
         self.count = 0
 
     def observe(self, value: float) -> None:
         # `le` is inclusive, so a value equal to a bound belongs to that bucket.
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.total += value
+        self.squares += value * value
         self.count += 1
 
     def totals(self) -> HistogramTotals:
@@ -257,6 +263,15 @@ class CumulativeStore:
             family = HistogramMetricFamily(name, help_text, labels=LABELS)
             family.add_metric(labels, histogram.cumulative(), histogram.total)
             families.append(family)
+        for name in SQUARED:
+            squared = CounterMetricFamily(
+                f"{name}_squared",
+                f"Sum of the squares of {name}'s observations (with its _sum and _count: "
+                "the variance over a window).",
+                labels=LABELS,
+            )
+            squared.add_metric(labels, series.histograms[name].squares)
+            families.append(squared)
         requests = CounterMetricFamily(
             "llm_requests",
             "Probe requests sent, successful or not (one never sent for want of a key is not).",

@@ -33,6 +33,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from perfgen.config import Performance, Route, Thresholds
+from perfgen.generator.significance import required_lead
+from perfgen.rules.render import ScenarioParams, confidence_z, scenario_params
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ class ModelStats:
     # The ratio's upper confidence bound, which the success threshold is judged by when
     # success_rate_confidence is set; None: not recorded (the ratio is judged).
     success_upper_bound: float | None = None
+    # Standard errors of the window's mean TTFT and mean decode rate; None: not read
+    # (switch_confidence off) or fewer than 2 samples.
+    ttft_mean_stderr: float | None = None
+    decode_stderr: float | None = None
     score_scenario: str | None = None  # which scenario label the score came from
     # Over the hold time: lowest and highest score, and whether a score existed at every
     # step. None when there is no history (then the current score stands in).
@@ -70,17 +76,28 @@ class Policy:
     margin: float = 0.10
     hold: str = "15m"
     thresholds: Thresholds | None = None  # for explaining why a model fails
+    # switch_confidence as a normal quantile (0: off), and the scenarios' scoring the
+    # standard errors are computed with (significance.score_stderr).
+    switch_z: float = 0.0
+    scoring: tuple[ScenarioParams, ...] = ()
+
+    def lead_needed(self, challenger: ModelStats, incumbent: ModelStats) -> float:
+        """The score lead over the incumbent that switch_confidence asks for."""
+        return required_lead(challenger, incumbent, self.scoring, self.switch_z)
 
 
 def policy_for(performance: Performance, scenario: str) -> Policy:
     """The Policy of one routing scenario, from `[performance]` and its generator table."""
     settings = performance.generator
+    z = confidence_z(settings.switch_confidence)
     return Policy(
         min_samples=performance.min_test_count,
         max_chain=settings.max_chain,
         margin=settings.hysteresis_margin,
         hold=settings.hysteresis_for,
         thresholds=performance.scenario_thresholds(scenario),
+        switch_z=z,
+        scoring=tuple(scenario_params(performance)) if z > 0 else (),
     )
 
 
@@ -169,8 +186,11 @@ def threshold_failures(stats: ModelStats, thresholds: Thresholds | None) -> list
     return out
 
 
-def holds_over(challenger: ModelStats, incumbent: ModelStats, margin: float) -> bool:
-    """True when the challenger beat the incumbent by the margin for the whole hold time.
+def holds_over(
+    challenger: ModelStats, incumbent: ModelStats, margin: float, lead: float = 0.0
+) -> bool:
+    """True when the challenger beat the incumbent by the margin for the whole hold time,
+    and by at least `lead` (what switch_confidence asks of the windows' noise).
 
     An incumbent with no score at all (now or over the hold time) counts as 0: it has
     nothing for hysteresis to protect, so any scored challenger takes its place at once.
@@ -182,7 +202,7 @@ def holds_over(challenger: ModelStats, incumbent: ModelStats, margin: float) -> 
     if not challenger.hold_covered:
         return False
     low = _lowest(challenger)
-    return low is not None and low > (1 + margin) * high
+    return low is not None and low > (1 + margin) * high and low - high > lead
 
 
 @dataclass(frozen=True)
@@ -354,7 +374,9 @@ def _sticky_order(
                 challenger = stats[route]
                 if not (challenger.score or 0.0) > floor:
                     break  # in score order: nobody further down scores above the incumbent
-                if route != incumbent and holds_over(challenger, base, policy.margin):
+                if route != incumbent and holds_over(
+                    challenger, base, policy.margin, policy.lead_needed(challenger, base)
+                ):
                     found = i
                     break
             index = remaining.index(incumbent) if found is None else found
@@ -399,6 +421,12 @@ def _hysteresis_note(
             f" vs {incumbent} highest {base_max:.3f} x {1 + policy.margin:g}"
             f" = {need:.3f}"
         )
+        lead = policy.lead_needed(champ, base)
+        if lead > 0:
+            detail += (
+                f"; switch_confidence asks a lead of {lead:.3f}"
+                f" ({policy.switch_z:.2f} standard errors of the difference)"
+            )
     if pick == incumbent:
         return f"hysteresis holds {where}: {incumbent} stays ({detail})"
     return f"hysteresis switches {where} to {pick}: beat {incumbent} for {policy.hold} ({detail})"

@@ -196,6 +196,7 @@ def plan_routes(
         stale_after_seconds=duration_seconds(stale),
         at=at,
         region=region,
+        noise=performance.generator.switch_confidence > 0,
     )
     decisions = decide_all(config, snap)
     routes = {d.scenario: d.chain_text for d in decisions if d.changed}

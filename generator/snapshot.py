@@ -40,6 +40,9 @@ def rule_names(window: str) -> dict[str, str]:
         "success": f"provider_model:llm_request_success:ratio_{window}",
         # Recorded only with [performance] success_rate_confidence; absent otherwise.
         "success_upper": f"provider_model:llm_request_success:wilson_upper_{window}",
+        # Read only with [performance.generator] switch_confidence (NOISE_ROLES).
+        "ttft_stderr": f"provider_model:llm_ttft_seconds:stderr_{window}",
+        "decode_stderr": f"provider_model:llm_decode_tokens_per_second:stderr_{window}",
     }
 
 
@@ -58,7 +61,12 @@ FOLD = {
     "decode": "min",
     "success": "min",
     "success_upper": "min",
+    "ttft_stderr": "max",
+    "decode_stderr": "max",
 }
+# The standard errors matter only to a switch judged by its confidence: without one the
+# generator does not ask for them (two queries fewer per cycle).
+NOISE_ROLES = ("ttft_stderr", "decode_stderr")
 
 
 def region_selector(name: str, region: str | None) -> str:
@@ -68,11 +76,17 @@ def region_selector(name: str, region: str | None) -> str:
     return f"{name}{{region={json.dumps(region)}}}"
 
 
-def snapshot_queries(window: str, stale_after: str, region: str | None = None) -> dict[str, str]:
-    """PromQL per role; `region` keeps one region's series, else regions fold (FOLD)."""
+def snapshot_queries(
+    window: str, stale_after: str, region: str | None = None, *, noise: bool = False
+) -> dict[str, str]:
+    """PromQL per role; `region` keeps one region's series, else regions fold (FOLD).
+
+    `noise`: also the standard errors (NOISE_ROLES)."""
     names = rule_names(window)
     queries = {}
     for role, fold in FOLD.items():
+        if role in NOISE_ROLES and not noise:
+            continue
         by = "provider, model, scenario" if role in ("score", "meets") else "provider, model"
         queries[role] = f"{fold} by ({by}) ({region_selector(names[role], region)})"
     # The newest probe of any module within stale_after; an exporter that stopped
@@ -192,6 +206,7 @@ def fetch_snapshot(
     stale_after_seconds: float,
     at: float | None = None,
     region: str | None = None,
+    noise: bool = False,
 ) -> Snapshot:
     """Run the snapshot queries at one instant; any failed query fails the snapshot.
 
@@ -200,12 +215,13 @@ def fetch_snapshot(
     their answers are read in query order, so the error raised is the first failed
     query's, as if they ran one by one. The newest rule evaluation is asked first: the
     hold-time queries end there (HoldQueries) and join the others as soon as it is known;
-    their answers (and errors) count only if there are scores.
+    their answers (and errors) count only if there are scores. `noise`: also read the
+    standard errors, for a switch judged by its confidence.
     """
     at = time.time() if at is None else at
     step = max(15.0, math.ceil(hold_seconds / 60))
     snap = Snapshot(at, window, stale_after_seconds, hold_seconds, step, region=region)
-    queries = snapshot_queries(window, stale_after, region)
+    queries = snapshot_queries(window, stale_after, region, noise=noise)
     with ThreadPoolExecutor(QUERY_WORKERS) as pool:
         newest = (
             pool.submit(client.instant, newest_evaluation_query(window, region), at)
@@ -354,6 +370,8 @@ def model_stats(snap: Snapshot, scenario: str, route: Route) -> ModelStats:
         decode_tokens_per_second=_finite(snap.plain.get("decode", {}).get(key)),
         success_ratio=_finite(snap.plain.get("success", {}).get(key)),
         success_upper_bound=_finite(snap.plain.get("success_upper", {}).get(key)),
+        ttft_mean_stderr=_finite(snap.plain.get("ttft_stderr", {}).get(key)),
+        decode_stderr=_finite(snap.plain.get("decode_stderr", {}).get(key)),
         score_scenario=label if score is not None else None,
         hold_min=hold_min,
         hold_max=hold_max,

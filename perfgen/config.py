@@ -268,6 +268,9 @@ class GeneratorSettings:
     hysteresis_for: str = "15m"
     max_chain: int = 3
     stale_after: str | None = None  # None: three probe intervals
+    # How sure a challenger's lead must be, given the windows' standard errors, before it
+    # takes a place (a one-sided level, as success_rate_confidence); 0: the margin alone.
+    switch_confidence: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -878,11 +881,27 @@ def _parse_scenarios(
     return scenarios
 
 
-def _parse_generator(perf: _Reader) -> GeneratorSettings:
+def _parse_generator(perf: _Reader, score: ScoreSettings) -> GeneratorSettings:
     reader = perf.sub("generator")
     if reader is None:
         return GeneratorSettings()
     base = GeneratorSettings()
+    confidence = reader.number("switch_confidence", base.switch_confidence, minimum=0)
+    if confidence != 0 and not MIN_CONFIDENCE <= confidence < 1:
+        raise reader.error(
+            "switch_confidence",
+            f"must be 0 (the margin alone) or at least {MIN_CONFIDENCE:g} and below 1, "
+            f"got {confidence:g}",
+        )
+    # The recording rules give the standard error of the window's mean TTFT; a p95 has
+    # none they could record, and a lead judged without the latency's noise would not be
+    # the confidence the key promises.
+    if confidence and score.latency_statistic != LATENCY_MEAN:
+        raise reader.error(
+            "switch_confidence",
+            '[performance.score] latency_statistic = "mean" is required: the standard '
+            "error is of the window's mean TTFT",
+        )
     settings = GeneratorSettings(
         hysteresis_margin=reader.number(
             "hysteresis_margin", base.hysteresis_margin, minimum=0, maximum=1
@@ -890,6 +909,7 @@ def _parse_generator(perf: _Reader) -> GeneratorSettings:
         hysteresis_for=reader.duration("hysteresis_for", base.hysteresis_for) or "0s",
         max_chain=reader.integer("max_chain", base.max_chain, minimum=1),
         stale_after=reader.duration("stale_after", None),
+        switch_confidence=confidence,
     )
     reader.reject_unknown()
     return settings
@@ -1071,6 +1091,7 @@ def _parse_performance(
         "test_interval_minutes", base.test_interval_minutes, minimum=0, exclusive_min=True
     )
     tokens_per_hour, dollars_per_hour = _parse_budget(perf, base.max_output_tokens_per_hour)
+    score = _parse_score(perf)
     performance = Performance(
         enabled=perf.get("enabled", bool, True),
         test_interval_minutes=interval,
@@ -1088,10 +1109,10 @@ def _parse_performance(
         max_output_tokens_per_hour=tokens_per_hour,
         modules=modules,
         scenarios=_parse_scenarios(perf, providers, thresholds),
-        generator=_parse_generator(perf),
+        generator=_parse_generator(perf, score),
         exporter=_parse_exporter(perf),
         adaptive=_parse_adaptive(perf, interval),
-        score=_parse_score(perf),
+        score=score,
         prices=_parse_prices(perf, providers),
         max_dollars_per_hour=dollars_per_hour,
     )

@@ -302,6 +302,12 @@ TABLES: dict[str, TableDoc] = {
             "hysteresis_margin": "A challenger must beat the route's current holder by this "
             "fraction of its score ...",
             "hysteresis_for": "... continuously for this long before it takes the place.",
+            "switch_confidence": "How sure the generator must be that a challenger's score "
+            "is truly higher before it takes a place: besides the margin, its lead must exceed "
+            "this one-sided confidence's normal quantile times the standard error of the "
+            "difference, from the windows' sample spread (recorded as "
+            "`provider_model:llm_*:stderr_<window>`). 0: the margin alone; otherwise at least "
+            '0.5 and below 1. Needs `[performance.score] latency_statistic = "mean"`.',
             "max_chain": "Routes kept in a fallback chain.",
             "stale_after": "A model without a probe this recent has no fresh data: it keeps "
             "its old place after the ranked models. Unset: three probe cadences, 3 × "

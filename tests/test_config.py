@@ -165,6 +165,14 @@ models = ["gemini-2.0-flash"]
         ("[performance]\nsuccess_rate_confidence = 1\n", "performance.success_rate_confidence"),
         ("[performance]\nsuccess_rate_confidence = 0.3\n", "performance.success_rate_confidence"),
         ("[performance]\nsuccess_rate_confidence = -1\n", "performance.success_rate_confidence"),
+        (
+            "[performance.generator]\nswitch_confidence = 0.3\n",
+            "performance.generator.switch_confidence",
+        ),
+        (
+            "[performance.generator]\nswitch_confidence = 1\n",
+            "performance.generator.switch_confidence",
+        ),
     ],
 )
 def test_bad_performance_values_name_the_key(performance: str, key: str) -> None:
@@ -177,6 +185,19 @@ def test_success_rate_confidence_defaults_to_the_plain_ratio() -> None:
     assert set_to.performance.success_rate_confidence == 0.95
     message = str(error_of("[performance]\nsuccess_rate_confidence = 1\n"))
     assert "0 (judge the plain ratio) or at least 0.5 and below 1, got 1" in message
+
+
+def test_switch_confidence_is_off_by_default_and_needs_the_mean_ttft() -> None:
+    assert parse_config(PROVIDERS, "p.toml").performance.generator.switch_confidence == 0
+    mean = '[performance.score]\nlatency_statistic = "mean"\n'
+    on = "[performance.generator]\nswitch_confidence = 0.9\n"
+    generator = parse_config(PROVIDERS + mean + on, "p.toml").performance.generator
+    assert generator.switch_confidence == 0.9
+    # The rules record the standard error of the mean TTFT only: under the default p95
+    # statistic the key could not mean what it says.
+    error = error_of(on)
+    assert error.key == "performance.generator.switch_confidence"
+    assert 'latency_statistic = "mean" is required' in str(error)
 
 
 def test_provider_without_models_is_refused() -> None:

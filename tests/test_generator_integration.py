@@ -83,12 +83,14 @@ def model(
     decode: float = 60.0,
     success: float = 1.0,
     success_upper: float | None = None,
+    decode_stderr: float | None = None,
     probe_age: float = 0,
     scenarios: tuple[str, ...] = ("default",),
     region: str | None = None,
 ) -> dict[str, object]:
     return dict(
         region=region,
+        decode_stderr=decode_stderr,
         score=score,
         meets=meets,
         samples=samples,
@@ -136,6 +138,10 @@ DATA: dict[str, dict[str, dict[str, object]]] = {
         "deepseek/deepseek-r1": model(0.3, meets=0, success=0.5, success_upper=0.88),
     },
     "ollama": {"qwen2.5-coder:latest": model(0.4, scenarios=("default", "background"))},
+    # b leads by 0.10, beyond the 10 % margin (0.08), but both windows measured their
+    # decode rates (60 tokens/s) only to 20 tokens/s: the difference's standard error is
+    # 0.4 x 0.2 x sqrt 2 = 0.113, and switch_confidence 0.9 asks 1.28 of them (0.145).
+    "noisy": {"a": model(0.80, decode_stderr=20.0), "b": model(0.90, decode_stderr=20.0)},
 }
 # The same models measured from two regions (series with a `region` label): eu ranks a
 # first, us ranks b first, and folded to the worst region a scores 0.4, b 0.5.
@@ -194,6 +200,12 @@ def openmetrics() -> str:
                     ("llm_request_success:ratio_1h", "success"),
                 ):
                     add(f"provider_model:{rule}", labels, lambda age, s=spec, k=key: s[k])
+                if spec["decode_stderr"] is not None:
+                    add(
+                        "provider_model:llm_decode_tokens_per_second:stderr_1h",
+                        labels,
+                        lambda age, s=spec: s["decode_stderr"],
+                    )
                 if spec["success_upper"] is not None:
                     add(
                         "provider_model:llm_request_success:wilson_upper_1h",
@@ -359,6 +371,23 @@ def test_backfilled_series_reach_now(prometheus):
         'provider_model:llm_performance_score:ratio_1h{provider="fast",model="b"}'
     )
     assert samples and samples[0].value == 0.9
+
+
+def test_a_lead_within_the_windows_noise_does_not_switch(backend, tmp_path):
+    confident = (
+        "switch_confidence = 0.9\n"
+        '[performance.score]\nform = "capped"\nlatency_statistic = "mean"\n'
+        "latency_reference_ms = 1000\nthroughput_reference_tokens_per_sec = 100\n"
+    )
+    cfg = write_config(tmp_path, "noisy", ["a", "b"], {"default": "noisy,a|noisy,b"}, confident)
+    code, out, err = run_generate("--config", str(cfg), "--prometheus", backend, "--explain")
+    assert code == 0, err
+    assert router(cfg)["default"] == "noisy,a|noisy,b"
+    assert "switch_confidence asks a lead of 0.145" in out
+    # The margin alone lets b take the place.
+    cfg.write_text(cfg.read_text().replace("switch_confidence = 0.9", "switch_confidence = 0"))
+    assert run_generate("--config", str(cfg), "--prometheus", backend)[0] == 3
+    assert router(cfg)["default"] == "noisy,b|noisy,a"
 
 
 def test_faster_model_moves_to_front(backend, tmp_path):

@@ -39,11 +39,13 @@ def test_model_stats_prefers_scenario_series_and_drops_nan():
     snap.meets[key] = {"default": 1.0}
     snap.plain["samples"] = {key: 9.0}
     snap.plain["ttft_p95"] = {key: float("nan")}
+    snap.plain["decode_stderr"] = {key: 4.5}
     snap.last_probe[key] = 900.0
     snap.hold[("p", "m", "think")] = HoldScores(0.6, 0.8, covered=True)
     think = model_stats(snap, "think", Route("p", "m"))
     assert (think.score, think.score_scenario, think.meets_thresholds) == (0.7, "think", True)
     assert think.ttft_p95_seconds is None and think.fresh
+    assert (think.decode_stderr, think.ttft_mean_stderr) == (4.5, None)
     assert (think.hold_min, think.hold_max, think.hold_covered) == (0.6, 0.8, True)
     default = model_stats(snap, "default", Route("p", "m"))
     assert default.score == 0.4 and not default.hold_covered  # no default history
@@ -123,6 +125,14 @@ def test_region_selects_one_regions_series_and_without_it_regions_fold_to_the_wo
     # The worst region: lowest score, flag, count, rate and ratio; highest p95 TTFT.
     assert every["ttft_p95"].startswith("max by (provider, model) (")
     assert every["decode"].startswith("min by (provider, model) (")
+    # The standard errors are asked for only when a switch is judged by its confidence,
+    # and fold to the noisiest region's.
+    assert "ttft_stderr" not in every and "decode_stderr" not in every
+    noisy = snapshot_queries("1h", "15m", noise=True)
+    assert noisy["ttft_stderr"] == (
+        "max by (provider, model) (provider_model:llm_ttft_seconds:stderr_1h)"
+    )
+    assert noisy["decode_stderr"].startswith("max by (provider, model) (")
     held = hold_queries("1h", 900, 1000.0, region='e"u')
     assert all('{region="e\\"u"}' in query for query in held.queries.values())
     assert held.queries["sum"].startswith("sum by ")  # a NaN step of any region counts

@@ -116,6 +116,19 @@ def test_histograms_and_counters_after_one_success():
     assert value(text, "llm_request_failures_total", reason="no_api_key") is None
 
 
+def test_sums_of_squares_accompany_the_score_figures_histograms():
+    # What the recording rules take a window's standard error from: the sum of the
+    # squares, not the square of the sum (two requests tell them apart).
+    fast, slow = ok_request(ttft=0.2, duration=1.2), ok_request(ttft=0.6, duration=1.1)
+    text = render_single_probe(result_of(fast, slow))
+    assert value(text, "llm_ttft_seconds_squared_total") == pytest.approx(0.04 + 0.36)
+    rates = [fast.tokens_per_second, slow.tokens_per_second]
+    assert value(text, "llm_decode_tokens_per_second_squared_total") == pytest.approx(
+        sum(rate * rate for rate in rates if rate is not None)
+    )
+    assert value(text, "llm_request_duration_seconds_squared_total") is None
+
+
 def test_value_on_a_bucket_bound_lands_in_that_bucket():
     store = CumulativeStore()
     store.observe(result_of(ok_request(ttft=TTFT_BUCKETS[3])))

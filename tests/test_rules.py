@@ -61,6 +61,8 @@ CONTRACT_RECORDS = {
     "provider_model:llm_first_content_seconds:p95_{w}",
     "provider_model:llm_request_duration_seconds:p95_{w}",
     "provider_model:llm_decode_tokens_per_second:mean_{w}",
+    "provider_model:llm_ttft_seconds:stderr_{w}",
+    "provider_model:llm_decode_tokens_per_second:stderr_{w}",
     "provider_model:llm_requests:increase_{w}",
     "provider_model:llm_request_success:ratio_{w}",
     # The example config sets success_rate_confidence; without it there is no bound.

@@ -483,6 +483,7 @@ def recording_test(performance: Performance) -> dict[str, object]:
                 ],
             },
             baseline_modules_test(performance),
+            stderr_test(performance),
         ],
     }
 
@@ -836,6 +837,49 @@ def alerts_test(performance: Performance) -> dict[str, object]:
                 "promql_expr_test": checks,
             }
         ],
+    }
+
+
+def stderr_test(performance: Performance) -> dict[str, object]:
+    """The standard errors of the window's means, for any window.
+
+    Every step adds two observations, m - d and m + d, so over the window's 4 steps n = 8,
+    the mean is m and s^2 = 8 d^2 / 7: the standard error is sqrt(s^2 / 8) = d / sqrt 7.
+    """
+    t = timings(performance)
+    w = t.window
+    module = next(name for name, module in performance.modules.items() if is_baseline(module))
+    base = (
+        f'job="llm_probe",instance="exporter:9101",provider="gen",model="spread",module="{module}"'
+    )
+    inputs, expected = [], []
+    for metric, middle, offset in (
+        ("llm_ttft_seconds", 0.8, 0.3),
+        ("llm_decode_tokens_per_second", 60.0, 15.0),
+    ):
+        per_step = {
+            "count": 2.0,
+            "sum": 2 * middle,
+            "squared_total": (middle - offset) ** 2 + (middle + offset) ** 2,
+        }
+        for suffix, value in per_step.items():
+            inputs.append(
+                {"series": f"{metric}_{suffix}{{{base}}}", "values": f"0+{number(value)}x8"}
+            )
+        expected.append(
+            {
+                "expr": f"round(provider_model:{metric}:stderr_{w}, 0.0001)",
+                "eval_time": prom_duration(2 * t.window_seconds),
+                "exp_samples": [
+                    sample('{provider="gen",model="spread"}', round4(offset / math.sqrt(7)))
+                ],
+            }
+        )
+    return {
+        "name": "generated: standard errors of the window's means",
+        "interval": prom_duration(t.window_seconds / 4),
+        "input_series": inputs,
+        "promql_expr_test": expected,
     }
 
 
