@@ -700,6 +700,12 @@ def configured(args: argparse.Namespace) -> Performance:
             performance.adaptive, confirm_after_seconds=args.confirm_after_seconds
         )
         performance = dataclasses.replace(performance, adaptive=adaptive)
+    if args.latency_max_tokens is not None:
+        modules = dict(performance.modules)
+        modules["latency"] = dataclasses.replace(
+            modules["latency"], max_tokens=args.latency_max_tokens
+        )
+        performance = dataclasses.replace(performance, modules=modules)
     score = performance.score
     if args.latency_reference_ms is not None:
         score = dataclasses.replace(score, latency_reference_ms=args.latency_reference_ms)
@@ -814,6 +820,12 @@ def main() -> None:
         "--latency-reference-ms", type=float, help="override [performance.score] latency reference"
     )
     parser.add_argument(
+        "--latency-max-tokens",
+        type=int,
+        help="override the latency module's max_tokens (16): what the watch probes ask for; "
+        "longer answers measure the decode rate with less arrival jitter, at more tokens",
+    )
+    parser.add_argument(
         "--throughput-reference",
         type=float,
         help="override [performance.score] throughput_reference_tokens_per_sec",
@@ -870,7 +882,9 @@ def main() -> None:
         f"failure ratio {performance.score.failure_ratio_reference or 'threshold'}, "
         f"min_test_count {performance.min_test_count}, "
         f"success_rate_confidence {performance.success_rate_confidence:g}, "
-        f"modules {','.join(performance.sd_modules)}; {len(worlds)} worlds x {seeds} seeds; "
+        f"modules {','.join(performance.sd_modules)} "
+        f"(latency {performance.modules['latency'].max_tokens} tokens); "
+        f"{len(worlds)} worlds x {seeds} seeds; "
         f"decisions every {every} s; regret of {args.answer_tokens}-token answers"
         + (f"; recording rules from {args.recording}" if args.recording else "")
     )

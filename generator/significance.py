@@ -35,6 +35,8 @@ def score_stderr(stats: ModelStats, scoring: Sequence[ScenarioParams]) -> float:
     series the score came from (`stats.score_scenario`) is used, else `default`. A
     figure without a recorded standard error (fewer than 2 samples of it) adds nothing:
     the sample-count gate (`min_test_count`) is what protects a model with one sample.
+    The success ratio's spread is taken over the window's sample count, the baseline
+    modules' requests: the ratio counts every module's, so this errs on the wide side.
     """
     params = _params(stats.score_scenario or "default", scoring)
     ttft, decode = stats.ttft_mean_seconds, stats.decode_tokens_per_second
