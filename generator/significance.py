@@ -2,10 +2,11 @@
 
 A window holds few samples (four or five at the example's rates), so two models that
 are truly alike differ in score by the draw of those samples, and a short window
-differs more. The margin alone cannot tell that from a real lead: a margin wide enough
-to ignore the draw also ignores a real but modest lead. Asking instead that the lead be
-larger than `z` standard errors of the difference lets a short window follow real
-changes without following noise.
+differs more. The margin asks the same relative lead of a window of three noisy samples
+and of one of thirty; `switch_confidence` also asks a lead larger than `z` standard
+errors of the difference, in proportion to the noise the windows show. What that buys,
+and where it does not (a window of three samples misjudges its own spread),
+docs/benchmarks.md measures in round 15.
 
 The score's standard error comes from the delta method: each of its three figures (mean
 TTFT, mean decode rate, success ratio) is moved by one standard error towards worse,
