@@ -75,6 +75,7 @@ from routing_worlds import (  # noqa: E402
 )
 
 from perfgen.config import (  # noqa: E402
+    LATENCY_MEAN,
     LATENCY_STATISTICS,
     Performance,
     Route,
@@ -724,7 +725,7 @@ def configured(args: argparse.Namespace) -> Performance:
         score = dataclasses.replace(score, failure_ratio_reference=args.failure_reference)
     if args.latency_statistic is not None:
         score = dataclasses.replace(score, latency_statistic=args.latency_statistic)
-    if performance.generator.switch_confidence and score.latency_statistic != "mean":
+    if performance.generator.switch_confidence and score.latency_statistic != LATENCY_MEAN:
         raise SystemExit(
             '--switch-confidence: needs latency_statistic = "mean" (what the config refuses '
             "otherwise)"

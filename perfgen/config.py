@@ -42,7 +42,8 @@ SCENARIOS = (
     "image",
 )
 PROTOCOLS = ("openai", "anthropic", "openai-responses")
-# `success_rate_confidence`: the least level at which an upper bound is above the ratio.
+# `success_rate_confidence`, `switch_confidence`: the least level at which a one-sided
+# bound lies on the far side of its estimate.
 MIN_CONFIDENCE = 0.5
 
 # The proxy picks the wire format from the provider's name; perfgen infers the same way.
@@ -886,13 +887,9 @@ def _parse_generator(perf: _Reader, score: ScoreSettings) -> GeneratorSettings:
     if reader is None:
         return GeneratorSettings()
     base = GeneratorSettings()
-    confidence = reader.number("switch_confidence", base.switch_confidence, minimum=0)
-    if confidence != 0 and not MIN_CONFIDENCE <= confidence < 1:
-        raise reader.error(
-            "switch_confidence",
-            f"must be 0 (the margin alone) or at least {MIN_CONFIDENCE:g} and below 1, "
-            f"got {confidence:g}",
-        )
+    confidence = _parse_confidence(
+        reader, "switch_confidence", base.switch_confidence, "the margin alone"
+    )
     # The recording rules give the standard error of the window's mean TTFT; a p95 has
     # none they could record, and a lead judged without the latency's noise would not be
     # the confidence the key promises.
@@ -1014,14 +1011,13 @@ def _parse_score(perf: _Reader) -> ScoreSettings:
     return settings
 
 
-def _parse_confidence(perf: _Reader, default: float) -> float:
-    value = perf.number("success_rate_confidence", default, minimum=0)
-    # Below 0.5 the "upper bound" would lie under the ratio; at 1 it is always 1.
+def _parse_confidence(reader: _Reader, name: str, default: float, off: str) -> float:
+    """A one-sided confidence level: 0 (`off` says what that means), or in [0.5, 1)."""
+    value = reader.number(name, default, minimum=0)
+    # Below 0.5 the bound would lie on the wrong side of the estimate; at 1 it is infinite.
     if value != 0 and not MIN_CONFIDENCE <= value < 1:
-        raise perf.error(
-            "success_rate_confidence",
-            f"must be 0 (judge the plain ratio) or at least {MIN_CONFIDENCE:g} and "
-            f"below 1, got {value:g}",
+        raise reader.error(
+            name, f"must be 0 ({off}) or at least {MIN_CONFIDENCE:g} and below 1, got {value:g}"
         )
     return value
 
@@ -1101,7 +1097,9 @@ def _parse_performance(
         ),
         min_test_count=perf.integer("min_test_count", base.min_test_count, minimum=1),
         window=perf.duration("window", base.window) or base.window,
-        success_rate_confidence=_parse_confidence(perf, base.success_rate_confidence),
+        success_rate_confidence=_parse_confidence(
+            perf, "success_rate_confidence", base.success_rate_confidence, "judge the plain ratio"
+        ),
         thresholds=thresholds,
         weights=_parse_weights(weights_reader) if weights_reader else Weights(),
         targets=targets,
